@@ -1,0 +1,3 @@
+"""automix: automatic mixing and mastering toward a reference production."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,166 @@
+"""Reading and writing audio.
+
+One layout inside automix: ``(channels, samples)`` float32 with an explicit ``sample_rate``.
+soundfile's ``(samples, channels)`` layout is converted here, at the library edge, and nowhere
+else. Outputs are written atomically: to a temporary file in the destination folder, then
+renamed, so that a failure never leaves a partial file or touches an existing one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from automix.errors import AudioInputError, OutputError
+
+READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3")
+FORMATS = {"wav": "WAV", "flac": "FLAC"}
+BIT_DEPTHS = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+MIN_DURATION_S = 0.4  # one BS.1770 gating block: nothing shorter has a loudness
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Audio in automix's layout.
+
+    Attributes
+    ----------
+    samples : np.ndarray, shape (channels, samples), float32
+    sample_rate : int, Hz
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def channels(self) -> int:
+        return self.samples.shape[0]
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+
+def load(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S) -> Audio:
+    """Read an audio file into ``(channels, samples)`` float32, at its own sample rate.
+
+    Raises `AudioInputError` with a one-line reason for a missing, empty, unreadable,
+    non-audio, too short, silent or non-finite file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AudioInputError(f"{p}: no such file")
+    if p.is_dir():
+        raise AudioInputError(f"{p}: is a folder, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioInputError(f"{p}: file is empty")
+    try:
+        data, sample_rate = sf.read(str(p), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise AudioInputError(f"{p}: not a readable audio file ({_first_line(exc)})") from None
+    except (RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
+        raise AudioInputError(f"{p}: not a readable audio file ({_first_line(exc)})") from None
+    samples = np.ascontiguousarray(data.T)
+    if samples.shape[1] == 0:
+        raise AudioInputError(f"{p}: has no samples")
+    if not np.all(np.isfinite(samples)):
+        raise AudioInputError(f"{p}: contains NaN or infinite samples")
+    duration = samples.shape[1] / sample_rate
+    if duration < min_duration_s:
+        raise AudioInputError(
+            f"{p}: too short ({duration * 1000:.0f} ms; at least {min_duration_s * 1000:.0f} ms)"
+        )
+    if not np.any(samples):
+        raise AudioInputError(f"{p}: is digital silence")
+    return Audio(samples, int(sample_rate))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def tpdf_dither(samples: np.ndarray, bits: int, *, seed: int = 0) -> np.ndarray:
+    """Add triangular (TPDF) dither of +-1 LSB at ``bits`` and quantise; shape kept.
+
+    The result is on the ``bits`` grid, so that the integer writer that follows only
+    converts and never rounds again (the dither has already decorrelated the error).
+    """
+    rng = np.random.default_rng(seed)
+    scale = float(2 ** (bits - 1))
+    noise = rng.random(samples.shape, dtype=np.float32) - rng.random(samples.shape, dtype=np.float32)
+    quantised = np.round(samples * scale + noise)
+    return (np.clip(quantised, -scale, scale - 1) / scale).astype(np.float32)
+
+
+def save(
+    path: str | os.PathLike,
+    audio: Audio,
+    *,
+    bit_depth: int = 24,
+    file_format: str = "wav",
+    dither: bool = True,
+) -> Path:
+    """Write ``audio`` atomically; return the final path.
+
+    ``bit_depth`` 16 applies TPDF dither as the very last step (unless ``dither`` is false);
+    24 writes integer PCM; 32 writes 32-bit float. ``file_format`` is "wav" or "flac"
+    (FLAC has no float: 32 is refused).
+    """
+    if file_format not in FORMATS:
+        raise OutputError(f"unknown format {file_format!r}; choose one of {', '.join(FORMATS)}")
+    if bit_depth not in BIT_DEPTHS:
+        raise OutputError(f"bit depth must be one of 16, 24, 32; got {bit_depth}")
+    if file_format == "flac" and bit_depth == 32:
+        raise OutputError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
+    samples = audio.samples
+    if bit_depth == 16 and dither:
+        samples = tpdf_dither(samples, 16)
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: output folder does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write here ({exc.strerror})") from None
+    os.close(fd)
+    try:
+        sf.write(tmp, samples.T, audio.sample_rate, subtype=BIT_DEPTHS[bit_depth],
+                 format=FORMATS[file_format])
+        os.replace(tmp, dest)
+    except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+        _remove_quietly(tmp)
+        reason = "disk full" if getattr(exc, "errno", None) == errno.ENOSPC else _first_line(exc)
+        raise OutputError(f"{dest}: could not write ({reason})") from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    return dest
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file (a JSON sidecar, a settings file) atomically."""
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise OutputError(f"{dest}: could not write ({exc.strerror})") from None
+    return dest
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,17 @@
+"""One exception root: the CLI and the service map every `AutomixError` to a one-line message."""
+
+
+class AutomixError(Exception):
+    """Base class of every error automix reports to a user."""
+
+
+class AudioInputError(AutomixError):
+    """An input file is missing, unreadable, not audio, silent or too short."""
+
+
+class OutputError(AutomixError):
+    """An output cannot be written (exists, equals the input, folder not writable, disk full)."""
+
+
+class SettingsError(AutomixError):
+    """A preset, target, settings file or amount is unknown or out of range."""
