@@ -1,0 +1,63 @@
+"""True-peak limiter (numpy): no 4x-oversampled peak of the output exceeds the ceiling.
+
+pedalboard's ``Limiter`` clips at 0 dBFS and does not look between samples, and its
+``BrickwallLimiter(true_peak=True)`` costs 1.4-2 s per 3-min song, so the mastering bus uses
+this vectorised one instead (about 0.3 s per 3-min stereo song):
+
+1. ``required[n]``: the gain that brings the true-peak envelope at ``n`` to the ceiling.
+2. Lookahead attack: a centred minimum over ``2W-1`` samples followed by two centred moving
+   averages of ``W`` samples. The averaging kernel lies inside the minimum's window, so the
+   smoothed gain never exceeds ``required`` anywhere (no peak escapes), and it ramps in
+   over ``W`` samples before a peak instead of switching.
+3. Release: the minimum of that gain and its exponential moving average (time constant
+   ``release_ms``, in the log domain, on 32-sample block minima). Taking the minimum keeps
+   the guarantee of step 2, lets isolated transients recover quickly, and makes sustained
+   limiting release slowly.
+4. A final check measures the output's true peak and trims any residue (from gain changes
+   between samples) with a constant gain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.signal import lfilter
+
+from automix.loudness import true_peak_dbtp, true_peak_envelope
+from automix.params import LimiterParams
+
+LOOKAHEAD_MS = 1.5
+MARGIN_DB = 0.1  # aim this far under the ceiling so the residue trim rarely acts
+RELEASE_BLOCK = 32  # samples per step of the release smoother
+
+
+def limiter_gain(envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
+    """Gain curve, shape ``(samples,)``, for a true-peak ``envelope`` of the same shape."""
+    ceiling = np.float32(10.0 ** ((p.ceiling_dbtp - MARGIN_DB) / 20.0))
+    required = np.minimum(np.float32(1.0), ceiling / np.maximum(envelope, np.float32(1e-12)))
+    if required.min() >= 1.0:
+        return required
+    w = 2 * int(round(LOOKAHEAD_MS * 1e-3 * sample_rate / 2)) + 1  # odd: centred windows
+    attack = minimum_filter1d(required, size=2 * w - 1, mode="nearest")
+    attack = uniform_filter1d(uniform_filter1d(attack, w, mode="nearest"), w, mode="nearest")
+    # The release runs on block minima (a few ms): it moves slowly, so that rate is plenty,
+    # and min(attack, release) <= attack keeps the guarantee whatever the interpolation does.
+    n_blocks = -(-attack.size // RELEASE_BLOCK)
+    padded = np.pad(attack, (0, n_blocks * RELEASE_BLOCK - attack.size), mode="edge")
+    log_gain = np.log(padded.reshape(n_blocks, RELEASE_BLOCK).min(axis=1).astype(np.float64))
+    alpha = np.exp(-RELEASE_BLOCK / (p.release_ms * 1e-3 * sample_rate))
+    smoothed = lfilter([1.0 - alpha], [1.0, -alpha], log_gain - log_gain[0]) + log_gain[0]
+    release = np.exp(np.minimum(log_gain, smoothed))
+    centres = np.arange(n_blocks) * RELEASE_BLOCK + RELEASE_BLOCK // 2
+    release_curve = np.interp(np.arange(attack.size), centres, release).astype(np.float32)
+    return np.minimum(attack, release_curve)
+
+
+def true_peak_limit(samples: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
+    """Limit ``samples`` (channels, samples) so that their true peak is <= ``p.ceiling_dbtp``."""
+    gain = limiter_gain(true_peak_envelope(samples, sample_rate), sample_rate, p)
+    out = (samples * gain[None, :]).astype(np.float32)
+    excess_db = true_peak_dbtp(out, sample_rate) - (p.ceiling_dbtp - 0.01)
+    if excess_db > 0:
+        out *= np.float32(10.0 ** (-excess_db / 20.0))
+    return out

@@ -1,0 +1,122 @@
+"""Audio I/O: formats, layouts, bit depths, dither, atomic writes and clear errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from automix.audio import Audio, load, save, tpdf_dither
+from automix.errors import AudioInputError, OutputError
+
+
+def _sine(sr: int, channels: int, seconds: float = 1.0, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return np.stack([amp * np.sin(2 * np.pi * (440 + 110 * c) * t) for c in range(channels)])
+
+
+@pytest.mark.parametrize("fmt,subtype,ext", [
+    ("WAV", "PCM_16", "wav"), ("WAV", "PCM_24", "wav"), ("WAV", "FLOAT", "wav"),
+    ("FLAC", "PCM_16", "flac"), ("OGG", "VORBIS", "ogg"), ("AIFF", "PCM_16", "aiff"),
+    ("MP3", "MPEG_LAYER_III", "mp3"),
+])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_reads_formats_in_one_layout(tmp_path: Path, fmt: str, subtype: str, ext: str,
+                                     channels: int) -> None:
+    sr = 44100
+    x = _sine(sr, channels)
+    path = tmp_path / f"x.{ext}"
+    sf.write(path, x.T, sr, format=fmt, subtype=subtype)
+    audio = load(path)
+    assert audio.samples.dtype == np.float32
+    assert audio.channels == channels and audio.sample_rate == sr
+    lossy = fmt in ("OGG", "MP3")
+    if not lossy:
+        assert audio.samples.shape == x.shape
+        assert np.max(np.abs(audio.samples - x)) < 1e-3
+    else:  # codecs add delay/padding: compare the level instead
+        assert abs(np.sqrt(np.mean(audio.samples**2)) - np.sqrt(np.mean(x**2))) < 0.02
+
+
+@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000, 96000, 192000])
+def test_sample_rate_is_kept(tmp_path: Path, sr: int) -> None:
+    src = tmp_path / "in.wav"
+    sf.write(src, _sine(sr, 2).T, sr, subtype="PCM_24")
+    audio = load(src)
+    out = save(tmp_path / "out.wav", audio)
+    info = sf.info(out)
+    assert info.samplerate == sr and info.subtype == "PCM_24" and info.channels == 2
+
+
+@pytest.mark.parametrize("bits,subtype,fmt", [(16, "PCM_16", "wav"), (24, "PCM_24", "wav"),
+                                             (32, "FLOAT", "wav"), (24, "PCM_24", "flac")])
+def test_save_bit_depths_and_formats(tmp_path: Path, bits: int, subtype: str, fmt: str) -> None:
+    x = _sine(48000, 2).astype(np.float32)
+    out = save(tmp_path / f"o.{fmt}", Audio(x, 48000), bit_depth=bits, file_format=fmt)
+    info = sf.info(out)
+    assert info.subtype == subtype
+    y, _ = sf.read(out, dtype="float64", always_2d=True)
+    assert np.max(np.abs(y.T - x)) < 2.0 / 2 ** (bits - 1) + 1e-6
+
+
+def test_tpdf_dither_is_triangular_and_decorrelates() -> None:
+    # A constant between two 16-bit steps: without dither it rounds to one value; with TPDF
+    # dither the mean is preserved and the error spans at most +-1.5 LSB (rounding + triangle).
+    lsb = 1 / 32768
+    x = np.full((2, 200_000), 0.25 * lsb + 10 * lsb, dtype=np.float32)
+    y = tpdf_dither(x, 16)
+    assert abs(float(y.mean() - x.mean())) < 0.02 * lsb
+    assert np.max(np.abs(y - x)) <= 1.5 * lsb + 1e-9
+    assert len(np.unique(np.round(y / lsb))) >= 3
+    assert np.allclose(np.round(y / lsb), y / lsb, atol=1e-3)  # on the 16-bit grid
+
+
+def test_16_bit_output_is_dithered_last(tmp_path: Path) -> None:
+    # A -100 dBFS sine is below 16-bit resolution: undithered it truncates to silence,
+    # dithered it survives as a correlated component in the noise.
+    sr = 44100
+    x = (1e-5 * np.sin(2 * np.pi * 1000 * np.arange(sr) / sr))[None].astype(np.float32)
+    out = save(tmp_path / "d.wav", Audio(x, sr), bit_depth=16)
+    y, _ = sf.read(out, dtype="float64")
+    assert np.any(y != 0)
+    corr = np.dot(y, x[0]) / (np.linalg.norm(y) * np.linalg.norm(x[0]))
+    assert corr > 0.05
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: p.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt "), "not a readable audio file"),
+    (lambda p: p.write_bytes(os.urandom(4096)), "not a readable audio file"),
+    (lambda p: sf.write(p, np.zeros((44100, 2)), 44100), "silence"),
+    (lambda p: sf.write(p, 0.1 * np.ones((800, 2)), 44100), "too short"),
+    (lambda p: sf.write(p, np.full((44100, 2), np.nan), 44100, subtype="FLOAT"), "NaN"),
+])
+def test_bad_input_gives_one_line_error(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "bad.wav"
+    make(path)
+    with pytest.raises(AudioInputError) as exc:
+        load(path)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_failed_write_leaves_nothing_and_keeps_existing(tmp_path: Path, monkeypatch) -> None:
+    existing = tmp_path / "out.wav"
+    existing.write_bytes(b"keep me")
+
+    def broken_write(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sf, "write", broken_write)
+    with pytest.raises(OutputError, match="disk full"):
+        save(existing, Audio(_sine(44100, 2).astype(np.float32), 44100))
+    assert existing.read_bytes() == b"keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
+
+
+def test_missing_output_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="does not exist"):
+        save(tmp_path / "nope" / "o.wav", Audio(_sine(44100, 1).astype(np.float32), 44100))

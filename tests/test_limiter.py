@@ -1,0 +1,59 @@
+"""True-peak limiter: nothing over the ceiling, nothing touched below it, no extra latency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from automix.effects.limiter import limiter_gain, true_peak_limit
+from automix.loudness import true_peak_dbtp, true_peak_envelope
+from automix.params import LimiterParams
+
+from conftest import music_like
+
+
+@pytest.mark.parametrize("sr", [44100, 48000, 96000])
+@pytest.mark.parametrize("ceiling", [-1.0, -0.3, -6.0])
+def test_true_peak_never_exceeds_ceiling(rng, sr: int, ceiling: float) -> None:
+    x = music_like(rng, sr, 3.0) * np.float32(6.0)  # ~ +9 dBFS peaks: heavy limiting
+    y = true_peak_limit(x, sr, LimiterParams(ceiling_dbtp=ceiling))
+    assert true_peak_dbtp(y, sr) <= ceiling + 1e-3
+    assert y.shape == x.shape and y.dtype == np.float32
+
+
+def test_intersample_peaks_are_caught(rng) -> None:
+    # fs/4 sine 45 degrees off its peak: samples read -3 dB below the true peak.
+    sr = 48000
+    n = np.arange(sr)
+    x = np.stack([np.sin(np.pi * n / 2 + np.pi / 4)] * 2).astype(np.float32) * np.float32(0.99)
+    assert np.abs(x).max() < 0.71  # sample peak about -3 dBFS: a sample-peak limiter does nothing
+    y = true_peak_limit(x, sr, LimiterParams(ceiling_dbtp=-1.0))
+    assert true_peak_dbtp(y, sr) <= -1.0 + 1e-3
+    assert true_peak_dbtp(x, sr) > -0.2
+
+
+def test_signal_under_ceiling_passes_untouched(rng) -> None:
+    x = music_like(rng, 44100, 2.0) * np.float32(0.3)
+    assert true_peak_dbtp(x, 44100) < -3
+    y = true_peak_limit(x, 44100, LimiterParams(ceiling_dbtp=-1.0))
+    np.testing.assert_array_equal(y, x)
+
+
+def test_gain_only_reduces_and_releases_slowly_after_sustained_limiting() -> None:
+    sr = 44100
+    env = np.full(sr * 2, 0.5, dtype=np.float32)
+    env[sr // 2: sr] = 2.0  # half a second 12 dB over a 0 dBTP ceiling
+    p = LimiterParams(ceiling_dbtp=0.0, release_ms=100.0)
+    g = limiter_gain(env, sr, p)
+    assert g.max() <= 1.0
+    assert np.all(g * env <= 10 ** (-0.1 / 20) + 1e-6)
+    # 50 ms after the loud part the gain is still recovering (slow release), not back at 1
+    assert g[sr + int(0.05 * sr)] < 0.9
+    assert g[-1] > 0.99
+
+
+def test_envelope_matches_true_peak(rng) -> None:
+    x = music_like(rng, 44100, 1.0)
+    env = true_peak_envelope(x, 44100)
+    assert env.shape == (x.shape[1],)
+    assert 20 * np.log10(env.max()) == pytest.approx(true_peak_dbtp(x, 44100), abs=1e-4)
