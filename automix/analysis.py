@@ -1,0 +1,352 @@
+"""Features of a production: loudness, dynamics, stereo image, tonal balance, and warnings.
+
+`analyze` is the one description of an input or a reference that the mastering matcher,
+presets, benchmarks and the network share. Tonal balance is third-octave band power of the
+mid (and side) signal, in dB relative to the production's integrated loudness, so that a gain
+change leaves it unchanged and two productions at different levels compare band by band.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
+
+from automix import loudness
+from automix.loudness import amp_to_db
+
+# ISO 266 nominal third-octave centres (labels); band edges use the exact base-2 centres.
+# fmt: off
+BAND_CENTERS_HZ = np.array([
+    31.5, 40, 50, 63, 80, 100, 125, 160, 200, 250, 315, 400, 500, 630, 800,
+    1000, 1250, 1600, 2000, 2500, 3150, 4000, 5000, 6300, 8000, 10000, 12500, 16000,
+])
+# fmt: on
+_EXACT_CENTERS_HZ = 1000.0 * 2.0 ** (np.arange(-15, 13) / 3.0)
+BAND_EDGES_HZ = np.stack([_EXACT_CENTERS_HZ * 2 ** (-1 / 6), _EXACT_CENTERS_HZ * 2 ** (1 / 6)])
+BAND_MAX_FRACTION_OF_NYQUIST = 0.9  # bands reaching above this are NaN (anti-alias roll-off)
+WELCH_SEGMENT_AT_44K = 8192  # 5.4 Hz bins; scaled with the sample rate to a power of two
+_WELCH_FRAMES_PER_FFT = 64  # frames transformed at once: bounds the memory of long files
+BAND_POWER_FLOOR_DB = -200.0  # empty bands, before loudness normalisation
+TONAL_ERROR_RANGE_DB = 60.0  # tonal_balance_error_db ignores bands this far below b's loudest
+
+CLIP_LEVEL = 0.999  # |x| at or above this counts as full scale
+CLIP_RUN_SAMPLES = 3  # a clip is a run of at least this many full-scale samples
+CLIP_RUNS_ALLOWED = 3  # W01 when there are more clips than this
+LIMITED_PLR_DB = 8.0  # W02 when the peak-to-loudness ratio is below this ...
+LIMITED_CREST_DB = 6.0  # ... or the crest factor is below this ...
+LIMITED_CEILING_DBFS = -1.0  # ... with the sample peak at or above this
+TRUE_PEAK_MAX_DBTP = 0.0  # W03 above this
+DC_OFFSET_MAX = 0.01  # W04 when a channel's mean is larger (linear, full scale = 1)
+MONO_WIDTH_MAX = 1e-3  # W05 when side RMS / mid RMS is at most this (side 60 dB down)
+QUIET_LUFS = -40.0  # W06 below this
+INTER_SAMPLE_PEAK_DB = 1.0  # W07 when the true peak exceeds the sample peak by more
+
+
+@dataclass(frozen=True)
+class AudioWarning:
+    """A property of an input worth telling the user: a numbered code and one sentence."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What `analyze` measures in a production.
+
+    Attributes
+    ----------
+    sample_rate : int, Hz
+    channels : int
+    duration_s : float
+    integrated_lufs : float, ITU-R BS.1770-4, LUFS (-120 for silence)
+    loudness_range_lu : float, EBU Tech 3342, LU
+    true_peak_dbtp : float, 4x oversampled, dBTP
+    sample_peak_dbfs : float, dBFS
+    rms_dbfs : float, over all channels, dBFS
+    crest_db : float, sample peak minus RMS, dB
+    plr_db : float, true peak minus integrated loudness (peak-to-loudness ratio), dB
+    width : float, side RMS / mid RMS with mid = (L+R)/2, side = (L-R)/2; 0 for mono,
+        1 for independent channels of equal level, inf for L = -R
+    correlation : float, Pearson correlation of L and R, -1..1; 1 for mono
+    tonal_mid_db, tonal_side_db : tuple of float, one per `BAND_CENTERS_HZ`
+        Band power in dB relative to the integrated loudness (see `tonal_balance_db`);
+        NaN for bands above 0.9 x Nyquist.
+    warnings : tuple of AudioWarning
+    """
+
+    sample_rate: int
+    channels: int
+    duration_s: float
+    integrated_lufs: float
+    loudness_range_lu: float
+    true_peak_dbtp: float
+    sample_peak_dbfs: float
+    rms_dbfs: float
+    crest_db: float
+    plr_db: float
+    width: float
+    correlation: float
+    tonal_mid_db: tuple[float, ...]
+    tonal_side_db: tuple[float, ...]
+    warnings: tuple[AudioWarning, ...]
+
+    def to_dict(self) -> dict:
+        """JSON-able form: floats rounded to 0.01, NaN and infinities as None."""
+        scalars = {
+            name: _json_float(getattr(self, name))
+            for name in (
+                "duration_s",
+                "integrated_lufs",
+                "loudness_range_lu",
+                "true_peak_dbtp",
+                "sample_peak_dbfs",
+                "rms_dbfs",
+                "crest_db",
+                "plr_db",
+                "width",
+                "correlation",
+            )
+        }
+        return {
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            **scalars,
+            "bands": {
+                "centers_hz": [float(f) for f in BAND_CENTERS_HZ],
+                "mid_db": [_json_float(v) for v in self.tonal_mid_db],
+                "side_db": [_json_float(v) for v in self.tonal_side_db],
+            },
+            "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
+        }
+
+
+def _json_float(value: float) -> float | None:
+    return round(float(value), 2) if math.isfinite(value) else None
+
+
+def _welch_segment(sample_rate: int) -> int:
+    """Welch segment length: 8192 at 44.1 kHz, the nearest power of two at other rates."""
+    return 2 ** round(math.log2(WELCH_SEGMENT_AT_44K * sample_rate / 44100))
+
+
+def _welch_psd(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided power spectral density by Welch's method: Hann, 50 % overlap, no detrending.
+
+    Written out rather than `scipy.signal.welch`, which is several times slower on long files.
+    (`scipy.fft` rather than `numpy.fft`: much faster on batches of float32 frames.)
+
+    Returns
+    -------
+    freqs_hz : np.ndarray, shape (bins,)
+    psd : np.ndarray, shape (bins,), power per Hz (sums to the mean square times the bin width)
+    """
+    segment = min(_welch_segment(sample_rate), x.size)
+    window = np.hanning(segment + 1)[:-1].astype(np.float32)  # periodic Hann
+    frames = sliding_window_view(x, segment)[:: max(segment // 2, 1)]
+    power = np.zeros(segment // 2 + 1)
+    for start in range(0, len(frames), _WELCH_FRAMES_PER_FFT):
+        spectrum = scipy.fft.rfft(frames[start : start + _WELCH_FRAMES_PER_FFT] * window, axis=-1)
+        power += np.sum(spectrum.real**2 + spectrum.imag**2, axis=0)
+    psd = power / (len(frames) * sample_rate * np.sum(window.astype(np.float64) ** 2))
+    psd[1 : (segment + 1) // 2] *= 2.0  # fold negative frequencies; DC and Nyquist have none
+    return np.fft.rfftfreq(segment, 1.0 / sample_rate), psd
+
+
+def tonal_balance_db(
+    samples_mono: np.ndarray, sample_rate: int, loudness_lufs: float
+) -> np.ndarray:
+    """Third-octave band power relative to a loudness.
+
+    Band power integrates one Welch PSD between the band edges, interpolating the cumulative
+    power inside bins so that bands narrower than a bin (31.5 Hz) still get their share.
+    Pink noise reads flat; white noise rises 3 dB per octave.
+
+    Parameters
+    ----------
+    samples_mono : np.ndarray, shape (samples,)
+    sample_rate : int, Hz
+    loudness_lufs : float
+        Subtracted from every band: the production's integrated loudness, also for its side
+        signal, so that side bands show the width per band.
+
+    Returns
+    -------
+    np.ndarray, shape (len(BAND_CENTERS_HZ),), dB; NaN for bands above 0.9 x Nyquist
+    """
+    freqs_hz, psd = _welch_psd(np.asarray(samples_mono, dtype=np.float32), sample_rate)
+    bin_hz = freqs_hz[1] - freqs_hz[0]
+    # Bin k holds the power in [f_k - bin/2, f_k + bin/2].
+    cumulative = np.concatenate([[0.0], np.cumsum(psd) * bin_hz])
+    bin_edges_hz = np.concatenate([freqs_hz - bin_hz / 2, [freqs_hz[-1] + bin_hz / 2]])
+    low, high = np.interp(BAND_EDGES_HZ, bin_edges_hz, cumulative)
+    power_db = 10.0 * np.log10(np.maximum(high - low, 10.0 ** (BAND_POWER_FLOOR_DB / 10)))
+    valid = BAND_EDGES_HZ[1] <= BAND_MAX_FRACTION_OF_NYQUIST * sample_rate / 2
+    return np.where(valid, power_db - loudness_lufs, np.nan)
+
+
+def tonal_balance_error_db(a: Analysis, b: Analysis, *, side: bool = False) -> float:
+    """RMS difference in dB between two tonal balances, over the bands that matter in ``b``.
+
+    Bands count when finite in both and within `TONAL_ERROR_RANGE_DB` of ``b``'s loudest band,
+    so that empty bands (a band-limited reference, silence) do not dominate.
+
+    Returns
+    -------
+    float, dB; NaN when no band counts
+    """
+    mine = np.asarray(a.tonal_side_db if side else a.tonal_mid_db)
+    target = np.asarray(b.tonal_side_db if side else b.tonal_mid_db)
+    finite = np.isfinite(mine) & np.isfinite(target)
+    if not finite.any():
+        return math.nan
+    counted = finite & (target >= np.max(target[finite]) - TONAL_ERROR_RANGE_DB)
+    return float(np.sqrt(np.mean((mine[counted] - target[counted]) ** 2)))
+
+
+def _rms(x: np.ndarray) -> float:
+    # float32 pairwise summation: relative error ~1e-7 even over hours of audio
+    return math.sqrt(float(np.mean(np.square(x))))
+
+
+def _correlation(left: np.ndarray, right: np.ndarray) -> float:
+    """Pearson correlation; 1 for identical channels, 0 when one channel is constant."""
+    left = left - np.mean(left)
+    right = right - np.mean(right)
+    norm = math.sqrt(float(np.sum(np.square(left))) * float(np.sum(np.square(right))))
+    if norm == 0.0:
+        return 1.0 if np.array_equal(left, right) else 0.0
+    return float(np.sum(left * right)) / norm
+
+
+def _count_clips(x: np.ndarray) -> int:
+    """Runs of at least `CLIP_RUN_SAMPLES` consecutive full-scale samples, over all channels."""
+    clips = 0
+    for channel in x:
+        full_scale = np.flatnonzero(np.abs(channel) >= CLIP_LEVEL)  # few, even when clipped
+        run_bounds = np.flatnonzero(np.diff(full_scale) != 1) + 1
+        run_lengths = np.diff(np.concatenate([[0], run_bounds, [full_scale.size]]))
+        clips += np.count_nonzero(run_lengths >= CLIP_RUN_SAMPLES)
+    return int(clips)
+
+
+def _input_warnings(x: np.ndarray, a: Analysis) -> tuple[AudioWarning, ...]:
+    """The numbered warnings W01..W07 that apply to ``x`` given its measurements ``a``."""
+    clips = _count_clips(x) if a.sample_peak_dbfs >= amp_to_db(CLIP_LEVEL) else 0
+    dc_offsets = np.abs(np.mean(x, axis=-1))
+    overshoot_db = a.true_peak_dbtp - a.sample_peak_dbfs
+    limited = a.plr_db < LIMITED_PLR_DB or (
+        a.crest_db < LIMITED_CREST_DB and a.sample_peak_dbfs >= LIMITED_CEILING_DBFS
+    )
+    checks = (
+        (
+            clips > CLIP_RUNS_ALLOWED,
+            "W01-clipping",
+            (
+                f"{clips} runs of {CLIP_RUN_SAMPLES} or more samples sit at full scale: "
+                "the input is clipped."
+            ),
+        ),
+        (
+            limited,
+            "W02-limited",
+            (
+                f"Peak-to-loudness ratio {a.plr_db:.1f} dB, crest factor {a.crest_db:.1f} dB: "
+                "the input looks already limited, leaving little room for dynamics processing."
+            ),
+        ),
+        (
+            a.true_peak_dbtp > TRUE_PEAK_MAX_DBTP,
+            "W03-true-peak-over",
+            (
+                f"True peak {a.true_peak_dbtp:+.2f} dBTP is above {TRUE_PEAK_MAX_DBTP:.0f} dBTP: "
+                "converters and lossy encoders will clip it."
+            ),
+        ),
+        (
+            bool(np.any(dc_offsets > DC_OFFSET_MAX)),
+            "W04-dc-offset",
+            f"A DC offset of {np.max(dc_offsets):.3f} (full scale 1) wastes headroom.",
+        ),
+        (
+            a.channels == 1 or a.width <= MONO_WIDTH_MAX,
+            "W05-mono",
+            (
+                "The input is mono (one channel or identical channels): "
+                "width settings have nothing to work on."
+            ),
+        ),
+        (
+            a.integrated_lufs < QUIET_LUFS,
+            "W06-quiet",
+            (
+                f"Integrated loudness {a.integrated_lufs:.1f} LUFS is below {QUIET_LUFS:.0f} LUFS: "
+                "the input is very quiet or nearly silent."
+            ),
+        ),
+        (
+            overshoot_db > INTER_SAMPLE_PEAK_DB,
+            "W07-inter-sample-peaks",
+            (
+                f"Inter-sample peaks reach {overshoot_db:.1f} dB above the sample peak: "
+                "sample-peak meters under-read this input."
+            ),
+        ),
+    )
+    return tuple(AudioWarning(code, message) for applies, code, message in checks if applies)
+
+
+def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
+    """Measure a production.
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (channels, samples) or (samples,)
+        The first two channels are taken as L and R for width, correlation and tonal balance.
+    sample_rate : int, Hz
+
+    Returns
+    -------
+    Analysis
+
+    Raises
+    ------
+    AudioInputError
+        For a malformed layout or a signal shorter than one 400 ms loudness block.
+    """
+    x = loudness.as_channels(samples).astype(np.float32, copy=False)
+    integrated, loudness_range = loudness.loudness_and_range(x, sample_rate)
+    true_peak = loudness.true_peak_dbtp(x, sample_rate)
+    sample_peak = amp_to_db(np.max(np.abs(x)))
+    rms = amp_to_db(_rms(x))
+    if x.shape[0] == 1:
+        mid, side = x[0], np.zeros_like(x[0])
+    else:
+        mid, side = 0.5 * (x[0] + x[1]), 0.5 * (x[0] - x[1])
+    mid_rms, side_rms = _rms(mid), _rms(side)
+    if mid_rms > 0.0:
+        width = side_rms / mid_rms
+    else:
+        width = math.inf if side_rms > 0.0 else 0.0
+    measured = Analysis(
+        sample_rate=int(sample_rate),
+        channels=x.shape[0],
+        duration_s=x.shape[1] / sample_rate,
+        integrated_lufs=integrated,
+        loudness_range_lu=loudness_range,
+        true_peak_dbtp=true_peak,
+        sample_peak_dbfs=sample_peak,
+        rms_dbfs=rms,
+        crest_db=sample_peak - rms,
+        plr_db=true_peak - integrated,
+        width=width,
+        correlation=1.0 if x.shape[0] == 1 else _correlation(x[0], x[1]),
+        tonal_mid_db=tuple(tonal_balance_db(mid, sample_rate, integrated).tolist()),
+        tonal_side_db=tuple(tonal_balance_db(side, sample_rate, integrated).tolist()),
+        warnings=(),
+    )
+    return replace(measured, warnings=_input_warnings(x, measured))

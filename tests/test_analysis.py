@@ -1,0 +1,238 @@
+"""Features of a production on synthetic signals where physics gives the answer."""
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+from scipy.signal import freqz, lfilter
+
+from automix import analysis, loudness
+from automix.analysis import BAND_CENTERS_HZ, BAND_EDGES_HZ
+
+MIXES = Path("/work/data/mixes")
+
+
+def noise(seconds: float, sample_rate: int, channels: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal((channels, round(seconds * sample_rate)))).astype(np.float32)
+
+
+def pink(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """Noise with power density falling as 1/f (equal power per octave), shape (samples,)."""
+    white = noise(seconds, sample_rate, channels=1, seed=seed)[0]
+    spectrum = np.fft.rfft(white)
+    freqs = np.fft.rfftfreq(white.size, 1 / sample_rate)
+    spectrum[1:] /= np.sqrt(freqs[1:])
+    spectrum[0] = 0.0
+    x = np.fft.irfft(spectrum, white.size)
+    return (0.1 * x / np.std(x)).astype(np.float32)
+
+
+def sine(amplitude: float, seconds: float, sample_rate: int, freq_hz: float = 1000.0):
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def peaking_biquad(center_hz: float, gain_db: float, q: float, sample_rate: int):
+    """RBJ cookbook peaking EQ, (b, a)."""
+    a_gain = 10 ** (gain_db / 40)
+    w0 = 2 * np.pi * center_hz / sample_rate
+    alpha = np.sin(w0) / (2 * q)
+    b = [1 + alpha * a_gain, -2 * np.cos(w0), 1 - alpha * a_gain]
+    a = [1 + alpha / a_gain, -2 * np.cos(w0), 1 - alpha / a_gain]
+    return np.array(b) / a[0], np.array(a) / a[0]
+
+
+def slope_db_per_octave(levels_db: np.ndarray, lowest_hz: float = 60.0) -> float:
+    keep = (BAND_CENTERS_HZ >= lowest_hz) & np.isfinite(levels_db)
+    return float(np.polyfit(np.log2(BAND_CENTERS_HZ[keep]), levels_db[keep], 1)[0])
+
+
+def codes(a: analysis.Analysis) -> set[str]:
+    return {w.code for w in a.warnings}
+
+
+def test_band_centres_are_the_28_iso_third_octaves():
+    assert len(BAND_CENTERS_HZ) == 28
+    assert BAND_CENTERS_HZ[0] == 31.5 and BAND_CENTERS_HZ[-1] == 16000
+    # adjacent bands share an edge and each nominal centre lies inside its band
+    np.testing.assert_allclose(BAND_EDGES_HZ[1, :-1], BAND_EDGES_HZ[0, 1:])
+    assert np.all((BAND_EDGES_HZ[0] < BAND_CENTERS_HZ) & (BAND_CENTERS_HZ < BAND_EDGES_HZ[1]))
+
+
+def test_tonal_balance_is_unchanged_by_gain():
+    x = noise(10, 44100)
+    x[1] = 0.7 * x[0] + 0.3 * x[1]
+    quiet, loud = analysis.analyze(x, 44100), analysis.analyze(2.0 * x, 44100)
+    assert loud.integrated_lufs - quiet.integrated_lufs == pytest.approx(6.02, abs=0.01)
+    np.testing.assert_allclose(loud.tonal_mid_db, quiet.tonal_mid_db, atol=0.05)
+    np.testing.assert_allclose(loud.tonal_side_db, quiet.tonal_side_db, atol=0.05)
+
+
+def test_pink_noise_is_flat_and_white_noise_rises_3_db_per_octave():
+    white = analysis.tonal_balance_db(noise(20, 44100, channels=1)[0], 44100, 0.0)
+    flat = analysis.tonal_balance_db(pink(20, 44100), 44100, 0.0)
+    assert slope_db_per_octave(white) == pytest.approx(10 * math.log10(2), abs=0.2)
+    assert slope_db_per_octave(flat) == pytest.approx(0.0, abs=0.2)
+    # white noise: band power = density x bandwidth, in every band down to 31.5 Hz
+    density_db = 10 * np.log10(0.1**2 / 22050)
+    bandwidth_db = 10 * np.log10(BAND_EDGES_HZ[1] - BAND_EDGES_HZ[0])
+    np.testing.assert_allclose(white, density_db + bandwidth_db, atol=0.5)
+
+
+def test_a_peak_eq_raises_its_band_by_the_filters_mean_power_gain():
+    sample_rate = 44100
+    x = noise(30, sample_rate, channels=1)[0]
+    b, a = peaking_biquad(1000.0, 6.0, 1.0, sample_rate)
+    before = analysis.tonal_balance_db(x, sample_rate, 0.0)
+    after = analysis.tonal_balance_db(lfilter(b, a, x), sample_rate, 0.0)
+    for band in (15, 3):  # 1 kHz, where the filter acts, and 63 Hz, where it does not
+        freqs = np.linspace(*BAND_EDGES_HZ[:, band], 200)
+        response = np.abs(freqz(b, a, worN=freqs, fs=sample_rate)[1]) ** 2
+        expected_db = 10 * np.log10(np.mean(response))  # white noise: equal weight per Hz
+        assert after[band] - before[band] == pytest.approx(expected_db, abs=0.2)
+    assert after[15] - before[15] > 5.0
+
+
+def test_width_and_correlation_of_basic_stereo_images():
+    x = noise(5, 44100)
+    identical = analysis.analyze(np.stack([x[0], x[0]]), 44100)
+    independent = analysis.analyze(x, 44100)
+    inverted = analysis.analyze(np.stack([x[0], -x[0]]), 44100)
+    assert identical.width == 0.0 and identical.correlation == 1.0
+    assert independent.width == pytest.approx(1.0, abs=0.05)
+    assert independent.correlation == pytest.approx(0.0, abs=0.05)
+    assert inverted.correlation == pytest.approx(-1.0, abs=1e-6)
+    assert inverted.width == math.inf and inverted.to_dict()["width"] is None
+    # side bands of independent channels sit at the mid level in every band (wide bands:
+    # the few bins of the lowest ones scatter by about 1 dB over 5 s)
+    wide = BAND_CENTERS_HZ >= 250
+    side, mid = np.array(independent.tonal_side_db), np.array(independent.tonal_mid_db)
+    np.testing.assert_allclose(side[wide], mid[wide], atol=0.5)
+
+
+def test_mono_input_is_measured_as_one_channel():
+    x = sine(0.5, 3, 44100)
+    mono = analysis.analyze(x, 44100)
+    assert mono.channels == 1 and mono.width == 0.0 and mono.correlation == 1.0
+    assert mono.integrated_lufs == pytest.approx(loudness.amp_to_db(0.5) - 3.01, abs=0.05)
+    assert "W05-mono" in codes(mono)
+    assert max(mono.tonal_side_db) < -150  # no side signal at all
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 44100, 96000])
+def test_sample_rates_measure_alike_and_mark_bands_past_nyquist(sample_rate):
+    x = np.stack([sine(0.25, 3, sample_rate), sine(0.25, 3, sample_rate, 500.0)])
+    a = analysis.analyze(x, sample_rate)
+    assert a.integrated_lufs == pytest.approx(
+        loudness.integrated_lufs(x, 44100 if sample_rate == 44100 else sample_rate), abs=1e-9
+    )
+    valid = BAND_EDGES_HZ[1] <= 0.9 * sample_rate / 2
+    assert np.array_equal(np.isfinite(a.tonal_mid_db), valid)
+    assert valid.all() == (sample_rate > 8000)
+    assert a.duration_s == pytest.approx(3.0)
+    loudest = int(np.nanargmax(a.tonal_mid_db))
+    assert BAND_CENTERS_HZ[loudest] in (500, 1000)
+
+
+def test_to_dict_is_strict_json_with_rounded_values_and_null_bands():
+    a = analysis.analyze(noise(3, 8000), 8000)
+    d = a.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["integrated_lufs"] == round(a.integrated_lufs, 2)
+    assert d["bands"]["centers_hz"] == list(BAND_CENTERS_HZ)
+    assert len(d["bands"]["mid_db"]) == len(d["bands"]["side_db"]) == 28
+    assert d["bands"]["mid_db"][-1] is None and d["bands"]["mid_db"][0] is not None
+    assert d["sample_rate"] == 8000 and d["channels"] == 2
+
+
+def test_dynamics_fields_follow_their_definitions():
+    a = analysis.analyze(noise(5, 44100), 44100)
+    assert a.crest_db == pytest.approx(a.sample_peak_dbfs - a.rms_dbfs)
+    assert a.plr_db == pytest.approx(a.true_peak_dbtp - a.integrated_lufs)
+    assert a.rms_dbfs == pytest.approx(-20.0, abs=0.05)  # std 0.1
+    assert a.true_peak_dbtp >= a.sample_peak_dbfs
+
+
+def test_clean_sine_raises_no_clipping_or_dc_warning():
+    x = np.stack([sine(0.5, 3, 44100), sine(0.5, 3, 44100, 1500.0)])
+    assert not codes(analysis.analyze(x, 44100)) & {"W01-clipping", "W04-dc-offset"}
+
+
+def test_clipped_sine_warns_about_clipping():
+    x = np.clip(sine(1.5, 3, 44100, 100.0), -1.0, 1.0)
+    a = analysis.analyze(np.stack([x, x]), 44100)
+    assert "W01-clipping" in codes(a)
+    # 300 cycles, each with a clipped crest and trough, in two channels
+    assert "1200 runs" in next(w.message for w in a.warnings if w.code == "W01-clipping")
+
+
+def test_dc_offset_warns():
+    x = sine(0.3, 3, 44100)
+    assert "W04-dc-offset" in codes(analysis.analyze(np.stack([x + 0.05, x]), 44100))
+    assert "W04-dc-offset" not in codes(analysis.analyze(np.stack([x + 0.005, x]), 44100))
+
+
+def test_identical_channels_warn_mono_and_independent_do_not():
+    x = noise(3, 44100)
+    assert "W05-mono" in codes(analysis.analyze(np.stack([x[0], x[0]]), 44100))
+    assert "W05-mono" not in codes(analysis.analyze(x, 44100))
+
+
+def test_level_and_peak_warnings():
+    n = np.arange(44100 * 3)
+    over = 1.2 * np.sin(np.pi * n / 2 + np.pi / 4)  # samples at 0.85, true peak +1.6 dBTP
+    a = analysis.analyze(np.stack([over, over]).astype(np.float32), 44100)
+    assert {"W03-true-peak-over", "W07-inter-sample-peaks"} <= codes(a)
+    quiet = analysis.analyze(0.002 * noise(3, 44100), 44100)
+    assert "W06-quiet" in codes(quiet) and "W03-true-peak-over" not in codes(quiet)
+    squashed = np.tanh(20 * noise(3, 44100)) * 0.98  # hard-driven: peaks at the loudness
+    assert "W02-limited" in codes(analysis.analyze(squashed, 44100))
+    # pink noise (a mix's spectrum) with Gaussian peaks: PLR about 12 dB. White noise would
+    # trip the PLR rule, since K-weighting reads its treble louder than its RMS.
+    open_noise = np.stack([pink(3, 44100, seed=1), pink(3, 44100, seed=2)])
+    assert "W02-limited" not in codes(analysis.analyze(open_noise, 44100))
+
+
+def test_every_warning_has_a_numbered_code_and_one_sentence():
+    x = np.clip(sine(1.5, 3, 44100, 100.0), -1, 1) + 0.05
+    a = analysis.analyze(np.stack([x, x]), 44100)
+    assert len(a.warnings) >= 4
+    for w in a.warnings:
+        assert w.code[0] == "W" and w.code[1:3].isdigit()
+        assert w.message.endswith(".") and w.message.count(". ") == 0
+
+
+def test_tonal_balance_error_counts_only_bands_that_matter_in_the_reference():
+    base = analysis.analyze(noise(3, 44100), 44100)
+    assert analysis.tonal_balance_error_db(base, base) == 0.0
+    a = replace(base, tonal_mid_db=(0.0,) * 27 + (math.nan,))
+    b = replace(base, tonal_mid_db=(1.0,) * 20 + (-3.0,) * 3 + (-100.0,) * 5)
+    # bands 0-19 differ by 1 dB, 20-22 by 3 dB; 23-26 are 101 dB down; 27 is NaN in a
+    expected = math.sqrt((20 * 1.0 + 3 * 9.0) / 23)
+    assert analysis.tonal_balance_error_db(a, b) == pytest.approx(expected)
+    c = replace(base, tonal_side_db=tuple(v + 2.0 for v in base.tonal_side_db))
+    assert analysis.tonal_balance_error_db(c, base, side=True) == pytest.approx(2.0)
+    assert analysis.tonal_balance_error_db(c, base) == 0.0
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not MIXES.is_dir(), reason="real-music folder absent")
+def test_a_real_mix_reads_like_a_finished_production():
+    import soundfile
+
+    path = min(MIXES.glob("*.flac"))
+    data, sample_rate = soundfile.read(path, frames=60 * 44100, dtype="float32", always_2d=True)
+    a = analysis.analyze(data.T, sample_rate)
+    meter = pyloudnorm.Meter(sample_rate, filter_class=loudness.K_WEIGHTING)
+    expected = meter.integrated_loudness(data.astype(np.float64))
+    assert a.integrated_lufs == pytest.approx(expected, abs=0.05)
+    assert -35 < a.integrated_lufs < -3
+    assert 0 <= a.loudness_range_lu < 30
+    assert a.true_peak_dbtp >= a.sample_peak_dbfs
+    assert 0.0 < a.width < 2.0 and -1.0 <= a.correlation <= 1.0
+    assert np.all(np.isfinite(a.tonal_mid_db))

@@ -1,0 +1,159 @@
+"""Loudness, loudness range and true peak against the standards' own test signals."""
+
+import numpy as np
+import pyloudnorm
+import pytest
+from scipy.signal.windows import tukey
+
+from automix import loudness
+from automix.errors import AudioInputError
+
+
+def sine(level_dbfs: float, seconds: float, sample_rate: int, freq_hz: float = 1000.0):
+    """A sine whose *peak* is at ``level_dbfs`` (EBU Tech 3341's definition), shape (samples,)."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    return loudness.db_to_amp(level_dbfs) * np.sin(2 * np.pi * freq_hz * t)
+
+
+def stereo(*segments: tuple[float, float], sample_rate: int = 48000) -> np.ndarray:
+    """Consecutive 1 kHz sine segments ``(level_dbfs, seconds)`` in both channels."""
+    x = np.concatenate([sine(level, seconds, sample_rate) for level, seconds in segments])
+    return np.stack([x, x]).astype(np.float32)
+
+
+def modulated_noise(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = round(seconds * sample_rate)
+    envelope = 0.05 + np.sin(np.linspace(0, 9, n)) ** 2
+    return (0.1 * rng.standard_normal((2, n)) * envelope).astype(np.float32)
+
+
+# BS.1770-4 Annex 1: a 0 dBFS 1 kHz sine in one channel reads -3.01 LKFS, and channel powers
+# add, so the same sine in L and R reads 0 LUFS. EBU Tech 3341 tests 1 and 2: a stereo 1 kHz
+# sine whose peak is at -23 (-33) dBFS reads -23.0 (-33.0) +-0.1 LUFS.
+@pytest.mark.parametrize("sample_rate", [44100, 48000, 96000])
+@pytest.mark.parametrize("level_dbfs", [-23.0, -33.0])
+def test_stereo_1khz_sine_reads_its_peak_level_in_lufs(sample_rate, level_dbfs):
+    x = stereo((level_dbfs, 5.0), sample_rate=sample_rate)
+    assert loudness.integrated_lufs(x, sample_rate) == pytest.approx(level_dbfs, abs=0.1)
+
+
+def test_full_scale_sine_in_one_channel_reads_minus_3_01_lkfs():
+    x = sine(0.0, 5.0, 48000)
+    assert loudness.integrated_lufs(x, 48000) == pytest.approx(-3.01, abs=0.02)
+    assert loudness.integrated_lufs(x[np.newaxis], 48000) == loudness.integrated_lufs(x, 48000)
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 44100, 48000, 96000])
+def test_integrated_loudness_matches_pyloudnorm(sample_rate):
+    # Not a whole number of hops. Only complete blocks count; pyloudnorm rounds the block
+    # count and would divide a partial last block by the full length from x.35 s on.
+    x = modulated_noise(6.32, sample_rate)
+    meter = pyloudnorm.Meter(sample_rate, filter_class=loudness.K_WEIGHTING)
+    expected = meter.integrated_loudness(x.T.astype(np.float64))
+    assert loudness.integrated_lufs(x, sample_rate) == pytest.approx(expected, abs=0.005)
+
+
+def test_both_gates_follow_ebu_tech_3341_test_4():
+    # -72 dBFS sits under the absolute gate, -36 dBFS under the relative gate: only the
+    # -23 dBFS part counts; without gating this would read about -26.4 LUFS.
+    x = stereo((-72, 10), (-36, 10), (-23, 60), (-36, 10), (-72, 10))
+    assert loudness.integrated_lufs(x, 48000) == pytest.approx(-23.0, abs=0.1)
+
+
+def test_silence_and_signals_under_the_absolute_gate_read_the_floor():
+    assert loudness.integrated_lufs(np.zeros((2, 48000), np.float32), 48000) == -120.0
+    assert loudness.integrated_lufs(stereo((-80, 2)), 48000) == loudness.LEVEL_FLOOR_DB
+
+
+def test_shorter_than_a_gating_block_is_an_input_error():
+    with pytest.raises(AudioInputError, match="shorter than one 0.4 s"):
+        loudness.integrated_lufs(np.zeros((2, 1000), np.float32), 48000)
+
+
+@pytest.mark.parametrize(
+    ("segments", "expected_lu"),
+    [  # EBU Tech 3342 conformance signals 1-4, expected LRA +-1 LU
+        (((-20, 20), (-30, 20)), 10.0),
+        (((-20, 20), (-15, 20)), 5.0),
+        (((-40, 20), (-20, 20)), 20.0),
+        (((-50, 20), (-35, 20), (-20, 20), (-35, 20), (-50, 20)), 15.0),
+    ],
+)
+def test_loudness_range_of_ebu_tech_3342_steps(segments, expected_lu):
+    assert loudness.loudness_range_lu(stereo(*segments), 48000) == pytest.approx(expected_lu, abs=1)
+
+
+def test_steady_or_short_signals_have_no_loudness_range():
+    assert loudness.loudness_range_lu(stereo((-20, 10)), 48000) == pytest.approx(0.0, abs=0.01)
+    assert loudness.loudness_range_lu(stereo((-20, 1), (-40, 1)), 48000) == 0.0
+
+
+def test_loudness_and_range_equals_the_separate_measurements():
+    x = modulated_noise(12.0, 44100)
+    both = loudness.loudness_and_range(x, 44100)
+    assert both == (loudness.integrated_lufs(x, 44100), loudness.loudness_range_lu(x, 44100))
+    assert both[1] > 3.0  # the modulation spans more than 3 LU
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 48000])
+def test_fs4_sine_45_degrees_off_its_peak_reads_3_db_above_sample_peak(sample_rate):
+    # x[n] = A sin(pi n / 2 + pi / 4): every sample sits at A / sqrt 2, the peak A between them.
+    n = np.arange(sample_rate)
+    amplitude = 0.5
+    x = amplitude * np.sin(np.pi * n / 2 + np.pi / 4) * tukey(n.size, 0.1)
+    x = np.stack([x, x]).astype(np.float32)
+    sample_peak = loudness.sample_peak_dbfs(x)
+    true_peak = loudness.true_peak_dbtp(x, sample_rate)
+    assert sample_peak == pytest.approx(loudness.amp_to_db(amplitude) - 3.01, abs=0.01)
+    assert true_peak - sample_peak == pytest.approx(3.01, abs=0.2)
+    assert true_peak == pytest.approx(loudness.amp_to_db(amplitude), abs=0.05)
+
+
+@pytest.mark.parametrize("period", [4, 6, 8, 16])
+def test_true_peak_finds_a_peak_half_way_between_samples(period):
+    # Samples straddle each crest symmetrically: sample peak A cos(pi / period), true peak A.
+    n = np.arange(24000)
+    x = 0.5 * np.sin(2 * np.pi * n / period + np.pi / 2 - np.pi / period) * tukey(n.size, 0.2)
+    assert loudness.sample_peak_dbfs(x) == pytest.approx(
+        loudness.amp_to_db(0.5 * np.cos(np.pi / period)), abs=0.01
+    )
+    assert loudness.true_peak_dbtp(x, 48000) == pytest.approx(loudness.amp_to_db(0.5), abs=0.05)
+
+
+def test_true_peak_envelope_is_per_sample_and_its_max_is_the_true_peak():
+    x = modulated_noise(2.0, 44100)
+    envelope = loudness.true_peak_envelope(x, 44100)
+    assert envelope.shape == (x.shape[1],)
+    assert envelope.dtype == np.float32
+    assert np.all(envelope >= np.max(np.abs(x), axis=0))  # phase 0 is the sample itself
+    assert loudness.amp_to_db(envelope.max()) == loudness.true_peak_dbtp(x, 44100)
+    no_oversampling = loudness.true_peak_envelope(x, 44100, oversample=1)
+    np.testing.assert_array_equal(no_oversampling, np.max(np.abs(x), axis=0))
+
+
+def test_true_peak_envelope_stays_local_to_an_impulse():
+    x = np.zeros(1000, np.float32)
+    x[500] = 0.8
+    envelope = loudness.true_peak_envelope(x, 48000)
+    reach = loudness.TRUE_PEAK_TAPS // 2
+    assert envelope[500] == pytest.approx(0.8)
+    assert np.all(envelope[: 500 - reach] == 0) and np.all(envelope[500 + reach :] == 0)
+    assert np.all(envelope[495:505] > 0)
+
+
+def test_level_helpers():
+    assert loudness.amp_to_db(0.5) == pytest.approx(-6.0206, abs=1e-4)
+    assert loudness.amp_to_db(0.0) == -120.0
+    assert loudness.amp_to_db(1e-9, floor_db=-150.0) == -150.0
+    np.testing.assert_allclose(loudness.amp_to_db(np.array([1e-7, -1.0])), [-120.0, 0.0])
+    np.testing.assert_allclose(loudness.db_to_amp(np.array([-6.0206, 0.0])), [0.5, 1.0], 1e-5)
+    assert loudness.sample_peak_dbfs(np.array([[0.1, -0.25], [0.2, 0.0]])) == pytest.approx(
+        loudness.amp_to_db(0.25)
+    )
+
+
+@pytest.mark.parametrize("shape", [(48000, 2), (6, 48000), (2, 2, 100), (0,)])
+def test_malformed_layouts_are_input_errors(shape):
+    with pytest.raises(AudioInputError, match="channels"):
+        loudness.integrated_lufs(np.zeros(shape, np.float32), 48000)
