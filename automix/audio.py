@@ -94,7 +94,8 @@ def tpdf_dither(samples: np.ndarray, bits: int, *, seed: int = 0) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     scale = float(2 ** (bits - 1))
-    noise = rng.random(samples.shape, dtype=np.float32) - rng.random(samples.shape, dtype=np.float32)
+    shape = samples.shape
+    noise = rng.random(shape, dtype=np.float32) - rng.random(shape, dtype=np.float32)
     quantised = np.round(samples * scale + noise)
     return (np.clip(quantised, -scale, scale - 1) / scale).astype(np.float32)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator
+from typing import Any
 
 from automix.errors import SettingsError
 
@@ -251,7 +252,8 @@ def validate(cls: type, values: dict[str, Any], *, where: str) -> Any:
     (e.g. "eq" or "stems.vocals.eq").
     """
     if not isinstance(values, dict):
-        raise SettingsError(f"{where}: expected a mapping of parameters, got {type(values).__name__}")
+        raise SettingsError(f"{where}: expected a mapping of parameters, "
+                            f"got {type(values).__name__}")
     rs = ranges(cls)
     unknown = sorted(set(values) - set(rs))
     if unknown:
@@ -265,7 +267,8 @@ def validate(cls: type, values: dict[str, Any], *, where: str) -> Any:
             raise SettingsError(f"{where}.{name}: expected a number, got {value!r}")
         if not math.isfinite(value) or not (r.min <= value <= r.max):
             raise SettingsError(
-                f"{where}.{name}={value} is out of range [{r.min:g}, {r.max:g}] {unit_of(name)}".rstrip()
+                f"{where}.{name}={value} is out of range [{r.min:g}, {r.max:g}] "
+                f"{unit_of(name)}".rstrip()
             )
         out[name] = float(value)
     return cls(**out)
@@ -278,7 +281,8 @@ def validate_chain(cls: type, values: dict[str, Any], *, where: str) -> Any:
     groups = {f.name: type(f.default) for f in fields(cls)}
     unknown = sorted(set(values) - set(groups))
     if unknown:
-        raise SettingsError(f"{where}: unknown section {unknown[0]!r}; allowed: {', '.join(groups)}")
+        raise SettingsError(f"{where}: unknown section {unknown[0]!r}; "
+                            f"allowed: {', '.join(groups)}")
     return cls(**{k: validate(groups[k], v, where=f"{where}.{k}") for k, v in values.items()})
 
 
