@@ -350,3 +350,18 @@ def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
         warnings=(),
     )
     return replace(measured, warnings=_input_warnings(x, measured))
+
+
+def loudest_excerpt(samples: np.ndarray, sample_rate: int, seconds: float) -> tuple[int, int]:
+    """Start and end sample of the loudest ``seconds`` (by RMS over 0.5-s hops)."""
+    n = int(seconds * sample_rate)
+    if samples.shape[1] <= n:
+        return 0, samples.shape[1]
+    hop = sample_rate // 2
+    energy = np.square(samples.astype(np.float64)).sum(axis=0)
+    blocks = np.add.reduceat(energy, np.arange(0, energy.size, hop))
+    k = max(1, n // hop)
+    sums = np.convolve(blocks, np.ones(k), "valid")
+    start = int(np.argmax(sums)) * hop
+    start = min(start, samples.shape[1] - n)
+    return start, start + n

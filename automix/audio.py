@@ -23,6 +23,8 @@ READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
 BIT_DEPTHS = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
 MIN_DURATION_S = 0.4  # one BS.1770 gating block: nothing shorter has a loudness
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process umask once: temp files get the mode a plain open() would
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def save(
         raise OutputError(f"{folder}: cannot write here ({exc.strerror})") from None
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
         sf.write(tmp, samples.T, audio.sample_rate, subtype=BIT_DEPTHS[bit_depth],
                  format=FORMATS[file_format])
         os.replace(tmp, dest)
@@ -147,16 +150,21 @@ def save(
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file (a JSON sidecar, a settings file) atomically."""
+    """Write a text file (a JSON sidecar, a settings file, a report) atomically."""
     dest = Path(path)
     folder = dest.parent if str(dest.parent) else Path(".")
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, dest)
     except OSError as exc:
-        raise OutputError(f"{dest}: could not write ({exc.strerror})") from None
+        if tmp is not None:
+            _remove_quietly(tmp)
+        reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror
+        raise OutputError(f"{dest}: could not write ({reason})") from None
     return dest
 
 

@@ -120,3 +120,14 @@ def test_failed_write_leaves_nothing_and_keeps_existing(tmp_path: Path, monkeypa
 def test_missing_output_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="does not exist"):
         save(tmp_path / "nope" / "o.wav", Audio(_sine(44100, 1).astype(np.float32), 44100))
+
+
+def test_outputs_get_ordinary_permissions(tmp_path: Path) -> None:
+    from automix.audio import write_text_atomic
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    wav = save(tmp_path / "o.wav", Audio(_sine(44100, 1).astype(np.float32), 44100))
+    txt = write_text_atomic(tmp_path / "o.json", "{}")
+    for path in (wav, txt):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
