@@ -1,0 +1,172 @@
+"""Render effects with pedalboard (and numpy for the matrix-only ones).
+
+Every function takes ``samples`` of shape ``(channels, samples)`` float32, the sample rate in
+Hz, and one parameter dataclass from `automix.params` holding plain floats; it returns a new
+array of the same layout. Plugins are built here, per call, because pedalboard objects cannot
+be pickled: settings travel, plugins do not.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pedalboard as pb
+
+from automix.params import (
+    SHELF_Q,
+    CompressorParams,
+    EQParams,
+    GainParams,
+    HighpassParams,
+    MasterChain,
+    PanParams,
+    ReverbParams,
+    StemChain,
+    StereoWidthParams,
+)
+
+CONVOLUTION_NORM = 0.125  # pedalboard.Convolution rescales a response to this L2 norm
+
+
+def db_to_amp(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
+
+
+def highpass_plugins(p: HighpassParams) -> list[pb.Plugin]:
+    return [pb.HighpassFilter(cutoff_frequency_hz=p.freq_hz) for _ in range(2)]
+
+
+def eq_plugins(p: EQParams) -> list[pb.Plugin]:
+    return [
+        pb.LowShelfFilter(cutoff_frequency_hz=p.low_shelf_freq_hz, gain_db=p.low_shelf_gain_db,
+                          q=SHELF_Q),
+        pb.PeakFilter(cutoff_frequency_hz=p.peak1_freq_hz, gain_db=p.peak1_gain_db, q=p.peak1_q),
+        pb.PeakFilter(cutoff_frequency_hz=p.peak2_freq_hz, gain_db=p.peak2_gain_db, q=p.peak2_q),
+        pb.PeakFilter(cutoff_frequency_hz=p.peak3_freq_hz, gain_db=p.peak3_gain_db, q=p.peak3_q),
+        pb.HighShelfFilter(cutoff_frequency_hz=p.high_shelf_freq_hz,
+                           gain_db=p.high_shelf_gain_db, q=SHELF_Q),
+    ]
+
+
+def compressor_plugins(p: CompressorParams) -> list[pb.Plugin]:
+    return [
+        pb.Compressor(threshold_db=p.threshold_db, ratio=p.ratio, attack_ms=p.attack_ms,
+                      release_ms=p.release_ms),
+        pb.Gain(gain_db=p.makeup_db),
+    ]
+
+
+def _run(plugins: list[pb.Plugin], samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Run plugins over each channel in its own thread (pedalboard releases the GIL).
+
+    Valid because every plugin used here processes channels independently (JUCE's compressor
+    has an unlinked detector per channel). A fresh board per channel keeps state apart.
+    """
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    if not plugins:
+        return samples.copy()
+    if samples.shape[0] == 1 or samples.shape[1] < 1 << 16:
+        return pb.Pedalboard(plugins)(samples, float(sample_rate))
+    boards = [pb.Pedalboard(plugins)] + [
+        pb.Pedalboard(_clone(plugins)) for _ in range(samples.shape[0] - 1)
+    ]
+    with ThreadPoolExecutor(max_workers=min(len(boards), os.cpu_count() or 1)) as pool:
+        rows = pool.map(lambda b_x: b_x[0](b_x[1][None], float(sample_rate))[0],
+                        zip(boards, samples, strict=True))
+        return np.stack(list(rows))
+
+
+def _clone(plugins: list[pb.Plugin]) -> list[pb.Plugin]:
+    """New, independent plugin objects with the same parameters."""
+    out = []
+    for p in plugins:
+        cls = type(p)
+        if isinstance(p, pb.Compressor):
+            out.append(cls(threshold_db=p.threshold_db, ratio=p.ratio, attack_ms=p.attack_ms,
+                           release_ms=p.release_ms))
+        elif isinstance(p, pb.Gain):
+            out.append(cls(gain_db=p.gain_db))
+        elif isinstance(p, (pb.LowShelfFilter, pb.HighShelfFilter, pb.PeakFilter)):
+            out.append(cls(cutoff_frequency_hz=p.cutoff_frequency_hz, gain_db=p.gain_db, q=p.q))
+        else:
+            out.append(cls(cutoff_frequency_hz=p.cutoff_frequency_hz))
+    return out
+
+
+def highpass(samples: np.ndarray, sample_rate: int, p: HighpassParams) -> np.ndarray:
+    return _run(highpass_plugins(p), samples, sample_rate)
+
+
+def eq(samples: np.ndarray, sample_rate: int, p: EQParams) -> np.ndarray:
+    return _run(eq_plugins(p), samples, sample_rate)
+
+
+def compressor(samples: np.ndarray, sample_rate: int, p: CompressorParams) -> np.ndarray:
+    return _run(compressor_plugins(p), samples, sample_rate)
+
+
+def gain(samples: np.ndarray, sample_rate: int, p: GainParams) -> np.ndarray:
+    return (samples * np.float32(db_to_amp(p.gain_db))).astype(np.float32)
+
+
+def stereo_width(samples: np.ndarray, sample_rate: int, p: StereoWidthParams) -> np.ndarray:
+    """Scale the side signal by ``width_pct / 100``; mono input is returned unchanged."""
+    if samples.shape[0] != 2:
+        return samples
+    mid = 0.5 * (samples[0] + samples[1])
+    side = 0.5 * (samples[0] - samples[1]) * np.float32(p.width_pct / 100.0)
+    return np.stack([mid + side, mid - side]).astype(np.float32)
+
+
+def pan(samples: np.ndarray, sample_rate: int, p: PanParams) -> np.ndarray:
+    """Constant-power pan to stereo; a stereo input is down-mixed to mono first."""
+    mono = samples.mean(axis=0)
+    angle = (p.pan + 1.0) * np.pi / 4.0
+    return np.stack([mono * np.cos(angle), mono * np.sin(angle)]).astype(np.float32)
+
+
+def master_chain(samples: np.ndarray, sample_rate: int, chain: MasterChain) -> np.ndarray:
+    """High-pass, EQ and compressor in one pedalboard pass, then mid/side width."""
+    plugins = (highpass_plugins(chain.highpass) + eq_plugins(chain.eq)
+               + compressor_plugins(chain.compressor))
+    out = _run(plugins, samples, sample_rate)
+    return stereo_width(out, sample_rate, chain.width)
+
+
+def stem_chain(samples: np.ndarray, sample_rate: int,
+               chain: StemChain) -> tuple[np.ndarray, np.ndarray]:
+    """Gain, high-pass, EQ, compressor, pan: returns (dry stereo, reverb send)."""
+    y = gain(samples, sample_rate, chain.gain)
+    plugins = (highpass_plugins(chain.highpass) + eq_plugins(chain.eq)
+               + compressor_plugins(chain.compressor))
+    dry = pan(_run(plugins, y, sample_rate), sample_rate, chain.pan)
+    return dry, (dry * np.float32(db_to_amp(chain.send.send_db))).astype(np.float32)
+
+
+def reverb_return(samples: np.ndarray, sample_rate: int, p: ReverbParams) -> np.ndarray:
+    """The wet signal only (for a send bus), stereo, as long as ``samples``.
+
+    The room is `automix.effects.reverb_ir.impulse_response`, the one the twin uses.
+    pedalboard.Convolution rescales any response to an L2 norm of 0.125 (its louder
+    channel); ours has norm 1, so the return is scaled by ``wet / 0.125``. Left is
+    convolved with the left response and right with the right; mono is used for both.
+    """
+    import torch  # only reverb needs it: mastering renders without importing torch
+
+    from automix.effects import reverb_ir
+
+    with torch.no_grad():
+        ir = reverb_ir.impulse_response(sample_rate, p)[0].numpy()
+    stereo = np.ascontiguousarray(np.broadcast_to(samples, (2, samples.shape[-1])),
+                                  dtype=np.float32)
+    wet = pb.Convolution(ir, mix=1.0, sample_rate=float(sample_rate))(stereo, float(sample_rate))
+    scale = db_to_amp(p.wet_db) / CONVOLUTION_NORM
+    return (wet * np.float32(scale)).astype(np.float32)
+
+
+def reverb(samples: np.ndarray, sample_rate: int, p: ReverbParams) -> np.ndarray:
+    """Dry plus `reverb_return`, stereo."""
+    dry = np.broadcast_to(samples, (2, samples.shape[-1]))
+    return (dry + reverb_return(samples, sample_rate, p)).astype(np.float32)
