@@ -1,0 +1,3 @@
+from automix.cli import app
+
+app(prog_name="automix")

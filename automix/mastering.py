@@ -1,0 +1,567 @@
+"""Mastering: analyse -> suggest -> render -> finalise -> verify.
+
+The chain is `params.MasterChain` (high-pass, EQ, compressor, width) rendered by pedalboard,
+then a gain to the delivery target's loudness and a true-peak limiter. Settings are suggested
+by the DSP matcher here (``method="dsp"``, the baseline) or by the analysis network
+(``method="network"``, see `automix.model`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from automix import __version__, analysis, loudness, presets
+from automix.audio import Audio, load, write_text_atomic
+from automix.effects import biquad, render
+from automix.effects.limiter import true_peak_limit
+from automix.errors import OutputError, SettingsError
+from automix.params import (
+    CompressorParams,
+    EQParams,
+    HighpassParams,
+    LimiterParams,
+    MasterChain,
+    StereoWidthParams,
+    as_dict,
+    ranges,
+    validate,
+    validate_chain,
+)
+from automix.presets import Target
+
+LOUDNESS_TOLERANCE_LU = 0.1  # the gain loop stops once this close to the target
+MAX_GAIN_PASSES = 3
+EXCERPT_S = 10.0  # the compressor is chosen on the loudest excerpt of this length
+MAX_EQ_MOVE_DB = 6.0  # the tonal-balance difference is followed at most this far (mastering moves)
+EQ_GAIN_PENALTY = 0.02  # ridge on EQ gains: prefer the smallest moves that fit
+# (ratio, threshold relative to the excerpt's loudness in LU, attack ms), gentlest first.
+# JUCE's attack time constant is ms / 2 pi: "10 ms" reacts in about 1.6 ms.
+COMPRESSOR_LADDER = ((1.5, 4.0, 30.0), (2.0, 2.0, 20.0), (2.0, -2.0, 20.0), (3.0, -4.0, 10.0),
+                     (4.0, -8.0, 10.0), (6.0, -12.0, 5.0))
+SCALAR_BOUNDS = {"gain_db": (-70.0, 40.0), "target_lufs": (-70.0, 0.0)}  # settings-file checks
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the input is moved toward: a genre preset or a reference track's analysis.
+
+    ``features`` has the layout of `analysis.Analysis.to_dict`.
+    """
+
+    name: str
+    kind: str  # "preset" or "file"
+    features: dict[str, Any]
+    target: Target  # the loudness/ceiling used when the user names no --target
+    sources: tuple[Path, ...] = ()  # the audio behind it (for previews and the network)
+
+
+DEFAULT_CEILING_DBTP = -1.0
+
+
+def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None) -> Reference:
+    """A genre preset by name, else an audio file by path (analysed here)."""
+    names = [g.name for g in presets.list_genres()]
+    if spec in names:
+        profile = presets.load_genre(spec)
+        root = presets.PRESETS_DIR.parent
+        sources = tuple(p for p in (root / s for s in profile.sources) if p.exists())
+        return Reference(spec, "preset", profile.features, presets.load_target(profile.target),
+                         sources)
+    path = Path(spec)
+    if not path.exists():
+        raise SettingsError(f"unknown reference {spec!r}: not a preset ({', '.join(names)}) "
+                            "and no such file")
+    ref = load(path)
+    features = analysis.analyze(ref.samples, ref.sample_rate).to_dict()
+    ceiling = DEFAULT_CEILING_DBTP if ceiling_dbtp is None else ceiling_dbtp
+    target = Target(name=f"reference loudness ({path.name})",
+                    integrated_lufs=round(features["integrated_lufs"], 2), ceiling_dbtp=ceiling,
+                    description="the reference's own integrated loudness")
+    return Reference(path.stem, "file", features, target, (path,))
+
+
+def resolve_target(name: str | None, reference: Reference, *,
+                   ceiling_dbtp: float | None = None) -> Target:
+    """The named delivery target, else the reference's; ``ceiling_dbtp`` overrides either."""
+    target = presets.load_target(name) if name else reference.target
+    if ceiling_dbtp is not None:
+        if not -9.0 <= ceiling_dbtp <= 0.0:
+            raise SettingsError(f"--ceiling must be in [-9, 0] dBTP; got {ceiling_dbtp:g}")
+        target = replace(target, ceiling_dbtp=ceiling_dbtp)
+    return target
+
+
+# What each --amount module scales toward its neutral value (the table's default), in the
+# table's 0..1 space; frequencies, Qs and times are kept so that a band keeps its place.
+AMOUNT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "eq": (("highpass", "freq_hz"),) + tuple(
+        ("eq", n) for n in ranges(EQParams) if n.endswith("_gain_db")),
+    "dynamics": (("compressor", "threshold_db"), ("compressor", "ratio"),
+                 ("compressor", "makeup_db")),
+    "width": (("width", "width_pct"),),
+}
+
+
+def parse_amounts(text: str | None) -> dict[str, float]:
+    """Parse ``--amount``: one number for every module, or ``eq=0.5,dynamics=1,width=0``."""
+    amounts = dict.fromkeys(AMOUNT_FIELDS, 1.0)
+    if text is None or not text.strip():
+        return amounts
+    allowed = ", ".join(AMOUNT_FIELDS)
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if len(items) == 1 and "=" not in items[0]:
+        return dict.fromkeys(AMOUNT_FIELDS, _amount_value(items[0], "--amount"))
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise SettingsError(f"--amount: expected MODULE=VALUE, got {item!r} "
+                                f"(modules: {allowed})")
+        if key not in AMOUNT_FIELDS:
+            raise SettingsError(f"--amount: unknown module {key!r}; allowed: {allowed}")
+        amounts[key] = _amount_value(value, f"--amount {key}")
+    return amounts
+
+
+def _amount_value(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{where}: expected a number in [0, 1], got {text.strip()!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{where}={value:g} is out of range [0, 1]")
+    return value
+
+
+def scale_chain(chain: MasterChain, amounts: dict[str, float]) -> MasterChain:
+    """Move each module's settings toward neutral: 1 keeps them, 0 makes the module neutral."""
+    groups = {f: getattr(chain, f) for f in ("highpass", "eq", "compressor", "width")}
+    for module, amount in amounts.items():
+        for group, name in AMOUNT_FIELDS[module]:
+            r = ranges(groups[group])[name]
+            u0, u = r.normalize(r.default), r.normalize(getattr(groups[group], name))
+            value = round(float(r.denormalize(u0 + amount * (u - u0))), 3)
+            groups[group] = replace(groups[group], **{name: value})
+    return MasterChain(**groups)
+
+
+@dataclass(frozen=True)
+class MasterSettings:
+    """Everything needed to re-render a master exactly, in real units."""
+
+    chain: MasterChain = MasterChain()
+    gain_db: float = 0.0
+    limiter: LimiterParams = LimiterParams()
+    target_lufs: float = -14.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chain": as_dict(self.chain), "gain_db": round(self.gain_db, 4),
+                "limiter": as_dict(self.limiter), "target_lufs": self.target_lufs}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "settings") -> MasterSettings:
+        """Validate a settings mapping (unknown keys, types and ranges give `SettingsError`)."""
+        if not isinstance(data, dict):
+            raise SettingsError(f"{where}: expected a JSON object")
+        allowed = {"chain", "gain_db", "limiter", "target_lufs"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise SettingsError(f"{where}: unknown key {unknown[0]!r}; allowed: "
+                                f"{', '.join(sorted(allowed))}")
+        for key, (low, high) in SCALAR_BOUNDS.items():
+            value = data.get(key, getattr(cls, key))
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or not low <= value <= high:
+                raise SettingsError(f"{where}.{key}: expected a number in [{low:g}, {high:g}], "
+                                    f"got {value!r}")
+        return cls(chain=validate_chain(MasterChain, data.get("chain", {}), where=f"{where}.chain"),
+                   gain_db=float(data.get("gain_db", cls.gain_db)),
+                   limiter=validate(LimiterParams, data.get("limiter", {}),
+                                    where=f"{where}.limiter"),
+                   target_lufs=float(data.get("target_lufs", cls.target_lufs)))
+
+
+@dataclass
+class MasterResult:
+    audio: Audio
+    settings: MasterSettings
+    method: str
+    input: analysis.Analysis
+    output: analysis.Analysis
+    reference: Reference
+    target: Target
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        ref_tonal = _bands(self.reference.features)
+        return {
+            "method": self.method,
+            "reference": {"name": self.reference.name, "kind": self.reference.kind,
+                          "features": self.reference.features},
+            "target": as_dict(self.target),
+            "settings": self.settings.to_dict(),
+            "measurements": {"input": self.input.to_dict(), "output": self.output.to_dict()},
+            "tonal_balance_error_db": {
+                "input": round(_tonal_error(self.input.to_dict(), ref_tonal), 3),
+                "output": round(_tonal_error(self.output.to_dict(), ref_tonal), 3),
+            },
+            "warnings": [{"code": w.code, "message": w.message} for w in self.input.warnings],
+            "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+        }
+
+
+# --- the DSP matcher (baseline) -------------------------------------------------------------
+
+
+def _bands(features: dict[str, Any]) -> np.ndarray:
+    mid = features["bands"]["mid_db"]
+    return np.array([np.nan if v is None else v for v in mid], dtype=np.float64)
+
+
+def _tonal_error(features: dict[str, Any], ref_mid: np.ndarray) -> float:
+    """RMS dB difference over bands valid in both, after removing the mean offset."""
+    diff = _bands(features) - ref_mid
+    diff = diff[np.isfinite(diff)]
+    return float(np.sqrt(np.mean((diff - diff.mean()) ** 2))) if diff.size else float("nan")
+
+
+def fit_eq(input_features: dict[str, Any], reference_features: dict[str, Any],
+           sample_rate: int) -> tuple[HighpassParams, EQParams]:
+    """Fit the high-pass and the five EQ bands to the mid tonal-balance difference
+    (reference - input).
+
+    Least squares over every parameter within its range (in the table's 0..1 space, so
+    frequencies and Qs move geometrically) plus a free level offset (the loudness stage sets
+    the level), with a small ridge on the gains. The difference is smoothed over three bands
+    and held to +-`MAX_EQ_MOVE_DB`.
+    """
+    centers = np.asarray(analysis.BAND_CENTERS_HZ, dtype=np.float64)
+    diff = _bands(reference_features) - _bands(input_features)
+    valid = np.isfinite(diff) & (centers < 0.45 * sample_rate)
+    if valid.sum() < 4:
+        return HighpassParams(), EQParams()
+    target = np.convolve(np.where(valid, diff, 0.0), np.ones(3), "same") / np.maximum(
+        np.convolve(valid.astype(float), np.ones(3), "same"), 1e-9)
+    target = np.clip(target, -MAX_EQ_MOVE_DB, MAX_EQ_MOVE_DB)[valid]
+    freqs = centers[valid]
+    # The extremes count less: sub-bass is noisy in short excerpts, and lossy-coded references
+    # are often low-passed above 12-16 kHz (an encoder's choice, not the producer's).
+    weights = np.where(freqs > 11000, 0.25, np.where(freqs < 40, 0.5, 1.0))
+    hp_range = ranges(HighpassParams)["freq_hz"]
+    eq_ranges = ranges(EQParams)
+    names = list(eq_ranges)
+    gain_idx = [i for i, n in enumerate(names) if n.endswith("gain_db")]
+
+    def unpack(v: np.ndarray) -> tuple[HighpassParams, EQParams]:
+        return (HighpassParams(freq_hz=hp_range.denormalize(v[0])),
+                EQParams(**{n: eq_ranges[n].denormalize(v[1 + i]) for i, n in enumerate(names)}))
+
+    def residuals(v: np.ndarray) -> np.ndarray:
+        hp, eq = unpack(v)
+        smooth = biquad.SMOOTH
+        sections = [biquad.first_order_highpass(hp.freq_hz, sample_rate, xp=smooth)] * 2
+        sections += biquad.eq_sections(eq, sample_rate, xp=smooth)
+        resp = biquad.magnitude_db(sections, freqs, sample_rate)
+        gains = np.array([getattr(eq, names[i]) for i in gain_idx])
+        return np.concatenate([weights * (resp + v[-1] - target), EQ_GAIN_PENALTY * gains])
+
+    v0 = np.array([0.0] + [eq_ranges[n].normalize(eq_ranges[n].default) for n in names] + [0.0])
+    # Gains are bounded to +-MAX_EQ_MOVE_DB (a mastering move), the rest to their full range.
+    gain_lo = {n: eq_ranges[n].normalize(-MAX_EQ_MOVE_DB) for n in names if n.endswith("gain_db")}
+    gain_hi = {n: eq_ranges[n].normalize(MAX_EQ_MOVE_DB) for n in names if n.endswith("gain_db")}
+    lower = np.r_[0.0, [gain_lo.get(n, 0.0) for n in names], -30.0]
+    upper = np.r_[1.0, [gain_hi.get(n, 1.0) for n in names], 30.0]
+    fit = least_squares(residuals, v0, bounds=(lower, upper), max_nfev=300)
+    hp, eq = unpack(fit.x)
+    return _round_params(hp), _round_params(eq)
+
+
+def _round_params(p: Any) -> Any:
+    """Round real-unit values for display and files (0.01 dB, 0.1 Hz are far below audibility)."""
+    return replace(p, **{k: round(float(v), 3) for k, v in as_dict(p).items()})
+
+
+def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
+                      reference_plr_db: float, target: Target,
+                      whole_lufs: float) -> CompressorParams:
+    """Pick the compressor whose master has the peak-to-loudness ratio closest to the reference's.
+
+    Each candidate is rendered on the loudest ``excerpt`` (channels, samples) with its makeup
+    gain to ``target`` and the limiter, exactly as the full song will be; the excerpt's PLR is
+    shifted by how much louder the excerpt is than the whole song (``whole_lufs``). Ties
+    within 0.5 dB go to the gentler setting.
+    """
+    pre = render.master_chain(excerpt, sample_rate, chain)
+    pre_lufs = loudness.integrated_lufs(pre, sample_rate)
+    excerpt_offset = loudness.integrated_lufs(excerpt, sample_rate) - whole_lufs
+    limiter = LimiterParams(ceiling_dbtp=target.ceiling_dbtp)
+    candidates = [CompressorParams()] + [
+        CompressorParams(threshold_db=round(max(-60.0, min(0.0, pre_lufs + offset)), 2),
+                         ratio=ratio, attack_ms=attack_ms, release_ms=150.0)
+        for ratio, offset, attack_ms in COMPRESSOR_LADDER
+    ]
+    best, best_err = candidates[0], math.inf
+    for i, comp in enumerate(candidates):
+        y = render.compressor(pre, sample_rate, comp)
+        gain = target.integrated_lufs + excerpt_offset - loudness.integrated_lufs(y, sample_rate)
+        y = true_peak_limit(y * np.float32(10 ** (gain / 20)), sample_rate, limiter)
+        plr = (loudness.true_peak_dbtp(y, sample_rate) - loudness.integrated_lufs(y, sample_rate)
+               + excerpt_offset)
+        err = abs(plr - reference_plr_db) + 0.5 * i / len(candidates)
+        if err < best_err:
+            best, best_err = comp, err
+    return best
+
+
+def dsp_match(audio: Audio, input_analysis: analysis.Analysis, reference: Reference,
+              target: Target) -> MasterChain:
+    """The baseline matcher: high-pass and EQ from the tonal-balance difference, compressor
+    from the peak-to-loudness difference, width from the width ratio."""
+    in_feat = input_analysis.to_dict()
+    ref = reference.features
+    highpass, eq = fit_eq(in_feat, ref, audio.sample_rate)
+    width_pct = 100.0
+    if audio.channels == 2 and input_analysis.width > 0.02 and ref.get("width"):
+        width_pct = float(np.clip(100.0 * ref["width"] / input_analysis.width, 50.0, 150.0))
+    chain = MasterChain(highpass=highpass, eq=eq,
+                        width=StereoWidthParams(width_pct=round(width_pct, 1)))
+    start, end = analysis.loudest_excerpt(audio.samples, audio.sample_rate, EXCERPT_S)
+    comp = choose_compressor(audio.samples[:, start:end], audio.sample_rate, chain,
+                             float(ref["plr_db"]), target, input_analysis.integrated_lufs)
+    return replace(chain, compressor=comp)
+
+
+# --- render and finalise ----------------------------------------------------------------------
+
+
+def render_master(audio: Audio, settings: MasterSettings) -> Audio:
+    """Render settings exactly: chain, gain, true-peak limiter."""
+    chained = render.master_chain(audio.samples, audio.sample_rate, settings.chain)
+    return Audio(_gain_and_limit(chained, audio.sample_rate, settings.gain_db, settings.limiter),
+                 audio.sample_rate)
+
+
+def _gain_and_limit(chained: np.ndarray, sample_rate: int, gain_db: float,
+                    limiter: LimiterParams) -> np.ndarray:
+    return true_peak_limit(chained * np.float32(10 ** (gain_db / 20)), sample_rate, limiter)
+
+
+def finalise(audio: Audio, chain: MasterChain, target: Target,
+             release_ms: float = LimiterParams().release_ms) -> tuple[MasterSettings, Audio]:
+    """Find the gain that lands the limited result on the target loudness; render it."""
+    chained = render.master_chain(audio.samples, audio.sample_rate, chain)
+    limiter = LimiterParams(ceiling_dbtp=target.ceiling_dbtp, release_ms=release_ms)
+    chained_lufs = loudness.integrated_lufs(chained, audio.sample_rate)
+    gain_db = round(target.integrated_lufs - chained_lufs, 4)
+    for _ in range(MAX_GAIN_PASSES):
+        out = _gain_and_limit(chained, audio.sample_rate, gain_db, limiter)
+        error = target.integrated_lufs - loudness.integrated_lufs(out, audio.sample_rate)
+        if abs(error) <= LOUDNESS_TOLERANCE_LU:
+            break
+        gain_db = round(gain_db + error, 4)  # stored as rendered: re-rendering is exact
+    settings = MasterSettings(chain=chain, gain_db=gain_db, limiter=limiter,
+                              target_lufs=target.integrated_lufs)
+    if abs(error) > LOUDNESS_TOLERANCE_LU:  # the last correction has not been rendered yet
+        out = render_master(audio, settings).samples
+    return settings, Audio(out, audio.sample_rate)
+
+
+def master(audio: Audio, reference: Reference, target: Target, *, method: str = "dsp",
+           settings: MasterSettings | None = None,
+           amounts: dict[str, float] | None = None) -> MasterResult:
+    """Master ``audio`` toward ``reference`` at ``target``; or render given ``settings``.
+
+    ``amounts`` (see `parse_amounts`) scale the suggestion, or the given settings, toward
+    neutral; the gain is then found again so the loudness target still holds. Given settings
+    without amounts render exactly as stored.
+    """
+    scaled = amounts is not None and any(a != 1.0 for a in amounts.values())
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    input_analysis = analysis.analyze(audio.samples, audio.sample_rate)
+    timings["analyse"] = time.perf_counter() - t0
+    if settings is not None and not scaled:
+        t0 = time.perf_counter()
+        out = render_master(audio, settings)
+        timings["render"] = time.perf_counter() - t0
+        method = "settings"
+    elif settings is not None:
+        t0 = time.perf_counter()
+        target = replace(target, integrated_lufs=settings.target_lufs,
+                         ceiling_dbtp=settings.limiter.ceiling_dbtp)
+        settings, out = finalise(audio, scale_chain(settings.chain, amounts), target,
+                                 settings.limiter.release_ms)
+        timings["render"] = time.perf_counter() - t0
+        method = "settings"
+    else:
+        t0 = time.perf_counter()
+        if method == "dsp":
+            chain = dsp_match(audio, input_analysis, reference, target)
+        else:
+            raise SettingsError(f"unknown method {method!r}; choose dsp")
+        if scaled:
+            chain = scale_chain(chain, amounts)
+        timings["suggest"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        settings, out = finalise(audio, chain, target)
+        timings["render"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    output_analysis = analysis.analyze(out.samples, out.sample_rate)
+    timings["verify"] = time.perf_counter() - t0
+    return MasterResult(out, settings, method, input_analysis, output_analysis, reference, target,
+                        timings)
+
+
+# --- files: what the CLI, batch and the service run ------------------------------------------
+
+
+def output_paths(input_path: Path, output: Path | None, file_format: str,
+                 force: bool) -> tuple[Path, Path]:
+    """The output audio path (default ``<input>_master.<fmt>`` beside the input) and its JSON
+    sidecar; refuses the input itself, folders, and existing files without ``force``."""
+    out = output if output is not None else input_path.with_name(
+        f"{input_path.stem}_master.{file_format}")
+    if out.exists() and input_path.exists() and out.resolve() == input_path.resolve():
+        raise OutputError(f"{out}: refusing to write over the input")
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; give a file name")
+    sidecar = out.with_suffix(".json")
+    for path in (out, sidecar):
+        if path.exists() and not force:
+            raise OutputError(f"{path}: exists; use --force to overwrite")
+    return out, sidecar
+
+
+def read_settings(path: Path) -> MasterSettings:
+    """Read settings from JSON or YAML: a settings mapping, or a document holding one under
+    "settings" (what `suggest` and a master's sidecar write)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: no such settings file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read ({exc})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SettingsError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} "
+                            f"({first})") from None
+    if isinstance(data, dict) and isinstance(data.get("settings"), dict):
+        data = data["settings"]
+    return MasterSettings.from_dict(data, where=path.name)
+
+
+def write_document(path: Path, document: dict[str, Any]) -> Path:
+    """Write a JSON (or, by suffix, YAML) document atomically."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    return write_text_atomic(path, text)
+
+
+def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: float | None,
+         method: str, settings_path: Path | None,
+         amounts: dict[str, float] | None) -> tuple[Audio, MasterResult]:
+    song = load(input_path)
+    settings = read_settings(settings_path) if settings_path else None
+    ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
+    tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
+    return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts)
+
+
+def master_file(input_path: Path, *, reference: str = "pop", target: str | None = None,
+                ceiling_dbtp: float | None = None, output: Path | None = None,
+                file_format: str = "wav", bit_depth: int = 24, method: str = "dsp",
+                settings_path: Path | None = None, amounts: dict[str, float] | None = None,
+                force: bool = False, preview: bool = False,
+                report_path: Path | None = None) -> dict[str, Any]:
+    """Master one file end to end; return the JSON report (also written as the sidecar).
+
+    Writes the master, its sidecar, and optionally previews (folder ``<output>_preview``)
+    and an HTML report. Nothing is written when anything before the write fails.
+    """
+    from automix import audio as audio_io
+
+    if bit_depth not in audio_io.BIT_DEPTHS:
+        raise SettingsError(f"--bit-depth must be 16, 24 or 32; got {bit_depth}")
+    if file_format == "flac" and bit_depth == 32:
+        raise SettingsError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
+    out_path, sidecar = output_paths(input_path, output, file_format, force)
+    if report_path is not None and report_path.exists() and not force:
+        raise OutputError(f"{report_path}: exists; use --force to overwrite")
+    song, result = _run(input_path, reference, target, ceiling_dbtp, method, settings_path,
+                        amounts)
+    audio_io.save(out_path, result.audio, bit_depth=bit_depth, file_format=file_format)
+    report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
+              **result.to_dict()}
+    if preview:
+        from automix.previews import write_previews
+
+        ref_audio = load(result.reference.sources[0]) if result.reference.sources else None
+        folder = out_path.with_name(f"{out_path.stem}_preview")
+        report["previews"] = {k: str(v) for k, v in
+                              write_previews(folder, song, result.audio, ref_audio).items()}
+    if report_path is not None:
+        from automix.report import render_html
+
+        write_text_atomic(report_path, render_html(report))
+        report["report"] = str(report_path)
+    write_document(sidecar, report)
+    report["sidecar"] = str(sidecar)
+    return report
+
+
+def suggest_file(input_path: Path, output: Path, *, reference: str = "pop",
+                 target: str | None = None, ceiling_dbtp: float | None = None,
+                 method: str = "dsp", amounts: dict[str, float] | None = None,
+                 force: bool = False) -> dict[str, Any]:
+    """Suggest settings (JSON or YAML by suffix) with the measurements that motivated them."""
+    if output.exists() and not force:
+        raise OutputError(f"{output}: exists; use --force to overwrite")
+    if output.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise SettingsError(f"{output}: settings files end in .json, .yaml or .yml")
+    _, result = _run(input_path, reference, target, ceiling_dbtp, method, None, amounts)
+    full = result.to_dict()
+    ref = result.reference.features
+    inp = full["measurements"]["input"]
+    document = {
+        "automix": __version__,
+        "input": str(input_path),
+        "method": result.method,
+        "reference": {"name": result.reference.name, "kind": result.reference.kind},
+        "target": full["target"],
+        "settings": full["settings"],
+        "motivation": {
+            "eq": "fitted to the mid tonal-balance difference, reference minus input (dB)",
+            "tonal_difference_db": {
+                "centers_hz": inp["bands"]["centers_hz"],
+                "difference_db": [None if a is None or b is None else round(b - a, 2)
+                                  for a, b in zip(inp["bands"]["mid_db"],
+                                                  ref["bands"]["mid_db"], strict=True)]},
+            "dynamics": {"input_plr_db": inp["plr_db"], "reference_plr_db": ref["plr_db"]},
+            "width": {"input": inp["width"], "reference": ref["width"]},
+            "loudness": {"input_lufs": inp["integrated_lufs"],
+                         "target_lufs": full["target"]["integrated_lufs"]},
+        },
+        "measurements": {"input": inp, "reference": ref},
+        "expected_result": full["measurements"]["output"],
+    }
+    write_document(output, document)
+    return document

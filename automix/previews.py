@@ -1,0 +1,46 @@
+"""Loudness-matched previews for a fair A/B: louder always sounds better, so compare equals.
+
+The loudest ``PREVIEW_S`` seconds of the result (and the same stretch of the input), and the
+reference's loudest stretch, are all set to one loudness: the quietest of the three, lowered
+further if needed so that none peaks above ``PREVIEW_CEILING_DBTP``. The result is also
+written at its delivered level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from automix import loudness
+from automix.analysis import loudest_excerpt
+from automix.audio import Audio, save
+
+PREVIEW_S = 30.0
+PREVIEW_CEILING_DBTP = -1.0
+
+
+def preview_excerpts(source: Audio, result: Audio, reference: Audio | None) -> dict[str, Audio]:
+    """Excerpts named input, result, reference (if given) and result_delivered."""
+    start, end = loudest_excerpt(result.samples, result.sample_rate, PREVIEW_S)
+    clips = {"input": Audio(source.samples[:, start:end], source.sample_rate),
+             "result": Audio(result.samples[:, start:end], result.sample_rate)}
+    if reference is not None:
+        r0, r1 = loudest_excerpt(reference.samples, reference.sample_rate, PREVIEW_S)
+        clips["reference"] = Audio(reference.samples[:, r0:r1], reference.sample_rate)
+    levels = {k: loudness.integrated_lufs(a.samples, a.sample_rate) for k, a in clips.items()}
+    peaks = {k: loudness.true_peak_dbtp(a.samples, a.sample_rate) for k, a in clips.items()}
+    common = min(levels.values())
+    common = min(common, min(PREVIEW_CEILING_DBTP - (peaks[k] - levels[k]) for k in clips))
+    matched = {k: Audio((a.samples * np.float32(10 ** ((common - levels[k]) / 20))).astype(
+        np.float32), a.sample_rate) for k, a in clips.items()}
+    matched["result_delivered"] = clips["result"]
+    return matched
+
+
+def write_previews(folder: Path, source: Audio, result: Audio,
+                   reference: Audio | None) -> dict[str, Path]:
+    """Write the previews as 24-bit WAV files in ``folder`` (created); return their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {name: save(folder / f"{name}.wav", clip)
+            for name, clip in preview_excerpts(source, result, reference).items()}

@@ -1,0 +1,96 @@
+"""Whole-process speed of `automix master` against Matchering 2.0 and the I/O floor.
+
+Every system runs as its own process on the same 3-minute song, in the same run, a few
+times; the table prints the median wall time, peak RSS and ratios. Usage::
+
+    python benchmarks/speed.py [--song SONG] [--seconds 180] [--repeats 3]
+
+Needs `pip install -e ".[bench]"` for Matchering (skipped with a note when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _songs import cut, real_songs, synthetic_song  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOOR = ("import soundfile as sf, sys; x, sr = sf.read(sys.argv[1], dtype='float32'); "
+         "sf.write(sys.argv[2], x * 0.5, sr, subtype='PCM_24')")
+MATCHERING = ("import matchering as mg, sys; mg.log(lambda *a: None); "
+              "mg.process(target=sys.argv[1], reference=sys.argv[3], "
+              "results=[mg.pcm24(sys.argv[2])])")
+
+
+def run(cmd: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MiB and exit code of one process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        sys.stderr.write(f"{' '.join(cmd[:4])}... failed: {proc.stderr.read().decode()[-500:]}\n")
+    return wall, usage.ru_maxrss / 1024, code
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--song", type=Path)
+    ap.add_argument("--reference", type=Path)
+    ap.add_argument("--seconds", type=float, default=180.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="automix-speed-"))
+    songs = real_songs(args.seconds, 2)
+    if args.song:
+        song = cut(args.song, args.seconds, tmp / "song.wav")
+    elif songs:
+        song = cut(songs[0], args.seconds, tmp / "song.wav")
+    else:
+        print("no data folder: using a synthetic song")
+        song = synthetic_song(args.seconds, tmp / "song.wav")
+    ref = args.reference or (cut(songs[1], 60, tmp / "ref.wav") if len(songs) > 1 else
+                             synthetic_song(60, tmp / "ref.wav"))
+    py = sys.executable
+    systems = {
+        "floor (read + write 24-bit)": [py, "-c", FLOOR, str(song), str(tmp / "floor.wav")],
+        "automix master --reference pop": [py, "-m", "automix", "master", str(song), "-r", "pop",
+                                           "-o", str(tmp / "a.wav"), "--force"],
+        "automix master --reference FILE": [py, "-m", "automix", "master", str(song), "-r",
+                                            str(ref), "-o", str(tmp / "b.wav"), "--force"],
+        "matchering 2.0 (reference FILE)": [py, "-c", MATCHERING, str(song), str(tmp / "m.wav"),
+                                            str(ref)],
+    }
+    try:
+        import matchering  # noqa: F401
+    except ImportError:
+        print("matchering not installed (pip install -e '.[bench]'): its row is skipped")
+        systems.pop("matchering 2.0 (reference FILE)")
+    results = {}
+    for name, cmd in systems.items():
+        runs = [run(cmd) for _ in range(args.repeats)]
+        ok = [r for r in runs if r[2] == 0]
+        results[name] = (statistics.median(r[0] for r in ok) if ok else float("nan"),
+                         max(r[1] for r in runs))
+    base = results.get("matchering 2.0 (reference FILE)", (float("nan"),))[0]
+    floor = results["floor (read + write 24-bit)"][0]
+    print(f"\nsong: {args.seconds:.0f} s, {args.repeats} runs each, median wall time")
+    print("| system | seconds | peak RSS MiB | x Matchering time | x floor |")
+    print("|---|---|---|---|---|")
+    for name, (wall, rss) in results.items():
+        print(f"| {name} | {wall:.2f} | {rss:.0f} | {wall / base:.2f} | {wall / floor:.1f} |")
+    print("\ngoal: automix at most 0.33 x Matchering's time")
+
+
+if __name__ == "__main__":
+    main()
