@@ -8,7 +8,6 @@ import pytest
 from automix.effects.limiter import limiter_gain, true_peak_limit
 from automix.loudness import true_peak_dbtp, true_peak_envelope
 from automix.params import LimiterParams
-
 from conftest import music_like
 
 
