@@ -358,10 +358,10 @@ def loudest_excerpt(samples: np.ndarray, sample_rate: int, seconds: float) -> tu
     if samples.shape[1] <= n:
         return 0, samples.shape[1]
     hop = sample_rate // 2
-    energy = np.square(samples.astype(np.float64)).sum(axis=0)
-    blocks = np.add.reduceat(energy, np.arange(0, energy.size, hop))
+    n_hops = samples.shape[1] // hop
+    framed = samples[:, : n_hops * hop].reshape(samples.shape[0], n_hops, hop)
+    blocks = np.einsum("cij,cij->j", framed, framed, dtype=np.float64)
     k = max(1, n // hop)
     sums = np.convolve(blocks, np.ones(k), "valid")
-    start = int(np.argmax(sums)) * hop
-    start = min(start, samples.shape[1] - n)
+    start = min(int(np.argmax(sums)) * hop, samples.shape[1] - n)
     return start, start + n

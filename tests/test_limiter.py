@@ -56,3 +56,15 @@ def test_envelope_matches_true_peak(rng) -> None:
     env = true_peak_envelope(x, 44100)
     assert env.shape == (x.shape[1],)
     assert 20 * np.log10(env.max()) == pytest.approx(true_peak_dbtp(x, 44100), abs=1e-4)
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 131])
+def test_running_min_and_moving_average_match_their_definitions(rng, size: int) -> None:
+    from automix.effects.limiter import moving_average, running_min
+
+    x = rng.random(1000).astype(np.float32)
+    half = size // 2
+    padded = np.pad(x, half, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, size)
+    np.testing.assert_array_equal(running_min(x, size), windows.min(axis=1))
+    np.testing.assert_allclose(moving_average(x, size), windows.mean(axis=1), atol=1e-6)

@@ -20,7 +20,6 @@ this vectorised one instead (about 0.3 s per 3-min stereo song):
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import lfilter
 
 from automix.loudness import true_peak_dbtp, true_peak_envelope
@@ -31,6 +30,38 @@ MARGIN_DB = 0.1  # aim this far under the ceiling so the residue trim rarely act
 RELEASE_BLOCK = 32  # samples per step of the release smoother
 
 
+def running_min(x: np.ndarray, size: int) -> np.ndarray:
+    """Centred running minimum over an odd ``size``, edges held (van Herk / Gil-Werman).
+
+    Vectorised: per block of ``size`` samples, a prefix minimum and a suffix minimum; any
+    window of ``size`` spans at most two blocks, so its minimum is the min of one suffix and
+    one prefix.
+    """
+    half = size // 2
+    n = x.size
+    padded = _hold_edges(x, half, half + (-(n + 2 * half)) % size)
+    blocks = padded.reshape(-1, size)
+    prefix = np.minimum.accumulate(blocks, axis=1).ravel()
+    suffix = np.minimum.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
+    return np.minimum(suffix[:n], prefix[size - 1: size - 1 + n])
+
+
+def moving_average(x: np.ndarray, size: int) -> np.ndarray:
+    """Centred moving average over an odd ``size``, edges held."""
+    padded = _hold_edges(x, size // 2, size // 2, lead=0.0)
+    c = np.cumsum(padded, dtype=np.float64)  # c[k]: sum of the first k edge-held values
+    return ((c[size:] - c[:-size]) / size).astype(np.float32)
+
+
+def _hold_edges(x: np.ndarray, before: int, after: int, lead: float | None = None) -> np.ndarray:
+    """``x`` with its first value repeated ``before`` times and its last ``after`` times,
+    optionally after one ``lead`` value."""
+    parts = [np.full(before, x[0], x.dtype), x, np.full(after, x[-1], x.dtype)]
+    if lead is not None:
+        parts.insert(0, np.full(1, lead, x.dtype))
+    return np.concatenate(parts)
+
+
 def limiter_gain(envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
     """Gain curve, shape ``(samples,)``, for a true-peak ``envelope`` of the same shape."""
     ceiling = np.float32(10.0 ** ((p.ceiling_dbtp - MARGIN_DB) / 20.0))
@@ -38,8 +69,8 @@ def limiter_gain(envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> np
     if required.min() >= 1.0:
         return required
     w = 2 * int(round(LOOKAHEAD_MS * 1e-3 * sample_rate / 2)) + 1  # odd: centred windows
-    attack = minimum_filter1d(required, size=2 * w - 1, mode="nearest")
-    attack = uniform_filter1d(uniform_filter1d(attack, w, mode="nearest"), w, mode="nearest")
+    attack = moving_average(moving_average(running_min(required, 2 * w - 1), w), w)
+    attack = np.minimum(attack, np.float32(1.0))  # float rounding of the sums
     # The release runs on block minima (a few ms): it moves slowly, so that rate is plenty,
     # and min(attack, release) <= attack keeps the guarantee whatever the interpolation does.
     n_blocks = -(-attack.size // RELEASE_BLOCK)
@@ -47,17 +78,19 @@ def limiter_gain(envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> np
     log_gain = np.log(padded.reshape(n_blocks, RELEASE_BLOCK).min(axis=1).astype(np.float64))
     alpha = np.exp(-RELEASE_BLOCK / (p.release_ms * 1e-3 * sample_rate))
     smoothed = lfilter([1.0 - alpha], [1.0, -alpha], log_gain - log_gain[0]) + log_gain[0]
-    release = np.exp(np.minimum(log_gain, smoothed))
-    centres = np.arange(n_blocks) * RELEASE_BLOCK + RELEASE_BLOCK // 2
-    release_curve = np.interp(np.arange(attack.size), centres, release).astype(np.float32)
-    return np.minimum(attack, release_curve)
+    release = np.exp(np.minimum(log_gain, smoothed)).astype(np.float32)
+    # linear interpolation between block values, as one broadcast
+    ramp = np.arange(RELEASE_BLOCK, dtype=np.float32) / RELEASE_BLOCK
+    nxt = np.append(release[1:], release[-1])
+    curve = (release[:, None] + (nxt - release)[:, None] * ramp[None, :]).ravel()
+    return np.minimum(attack, curve[: attack.size])
 
 
 def true_peak_limit(samples: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
     """Limit ``samples`` (channels, samples) so that their true peak is <= ``p.ceiling_dbtp``."""
     gain = limiter_gain(true_peak_envelope(samples, sample_rate), sample_rate, p)
-    out = (samples * gain[None, :]).astype(np.float32)
+    out = samples * gain[None, :]
     excess_db = true_peak_dbtp(out, sample_rate) - (p.ceiling_dbtp - 0.01)
     if excess_db > 0:
         out *= np.float32(10.0 ** (-excess_db / 20.0))
-    return out
+    return out.astype(np.float32, copy=False)

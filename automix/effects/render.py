@@ -112,12 +112,14 @@ def gain(samples: np.ndarray, sample_rate: int, p: GainParams) -> np.ndarray:
 
 
 def stereo_width(samples: np.ndarray, sample_rate: int, p: StereoWidthParams) -> np.ndarray:
-    """Scale the side signal by ``width_pct / 100``; mono input is returned unchanged."""
-    if samples.shape[0] != 2:
+    """Scale the side signal by ``width_pct / 100``; mono input and 100 % are unchanged."""
+    if samples.shape[0] != 2 or p.width_pct == 100.0:
         return samples
-    mid = 0.5 * (samples[0] + samples[1])
-    side = 0.5 * (samples[0] - samples[1]) * np.float32(p.width_pct / 100.0)
-    return np.stack([mid + side, mid - side]).astype(np.float32)
+    mid = samples[0] + samples[1]
+    mid *= np.float32(0.5)
+    side = samples[0] - samples[1]
+    side *= np.float32(0.5 * p.width_pct / 100.0)
+    return np.stack([mid + side, mid - side])
 
 
 def pan(samples: np.ndarray, sample_rate: int, p: PanParams) -> np.ndarray:
