@@ -376,19 +376,20 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
 
 def master(audio: Audio, reference: Reference, target: Target, *, method: str = "dsp",
            settings: MasterSettings | None = None,
-           amounts: dict[str, float] | None = None) -> MasterResult:
+           amounts: dict[str, float] | None = None, refit_gain: bool = False) -> MasterResult:
     """Master ``audio`` toward ``reference`` at ``target``; or render given ``settings``.
 
     ``amounts`` (see `parse_amounts`) scale the suggestion, or the given settings, toward
     neutral; the gain is then found again so the loudness target still holds. Given settings
-    without amounts render exactly as stored.
+    render exactly as stored, unless amounts scale them or ``refit_gain`` asks for the gain to
+    be found again (after editing EQ or the target, say).
     """
     scaled = amounts is not None and any(a != 1.0 for a in amounts.values())
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     input_analysis = analysis.analyze(audio.samples, audio.sample_rate)
     timings["analyse"] = time.perf_counter() - t0
-    if settings is not None and not scaled:
+    if settings is not None and not (scaled or refit_gain):
         t0 = time.perf_counter()
         out = render_master(audio, settings)
         timings["render"] = time.perf_counter() - t0
@@ -397,8 +398,8 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
         t0 = time.perf_counter()
         target = replace(target, integrated_lufs=settings.target_lufs,
                          ceiling_dbtp=settings.limiter.ceiling_dbtp)
-        settings, out = finalise(audio, scale_chain(settings.chain, amounts), target,
-                                 settings.limiter.release_ms)
+        chain = scale_chain(settings.chain, amounts) if scaled else settings.chain
+        settings, out = finalise(audio, chain, target, settings.limiter.release_ms)
         timings["render"] = time.perf_counter() - t0
         method = "settings"
     else:
@@ -477,13 +478,14 @@ def write_document(path: Path, document: dict[str, Any]) -> Path:
 
 
 def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: float | None,
-         method: str, settings_path: Path | None,
-         amounts: dict[str, float] | None) -> tuple[Audio, MasterResult]:
+         method: str, settings_path: Path | None, amounts: dict[str, float] | None,
+         refit_gain: bool = False) -> tuple[Audio, MasterResult]:
     song = load(input_path)
     settings = read_settings(settings_path) if settings_path else None
     ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
-    return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts)
+    return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
+                        refit_gain=refit_gain)
 
 
 def master_file(input_path: Path, *, reference: str = "pop", target: str | None = None,
@@ -491,7 +493,7 @@ def master_file(input_path: Path, *, reference: str = "pop", target: str | None 
                 file_format: str = "wav", bit_depth: int = 24, method: str = "dsp",
                 settings_path: Path | None = None, amounts: dict[str, float] | None = None,
                 force: bool = False, preview: bool = False,
-                report_path: Path | None = None) -> dict[str, Any]:
+                report_path: Path | None = None, refit_gain: bool = False) -> dict[str, Any]:
     """Master one file end to end; return the JSON report (also written as the sidecar).
 
     Writes the master, its sidecar, and optionally previews (folder ``<output>_preview``)
@@ -507,7 +509,7 @@ def master_file(input_path: Path, *, reference: str = "pop", target: str | None 
     if report_path is not None and report_path.exists() and not force:
         raise OutputError(f"{report_path}: exists; use --force to overwrite")
     song, result = _run(input_path, reference, target, ceiling_dbtp, method, settings_path,
-                        amounts)
+                        amounts, refit_gain)
     audio_io.save(out_path, result.audio, bit_depth=bit_depth, file_format=file_format)
     report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
               **result.to_dict()}

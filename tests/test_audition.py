@@ -126,3 +126,21 @@ def test_report_is_self_contained_with_plots(song: Path, tmp_path: Path) -> None
     page = report.read_text()
     assert page.count("<svg") >= 2 and 'id="tonal-balance"' in page
     assert "peak2_gain_db" in page and "src=\"http" not in page and "<script src" not in page
+
+
+def test_refit_gain_keeps_the_target_after_an_edit(song: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    runner.invoke(app, ["suggest", str(song), "-r", "pop", "-o", str(settings)])
+    doc = json.loads(settings.read_text())
+    doc["settings"]["chain"]["eq"]["low_shelf_gain_db"] = 9.0  # a big edit: +9 dB of bass
+    doc["settings"]["chain"]["eq"]["low_shelf_freq_hz"] = 250.0
+    settings.write_text(json.dumps(doc))
+    target = doc["settings"]["target_lufs"]
+    levels = {}
+    for flag in ("", "--refit-gain"):
+        out = tmp_path / f"m{flag}.wav"
+        args = ["master", str(song), "--settings", str(settings), "-o", str(out)]
+        assert runner.invoke(app, args + ([flag] if flag else [])).exit_code == 0
+        levels[flag] = loudness.integrated_lufs(_read(out), 44100)
+    assert abs(levels[""] - target) > 1.0  # stored gain + edit: the loudness has moved
+    assert levels["--refit-gain"] == pytest.approx(target, abs=0.5)

@@ -1,0 +1,218 @@
+"""Worker processes: claim a queued job, run the library on the job's folder, record the result.
+
+Jobs never run in the web process. `WorkerPool` starts ``n`` processes
+(``python -m automix.service.worker``) and restarts any that exit; each one loops over
+`JobStore.claim`, runs the job while a heartbeat thread renews its lease and writes progress,
+then stores the result or a problem+json error. A worker exits when its parent process is gone,
+so none outlives the server.
+
+Job folder layout (``<jobs_dir>/<id>/``): ``input.<ext>`` or ``stems/``, optional
+``reference.<ext>``, ``target.json``, ``settings_in.json``; outputs ``master.<fmt>``,
+``master.json`` (sidecar), ``master_preview/*.wav``, ``report.html``, ``settings.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from automix.service.problems import problem
+from automix.service.store import Job, JobStore
+
+# Library thread pools read these when first imported: one thread per worker process.
+THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                     "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
+DEFAULT_LEASE_S = 30.0
+POLL_S = 0.2
+# Progress is estimated from elapsed time: about this many seconds plus this many per second
+# of audio on one core (master with previews and report, measured on 3-30 s songs).
+EXPECTED_BASE_S = 2.0
+EXPECTED_PER_AUDIO_S = 0.15
+PRIVATE_KEYS = ("input", "output", "previews", "report", "sidecar")  # local paths: not served
+
+
+def mix_available() -> bool:
+    """Whether this build has `automix.mixing` (mix jobs); found without importing it, so
+    that the web process stays light."""
+    return importlib.util.find_spec("automix.mixing") is not None
+
+
+def _options(job_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Reference, target, ceiling and amounts: what master_file, suggest_file and mix_folder
+    all take."""
+    from automix.mastering import parse_amounts
+
+    reference = params.get("reference_file")
+    target = params.get("target_file")
+    amounts = params.get("amounts")
+    return {"reference": str(job_dir / reference) if reference else params["reference"],
+            "target": str(job_dir / target) if target else params.get("target"),
+            "ceiling_dbtp": params.get("ceiling_dbtp"),
+            "amounts": parse_amounts(amounts) if amounts else None}
+
+
+def run_job(job: Job, job_dir: Path) -> dict[str, Any]:
+    """Run ``job`` on its folder; return what the API shows as its result (no local paths)."""
+    from automix import __version__
+    from automix.mastering import master_file, suggest_file, write_document
+
+    params = job.params
+    opts = _options(job_dir, params)
+    if job.kind == "suggest":
+        doc = suggest_file(job_dir / params["input"], job_dir / "settings.json", force=True,
+                           **opts)
+        return {k: v for k, v in doc.items() if k not in PRIVATE_KEYS}
+    fmt = params.get("format", "wav")
+    settings = params.get("settings_file")
+    common = {"output": job_dir / f"master.{fmt}", "file_format": fmt,
+              "bit_depth": params.get("bit_depth", 24),
+              "settings_path": job_dir / settings if settings else None, "force": True,
+              "preview": True, "report_path": job_dir / "report.html", **opts}
+    if job.kind == "mix":
+        from automix.mixing import mix_folder
+
+        report = mix_folder(job_dir / "stems", stems_out=job_dir / "stems_out", **common)
+    else:  # a page re-render edits settings: the loudness target must still hold
+        report = master_file(job_dir / params["input"], refit_gain=settings is not None, **common)
+    write_document(job_dir / "settings.json",
+                   {"automix": __version__, "settings": report["settings"],
+                    "reference": {k: report["reference"][k] for k in ("name", "kind")},
+                    "target": report["target"]})
+    return {k: v for k, v in report.items() if k not in PRIVATE_KEYS}
+
+
+def _error(exc: BaseException, job_dir: Path) -> dict[str, Any]:
+    """The problem+json for a job that raised; local paths are cut from the message."""
+    from automix.errors import AutomixError
+
+    first = (str(exc).splitlines() or [""])[0].replace(f"{job_dir}{os.sep}", "")
+    if isinstance(exc, AutomixError):
+        code = {"AudioInputError": "bad-audio", "OutputError": "output-error",
+                "SettingsError": "bad-settings"}.get(type(exc).__name__, "automix-error")
+        return problem(422, type(exc).__name__, first, code)
+    return problem(500, "Internal error in the worker", f"{type(exc).__name__}: {first}",
+                   "internal")
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the lease every third of its length and writes an estimated progress."""
+
+    def __init__(self, store: JobStore, job: Job, owner: str, lease_s: float) -> None:
+        super().__init__(daemon=True)
+        self.store, self.job, self.owner, self.lease_s = store, job, owner, lease_s
+        self.stopped = threading.Event()
+        duration = float(job.params.get("duration_s", 0.0))
+        self.expected_s = EXPECTED_BASE_S + EXPECTED_PER_AUDIO_S * duration
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        while not self.stopped.wait(self.lease_s / 3):
+            progress = min(0.95, (time.monotonic() - t0) / self.expected_s)
+            self.store.heartbeat(self.job.id, self.owner, self.lease_s,
+                                 progress=round(progress, 3), stage="running")
+
+
+def work(store: JobStore, jobs_dir: Path, *, lease_s: float = DEFAULT_LEASE_S,
+         parent_pid: int | None = None, max_jobs: int | None = None) -> int:
+    """Claim and run jobs until the parent exits or ``max_jobs`` are done; return the count."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    done = 0
+    while max_jobs is None or done < max_jobs:
+        if parent_pid is not None and os.getppid() != parent_pid:
+            break
+        job = store.claim(owner, lease_s)
+        if job is None:
+            time.sleep(POLL_S)
+            continue
+        job_dir = jobs_dir / job.id
+        beat = _Heartbeat(store, job, owner, lease_s)
+        beat.start()
+        try:
+            result = run_job(job, job_dir)
+        except (KeyboardInterrupt, SystemExit):
+            store.release(job.id, owner)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
+            store.fail(job.id, owner, _error(exc, job_dir))
+        else:
+            store.finish(job.id, owner, result)
+        finally:
+            beat.stopped.set()
+            beat.join()
+        done += 1
+    return done
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m automix.service.worker --db FILE --jobs DIR``: one worker process."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--jobs", type=Path, required=True)
+    parser.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_S)
+    parser.add_argument("--parent-pid", type=int, default=None)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    import automix.mastering  # noqa: F401 - warm up before the first claim, not inside a job
+
+    work(JobStore(args.db), args.jobs, lease_s=args.lease_seconds, parent_pid=args.parent_pid)
+
+
+class WorkerPool:
+    """``n`` worker processes for one store, restarted when they exit (e.g. SIGKILL)."""
+
+    def __init__(self, db_path: Path, jobs_dir: Path, n: int, *,
+                 lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.db_path, self.jobs_dir, self.n, self.lease_s = db_path, jobs_dir, n, lease_s
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._stop = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "automix.service.worker", "--db", str(self.db_path),
+               "--jobs", str(self.jobs_dir), "--lease-seconds", str(self.lease_s),
+               "--parent-pid", str(os.getpid())]
+        return subprocess.Popen(cmd, env=os.environ | THREAD_ENV)
+
+    def start(self) -> None:
+        self.procs = [self._spawn() for _ in range(self.n)]
+        self._supervisor.start()
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(0.5):
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None and not self._stop.is_set():
+                    self.procs[i] = self._spawn()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM each worker (a running job goes back to the queue), then SIGKILL."""
+        self._stop.set()
+        if self._supervisor.is_alive():
+            self._supervisor.join()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+if __name__ == "__main__":
+    main()
