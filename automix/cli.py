@@ -88,6 +88,8 @@ def master(
                                  help="Write loudness-matched 30-s previews for A/B."),
     report_path: Path | None = typer.Option(None, "--report",
                                                help="Write a self-contained HTML report."),
+    refit_gain: bool = typer.Option(
+        False, "--refit-gain", help="With --settings: find the gain to the target again."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
 ) -> None:
@@ -98,7 +100,7 @@ def master(
         input_path, reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
         output=output, file_format=file_format.value, bit_depth=bit_depth, method=method.value,
         settings_path=settings_path, amounts=mastering.parse_amounts(amount), force=force,
-        preview=preview, report_path=report_path)
+        preview=preview, report_path=report_path, refit_gain=refit_gain)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -172,6 +174,133 @@ def _print_master(report: dict[str, Any]) -> None:
     out_console.print(f"settings and measurements: {report['sidecar']}")
 
 
+@app.command()
+@guarded
+def mix(
+    stems_dir: Path = typer.Argument(..., metavar="STEMS_DIR",
+                                     help="A folder of 2 to 32 stems (WAV, FLAC, ...)."),
+    reference: str = typer.Option("pop", "--reference", "-r",
+                                  help="A genre preset (see `automix presets`) or an audio file."),
+    target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
+    ceiling_dbtp: float | None = typer.Option(None, "--ceiling",
+                                                 help="True-peak ceiling in dBTP."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                          help="Output file (default STEMS_DIR_mix.wav)."),
+    file_format: Format = typer.Option(Format.wav, "--format", help="wav or flac."),
+    bit_depth: int = typer.Option(24, "--bit-depth", help="16 (TPDF-dithered), 24, or 32 float."),
+    settings_path: Path | None = typer.Option(
+        None, "--settings", help="Render exactly these settings (a mix's JSON sidecar)."),
+    amount: str | None = typer.Option(None, "--amount", help="Scale the master, as for master."),
+    stems_out: Path | None = typer.Option(None, "--stems-out",
+                                             help="Also write each processed stem here."),
+    preview: bool = typer.Option(False, "--preview", help="Write loudness-matched previews."),
+    report_path: Path | None = typer.Option(None, "--report", help="Write an HTML report."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
+) -> None:
+    """Mix a folder of stems toward a reference and master the bus to a delivery target."""
+    from automix import mastering, mixing
+
+    report = mixing.mix_folder(
+        stems_dir, reference=reference, target=target, ceiling_dbtp=ceiling_dbtp, output=output,
+        file_format=file_format.value, bit_depth=bit_depth, settings_path=settings_path,
+        amounts=mastering.parse_amounts(amount), force=force, preview=preview,
+        report_path=report_path, stems_out=stems_out)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    stems = Table(title=f"automix mix ({report['method']}): {len(report['stems'])} stems",
+                  title_justify="left")
+    for col in ("stem", "role", "gain dB", "pan", "high-pass Hz", "compressor", "send dB"):
+        stems.add_column(col, justify="left" if col in ("stem", "role") else "right")
+    for info in report["stems"]:
+        s = report["settings"]["stems"][info["name"]]
+        c = s["compressor"]
+        stems.add_row(info["name"], f"{info['role']} ({info['role_from']})",
+                      f"{s['gain']['gain_db']:+.1f}", f"{s['pan']['pan']:+.2f}",
+                      f"{s['highpass']['freq_hz']:.0f}",
+                      "off" if c["ratio"] <= 1.0 else f"{c['ratio']:g}:1 @ {c['threshold_db']:.0f}",
+                      f"{s['send']['send_db']:.0f}")
+    out_console.print(stems)
+    _print_master({**report, "settings": report["settings"]["master"]})
+    if "stems_out" in report:
+        out_console.print(f"processed stems: {len(report['stems_out'])} files")
+
+
+class Mode(str, Enum):
+    master = "master"
+    mix = "mix"
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+@guarded
+def batch(
+    input_dir: Path = typer.Argument(..., metavar="INPUT_DIR",
+                                     help="Songs: audio files (master) or stem folders (mix)."),
+    out_dir: Path = typer.Option(..., "--output", "-o", help="Output folder (created)."),
+    mode: Mode = typer.Option(Mode.master, "--mode", help="master or mix."),
+    reference: str = typer.Option("pop", "--reference", "-r",
+                                  help="A genre preset or an audio file."),
+    target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
+    ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
+    file_format: Format = typer.Option(Format.wav, "--format", help="wav or flac."),
+    bit_depth: int = typer.Option(24, "--bit-depth", help="16, 24 or 32."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j",
+                                       help="Songs at once (default half the cores)."),
+    engine: Engine = typer.Option(Engine.local, "--engine", help="local (processes) or ray."),
+    address: str | None = typer.Option(None, "--address",
+                                          help="Ray cluster address (default: start one)."),
+) -> None:
+    """Master or mix every song in INPUT_DIR; finished songs are skipped, so a rerun resumes."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from automix import batch as batching
+
+    options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
+               "bit_depth": bit_depth}
+    planned = batching.plan(input_dir, out_dir, mode=mode.value, file_format=file_format.value,
+                            options=options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console) as progress:
+        task = progress.add_task(f"{mode.value} ({engine.value})", total=len(planned))
+
+        def advance(result: batching.JobResult) -> None:
+            progress.advance(task)
+            if result.status == "failed":
+                progress.console.print(f"[red]failed[/] {result.name}: {result.error}",
+                                       highlight=False)
+
+        results = batching.run(planned, engine=engine.value, workers=jobs, address=address,
+                               on_result=advance)
+    wall = time.perf_counter() - t0
+    table = Table(title=f"automix batch: {out_dir}", title_justify="left")
+    for col in ("song", "status", "seconds", "x real time", "output / error"):
+        table.add_column(col, justify="right" if col in ("seconds", "x real time") else "left")
+    for r in results:
+        speed = f"{r.audio_s / r.seconds:.1f}" if r.status == "done" and r.seconds else "-"
+        style = {"done": "green", "skipped": "dim", "failed": "red"}[r.status]
+        table.add_row(r.name, f"[{style}]{r.status}[/]",
+                      f"{r.seconds:.1f}" if r.status != "skipped" else "-", speed,
+                      r.error or r.output)
+    out_console.print(table)
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    audio_s = sum(r.audio_s for r in results)
+    out_console.print(f"{counts['done']} done, {counts['skipped']} skipped, "
+                      f"{counts['failed']} failed in {wall:.1f} s"
+                      + (f"; throughput {audio_s / wall:.1f}x real time" if audio_s else ""))
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
 @app.command("presets")
 @guarded
 def list_presets() -> None:
@@ -224,3 +353,33 @@ def params_table() -> None:
     out_console.print(markdown_table(), markup=False, highlight=False)
 
 
+
+
+@app.command()
+@guarded
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host",
+                             help="Address to bind (loopback by default; 0.0.0.0 for all)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    data_dir: Path = typer.Option(Path("automix-service"), "--data-dir",
+                                  help="Folder for job files (and the database)."),
+    db: Path | None = typer.Option(None, "--db",
+                                   help="SQLite job database (default DATA_DIR/jobs.sqlite3)."),
+    workers: int = typer.Option(1, "--workers", min=0,
+                                help="Worker processes (0: queue only, run workers elsewhere)."),
+    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", min=0.001,
+                                        help="Largest upload in MB; larger ones answer 413."),
+    max_duration_s: float = typer.Option(900.0, "--max-duration", min=1.0,
+                                         help="Longest audio in seconds; longer answers 422."),
+    lease_s: float = typer.Option(30.0, "--lease-seconds", min=0.5,
+                                  help="A job whose worker is silent this long is retried."),
+    max_attempts: int = typer.Option(2, "--max-attempts", min=1,
+                                     help="Tries per job before it fails with a reason."),
+) -> None:
+    """Run the web service and the audition page (http://127.0.0.1:8000/)."""
+    from automix.service.app import ServiceConfig
+    from automix.service.app import serve as run_service
+
+    config = ServiceConfig(data_dir=data_dir, db_path=db, max_upload_mb=max_upload_mb,
+                           max_duration_s=max_duration_s, max_attempts=max_attempts)
+    run_service(config, host=host, port=port, workers=workers, lease_s=lease_s)

@@ -1,0 +1,202 @@
+"""Many songs at once: a local process pool by default, Ray tasks for a cluster.
+
+A job is plain data (paths and options), never audio: it crosses processes and Ray as is,
+and the worker loads the audio and builds the pedalboard plugins itself. A job whose output
+and JSON sidecar both exist is finished (the sidecar is written last) and is skipped, so an
+interrupted batch resumes where it stopped. One failing song never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from automix.audio import READ_EXTENSIONS
+from automix.errors import AutomixError, SettingsError
+
+MODES = ("master", "mix")
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One song: ``input`` is a file (master) or a folder of stems (mix)."""
+
+    name: str
+    mode: str
+    input: str
+    output: str
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the runner
+
+    @property
+    def sidecar(self) -> Path:
+        return Path(self.output).with_suffix(".json")
+
+    def is_done(self) -> bool:
+        return Path(self.output).exists() and self.sidecar.exists()
+
+
+@dataclass
+class JobResult:
+    name: str
+    status: str  # "done", "skipped" or "failed"
+    seconds: float = 0.0
+    audio_s: float = 0.0  # duration of the song produced
+    output: str = ""
+    error: str = ""
+
+
+def plan(input_dir: Path, out_dir: Path, *, mode: str, file_format: str = "wav",
+         options: dict[str, Any] | None = None) -> list[Job]:
+    """The jobs for ``input_dir``: each audio file (master) or each sub-folder (mix) is one
+    song, written to ``out_dir/<name>.<fmt>``."""
+    if mode not in MODES:
+        raise SettingsError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
+    if not input_dir.is_dir():
+        raise SettingsError(f"{input_dir}: not a folder")
+    if mode == "master":
+        songs = [p for p in sorted(input_dir.iterdir()) if p.is_file()
+                 and not p.name.startswith(".") and p.suffix.lower() in READ_EXTENSIONS]
+        names = [p.stem for p in songs]
+    else:
+        songs = [p for p in sorted(input_dir.iterdir()) if p.is_dir()
+                 and not p.name.startswith(".")]
+        names = [p.name for p in songs]
+    if not songs:
+        kind = "audio files" if mode == "master" else "folders of stems"
+        raise SettingsError(f"{input_dir}: no {kind} to {mode}")
+    opts = {**(options or {}), "file_format": file_format}
+    return [Job(name, mode, str(song), str(out_dir / f"{name}.{file_format}"), opts)
+            for name, song in zip(names, songs, strict=True)]
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job (a `Job` as a dict) where it lands; return a `JobResult` as a dict.
+
+    Never raises for a song's failure: the error is returned as one line.
+    """
+    import soundfile as sf
+
+    j = Job(**job)
+    t0 = time.perf_counter()
+    try:
+        if j.mode == "master":
+            from automix.mastering import master_file
+
+            master_file(Path(j.input), output=Path(j.output), force=True, **j.options)
+        else:
+            from automix.mixing import mix_folder
+
+            mix_folder(Path(j.input), output=Path(j.output), force=True, **j.options)
+        audio_s = float(sf.info(j.output).duration)
+        return asdict(JobResult(j.name, "done", time.perf_counter() - t0, audio_s, j.output))
+    except AutomixError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - one song's bug must not stop the batch
+        if os.environ.get("AUTOMIX_DEBUG"):
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        message = f"internal error ({type(exc).__name__}: {first})"
+    return asdict(JobResult(j.name, "failed", time.perf_counter() - t0, error=message))
+
+
+def _init_worker() -> None:
+    """One thread per worker: the pool's processes share the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def default_jobs() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def run(jobs: list[Job], *, engine: str = "local", workers: int | None = None,
+        address: str | None = None,
+        on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
+    """Run ``jobs`` (finished ones are skipped); return one result per job, in job order.
+
+    ``on_result`` is called as each job ends (for progress). ``engine`` "local" runs a
+    process pool of ``workers`` (default half the cores); "ray" runs Ray tasks on the cluster
+    at ``address`` (default: a local Ray instance started here and shut down after).
+    """
+    if engine not in ENGINES:
+        raise SettingsError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    workers = workers or default_jobs()
+    if workers < 1:
+        raise SettingsError(f"--jobs must be at least 1; got {workers}")
+    results: dict[str, JobResult] = {}
+    pending = []
+    for job in jobs:
+        if job.is_done():
+            results[job.name] = JobResult(job.name, "skipped", output=job.output)
+            if on_result:
+                on_result(results[job.name])
+        else:
+            pending.append(job)
+    runner = _run_local if engine == "local" else _run_ray
+    for result in runner(pending, workers, address):
+        results[result.name] = result
+        if on_result:
+            on_result(result)
+    return [results[j.name] for j in jobs]
+
+
+def _run_local(jobs: list[Job], workers: int, address: str | None) -> Iterator[JobResult]:
+    if not jobs:
+        return
+    # "spawn": a fresh interpreter per worker, safe with torch's threads and pedalboard
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        futures: dict[Future, Job] = {pool.submit(run_job, asdict(j)): j for j in jobs}
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = futures.pop(future)
+                try:
+                    yield JobResult(**future.result())
+                except Exception as exc:  # noqa: BLE001 - a worker that died (e.g. killed)
+                    yield JobResult(job.name, "failed",
+                                    error=f"worker failed ({type(exc).__name__}: {exc})")
+
+
+def _run_ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[JobResult]:
+    if not jobs:
+        return
+    try:
+        import ray
+    except ImportError:
+        raise SettingsError("--engine ray needs Ray: pip install 'automix[cluster]'") from None
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1)(_ray_job)
+        refs = {task.remote(asdict(j)): j for j in jobs}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                job = refs.pop(ref)
+                try:
+                    yield JobResult(**ray.get(ref))
+                except Exception as exc:  # noqa: BLE001 - a task or its node that died
+                    yield JobResult(job.name, "failed",
+                                    error=f"ray task failed ({type(exc).__name__})")
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_job(job: dict[str, Any]) -> dict[str, Any]:
+    _init_worker()
+    return run_job(job)

@@ -1,0 +1,594 @@
+"""Mixing: load stems -> suggest per-stem settings -> render -> sum -> master the bus.
+
+Each stem runs through its own `params.StemChain` (gain, high-pass, EQ, compressor, pan, and
+a send to one shared reverb bus); the dry stems and the reverb return are summed and the bus
+is mastered by `automix.mastering` (DSP-matched master chain, gain to the delivery target,
+true-peak limiter).
+
+Stereo stems keep their image: each channel is rendered on its own (every effect here
+processes channels independently, so this equals rendering the pair) and panned with an
+offset of -1 (left) and +1 (right), so ``pan`` acts as a balance control and 0 leaves a
+stereo stem as it was. Mono stems (or stereo files with identical channels) are panned.
+
+Settings are suggested in two steps (`suggest_mix`): role-based defaults (levels balanced
+by loudness, high-pass, compressor, pan spread, send), then a refinement of gains, EQ gains,
+pans and sends by gradient descent (`twin.optimise`) so that the summed mix's tonal balance
+(mid and side, third-octave bands) and width move toward the reference's. The refinement
+runs on a short excerpt in the STFT domain: the effects after each stem's compressor are
+linear, so each stem's compressed excerpt and its reverb return are transformed once, and a
+step only multiplies them by the twin's EQ response (`twin.frequency_response`), gains and
+pan laws. The gain change is applied before the compressor in the rendered chain with the
+threshold moved by the same amount, which is the same sound; an EQ change is heard after
+compression in the refinement and before it in the render (a small difference for the
+few-dB moves allowed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automix import __version__, analysis, loudness, mastering
+from automix.analysis import AudioWarning
+from automix.audio import Audio, write_text_atomic
+from automix.effects import render
+from automix.errors import OutputError, SettingsError
+from automix.mastering import MasterResult, MasterSettings, Reference
+from automix.params import (
+    CompressorParams,
+    EQParams,
+    GainParams,
+    HighpassParams,
+    PanParams,
+    ReverbParams,
+    SendParams,
+    StemChain,
+    as_dict,
+    flat_ranges,
+    ranges,
+    validate,
+    validate_chain,
+)
+from automix.presets import Target
+from automix.stems import Stem, load_stems
+
+MIX_LEVEL_LUFS = -20.0  # the balanced stems sum to about this loudness before the master
+SILENT_STEM_LUFS = -60.0  # stems quieter than this keep unit gain (nothing to balance)
+REFINE_EXCERPT_S = 8.0  # the refinement listens to the loudest excerpt of this length
+REFINE_STEPS = 60
+REFINE_LR = 0.04
+REFINE_BUDGET_S = 1.5
+REFINE_N_FFT_AT_44K = 2048
+MAX_GAIN_MOVE_DB = 6.0  # the refinement moves a stem's level at most this far from its start
+MAX_EQ_MOVE_DB = 6.0  # and each EQ band at most this far
+MAX_PAN_MOVE = 0.6
+SEND_RANGE_DB = (-40.0, -8.0)
+GAIN_PENALTY = 0.02  # per (dB / MAX_GAIN_MOVE_DB) squared: prefer the balanced start
+EQ_PENALTY = 0.02
+SIDE_WEIGHT = 0.3
+WIDTH_WEIGHT = 0.5
+DEFAULT_REVERB = ReverbParams(decay_s=1.4, predelay_ms=20.0, damping_hz=6000.0,
+                              width_pct=100.0, wet_db=-6.0)
+
+
+@dataclass(frozen=True)
+class RoleDefaults:
+    """Where a role starts: level relative to the others (LU), high-pass (Hz), how far mono
+    stems of it are spread from the centre, reverb send (dB), and its compressor as (ratio,
+    threshold above the stem's balanced loudness in LU, attack ms, release ms) or None."""
+
+    level_lu: float
+    highpass_hz: float
+    pan_spread: float
+    send_db: float
+    compressor: tuple[float, float, float, float] | None
+
+
+ROLE_DEFAULTS: dict[str, RoleDefaults] = {
+    "vocals": RoleDefaults(3.0, 90.0, 0.0, -16.0, (3.0, 4.0, 5.0, 120.0)),
+    "drums": RoleDefaults(1.0, 30.0, 0.0, -28.0, (2.0, 8.0, 20.0, 120.0)),
+    "bass": RoleDefaults(1.0, 30.0, 0.0, -60.0, (4.0, 3.0, 10.0, 150.0)),
+    "guitar": RoleDefaults(0.0, 80.0, 0.5, -22.0, (2.0, 5.0, 10.0, 150.0)),
+    "keys": RoleDefaults(-1.0, 60.0, 0.35, -20.0, None),
+    "synth": RoleDefaults(-1.0, 50.0, 0.35, -22.0, None),
+    "strings": RoleDefaults(-2.0, 60.0, 0.5, -18.0, None),
+    "brass": RoleDefaults(-1.0, 80.0, 0.4, -20.0, (2.0, 5.0, 10.0, 150.0)),
+    "other": RoleDefaults(-1.0, 40.0, 0.3, -24.0, None),
+}
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """Everything needed to re-render a mix exactly, in real units.
+
+    ``stems`` maps each stem's file name to its chain; ``reverb`` is the shared bus;
+    ``master`` is what the bus is mastered with.
+    """
+
+    stems: dict[str, StemChain]
+    reverb: ReverbParams = DEFAULT_REVERB
+    master: MasterSettings = MasterSettings()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stems": {name: _rounded(as_dict(chain)) for name, chain in self.stems.items()},
+                "reverb": _rounded(as_dict(self.reverb)), "master": self.master.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "settings") -> MixSettings:
+        """Validate a settings mapping (unknown keys, types and ranges give `SettingsError`)."""
+        if not isinstance(data, dict):
+            raise SettingsError(f"{where}: expected a JSON object")
+        allowed = ("stems", "reverb", "master")
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise SettingsError(f"{where}: unknown key {unknown[0]!r}; allowed: "
+                                f"{', '.join(allowed)}")
+        stems = data.get("stems")
+        if not isinstance(stems, dict) or not stems:
+            raise SettingsError(f"{where}.stems: expected a mapping of stem file names to "
+                                "their settings")
+        return cls(
+            stems={str(name): validate_chain(StemChain, chain, where=f"{where}.stems.{name}")
+                   for name, chain in stems.items()},
+            reverb=validate(ReverbParams, data.get("reverb", {}), where=f"{where}.reverb"),
+            master=MasterSettings.from_dict(data.get("master", {}), where=f"{where}.master"))
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    """Real-unit values rounded to 1e-4 (far below audibility), nested dicts kept."""
+    return {k: _rounded(v) if isinstance(v, dict) else round(float(v), 4)
+            for k, v in values.items()}
+
+
+def read_mix_settings(path: Path) -> MixSettings:
+    """Read mix settings from JSON or YAML: a settings mapping, or a document (a mix's sidecar)
+    holding one under "settings"."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: no such settings file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read ({exc})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SettingsError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} "
+                            f"({first})") from None
+    if isinstance(data, dict) and isinstance(data.get("settings"), dict):
+        data = data["settings"]
+    return MixSettings.from_dict(data, where=path.name)
+
+
+# --- defaults by role -------------------------------------------------------------------------
+
+
+def stem_loudness_lufs(stem: Stem, sample_rate: int) -> float:
+    """Integrated loudness of a stem as it will sound panned to the centre of a stereo mix."""
+    return loudness.integrated_lufs(_as_played(stem), sample_rate)
+
+
+def _as_played(stem: Stem) -> np.ndarray:
+    """The stem as its pan law plays it at the centre: stereo kept, mono at -3 dB per side."""
+    if stem.is_stereo:
+        return stem.samples
+    mono = stem.samples.mean(axis=0)
+    return np.stack([mono, mono]) * np.float32(math.sqrt(0.5))
+
+
+def default_chains(stems: list[Stem], sample_rate: int) -> dict[str, StemChain]:
+    """Role-based starting settings: loudness-balanced gains, high-pass, compressor, pan, send.
+
+    Each stem's gain puts it at ``MIX_LEVEL_LUFS - 10 log10(N)`` plus its role's level, so
+    that N stems sum to about `MIX_LEVEL_LUFS`. Mono stems of roles with a spread alternate
+    left and right; stereo stems stay at 0 (their own image).
+    """
+    base = MIX_LEVEL_LUFS - 10.0 * math.log10(len(stems))
+    gain_range = ranges(GainParams)["gain_db"]
+    chains = {}
+    side = 1.0
+    for stem in stems:
+        role = ROLE_DEFAULTS[stem.role]
+        lufs = stem_loudness_lufs(stem, sample_rate)
+        gain_db = 0.0 if lufs < SILENT_STEM_LUFS else gain_range.clip(base + role.level_lu - lufs)
+        pan = 0.0
+        if role.pan_spread and not stem.is_stereo:
+            pan, side = side * role.pan_spread, -side
+        comp = CompressorParams()
+        if role.compressor is not None:
+            ratio, above_lu, attack_ms, release_ms = role.compressor
+            threshold = min(max(base + role.level_lu + above_lu, -60.0), 0.0)
+            comp = CompressorParams(threshold_db=round(threshold, 2), ratio=ratio,
+                                    attack_ms=attack_ms, release_ms=release_ms)
+        chains[stem.name] = StemChain(
+            gain=GainParams(gain_db=round(gain_db, 2)),
+            highpass=HighpassParams(freq_hz=role.highpass_hz),
+            compressor=comp, pan=PanParams(pan=pan), send=SendParams(send_db=role.send_db))
+    return chains
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def render_stem(stem: Stem, sample_rate: int,
+                chain: StemChain) -> tuple[np.ndarray, np.ndarray]:
+    """One stem through its chain: (dry, send), each ``(2, samples)`` float32."""
+    if not stem.is_stereo:
+        return render.stem_chain(stem.samples.mean(axis=0, keepdims=True), sample_rate, chain)
+    dry = np.zeros((2, stem.samples.shape[1]), np.float32)
+    send = np.zeros_like(dry)
+    for channel, offset in ((0, -1.0), (1, 1.0)):
+        pan = min(max(chain.pan.pan + offset, -1.0), 1.0)
+        d, s = render.stem_chain(stem.samples[channel : channel + 1], sample_rate,
+                                 replace(chain, pan=PanParams(pan=pan)))
+        dry += d
+        send += s
+    return dry, send
+
+
+def render_mix(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+               reverb: ReverbParams) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The summed mix bus ``(2, samples)`` (dry stems plus the reverb return of their sends)
+    and each processed dry stem."""
+    drys = []
+    sends = np.zeros((2, stems[0].samples.shape[1]), np.float32)
+    for stem in stems:
+        dry, send = render_stem(stem, sample_rate, chains[stem.name])
+        drys.append(dry)
+        sends += send
+    bus = np.sum(drys, axis=0) + render.reverb_return(sends, sample_rate, reverb)
+    return bus.astype(np.float32), drys
+
+
+# --- refinement through the twin --------------------------------------------------------------
+
+
+def _band_matrix(freqs_hz: np.ndarray) -> np.ndarray:
+    """(bands, bins): the share of each STFT bin inside each third-octave band of
+    `analysis.BAND_EDGES_HZ` (bins narrower or wider than a band are split by overlap)."""
+    width = freqs_hz[1] - freqs_hz[0]
+    lo, hi = freqs_hz - width / 2, freqs_hz + width / 2
+    band_lo, band_hi = analysis.BAND_EDGES_HZ[:, :, None]
+    overlap = np.clip(np.minimum(hi, band_hi) - np.maximum(lo, band_lo), 0.0, None)
+    return (overlap / width).astype(np.float32)
+
+
+@dataclass
+class _Spectra:
+    """What the refinement needs of the stems, measured once on an excerpt.
+
+    Every stem is a pair of channel items (a mono stem's second item is silent): their mean
+    STFT powers after the compressor, the real part of their cross-spectrum, and their pan
+    offsets; and the reverb's power response per channel. Shapes (stems, bins) and (bins,).
+    """
+
+    power: Any  # (stems, 2, bins)
+    cross: Any  # (stems, bins)
+    pan_offset: Any  # (stems, 2)
+    reverb_left: Any  # (bins,)
+    reverb_right: Any
+    bands: Any  # (bands, bins)
+    n_fft: int
+
+
+def _spectra(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+             reverb: ReverbParams) -> _Spectra:
+    import torch
+
+    from automix.effects import reverb_ir
+
+    plain_sum = np.sum([_as_played(s) for s in stems], axis=0)
+    start, end = analysis.loudest_excerpt(plain_sum, sample_rate, REFINE_EXCERPT_S)
+    n_fft = int(2 ** round(math.log2(REFINE_N_FFT_AT_44K * sample_rate / 44100)))
+    window = torch.hann_window(n_fft)
+    power, cross, offsets = [], [], []
+    for stem in stems:
+        chain = replace(chains[stem.name], pan=PanParams(pan=-1.0))  # left = the signal itself
+        rows = stem.samples if stem.is_stereo else stem.samples.mean(axis=0, keepdims=True)
+        items = np.stack([render.stem_chain(r[None, start:end], sample_rate, chain)[0][0]
+                          for r in rows])
+        spec = torch.stft(torch.from_numpy(items), n_fft, hop_length=n_fft // 2,
+                          window=window, return_complex=True)  # (items, bins, frames)
+        p = (spec.real.pow(2) + spec.imag.pow(2)).mean(-1)
+        if stem.is_stereo:
+            power.append(p)
+            cross.append((spec[0] * spec[1].conj()).real.mean(-1))
+            offsets.append((-1.0, 1.0))
+        else:
+            power.append(torch.cat([p, torch.zeros_like(p)]))
+            cross.append(torch.zeros_like(p[0]))
+            offsets.append((0.0, 0.0))
+    with torch.no_grad():
+        ir = reverb_ir.impulse_response(sample_rate, reverb)[0].double()  # (2, samples)
+    # the power a stationary signal gains through the room, averaged over each STFT bin
+    n_ir = 1 << math.ceil(math.log2(max(ir.shape[-1], n_fft)))
+    response = torch.fft.rfft(ir, n_ir).abs().pow(2) * render.db_to_amp(reverb.wet_db) ** 2
+    per_bin = _average_bins(response, n_ir // n_fft)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    return _Spectra(torch.stack(power).double(), torch.stack(cross).double(),
+                    torch.tensor(offsets, dtype=torch.float64), per_bin[0], per_bin[1],
+                    torch.from_numpy(_band_matrix(freqs)).double(), n_fft)
+
+
+def _average_bins(response: Any, factor: int) -> Any:
+    """Average ``(channels, factor * k + 1)`` fine bins onto ``k + 1`` centred coarse bins."""
+    import torch.nn.functional as F
+
+    padded = F.pad(response[:, None], (factor // 2, factor // 2), mode="replicate")
+    return F.avg_pool1d(padded, factor + 1 - factor % 2, stride=factor)[:, 0]
+
+
+def _reference_bands(reference: Reference, sample_rate: int) -> tuple[Any, Any, Any, float]:
+    """The reference's mid and side third-octave balance (dB), the bands that count, and its
+    width in dB (side over mid power)."""
+    import torch
+
+    feats = reference.features
+    mid = np.array([np.nan if v is None else v for v in feats["bands"]["mid_db"]])
+    side = np.array([np.nan if v is None else v for v in feats["bands"]["side_db"]])
+    valid = (np.isfinite(mid) & np.isfinite(side)
+             & (analysis.BAND_EDGES_HZ[1] <= analysis.BAND_MAX_FRACTION_OF_NYQUIST
+                * sample_rate / 2))
+    valid &= mid >= np.max(np.where(valid, mid, -np.inf)) - analysis.TONAL_ERROR_RANGE_DB
+    width = float(feats.get("width") or 0.0)
+    return (torch.tensor(np.nan_to_num(mid)), torch.tensor(np.nan_to_num(side)),
+            torch.tensor(valid), 20.0 * math.log10(max(width, 1e-3)))
+
+
+def refine(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+           reverb: ReverbParams, reference: Reference, *, steps: int = REFINE_STEPS,
+           time_budget_s: float = REFINE_BUDGET_S) -> dict[str, StemChain]:
+    """Move gains, EQ gains, pans (mono stems of spread roles) and sends so that the mix's
+    tonal balance (mid and side) and width approach the reference's; frequencies, Qs,
+    high-pass and compressor stay.
+
+    The mix is modelled by its power spectrum: each stem's compressed excerpt is measured once
+    (`_spectra`); a step scales it by the twin's EQ response, the gain and the pan law, adds
+    its reverb return through the room's power response, and sums the stems by power (stems
+    are taken as mutually uncorrelated; the channels of a stereo stem are not). Every move is
+    bounded (`MAX_GAIN_MOVE_DB`, `MAX_EQ_MOVE_DB`, `MAX_PAN_MOVE`, `SEND_RANGE_DB`) and
+    small ones are preferred (a ridge on gain and EQ changes).
+    """
+    import torch
+
+    from automix.effects import twin
+    from automix.params import from_unit_vector, to_unit_list
+
+    names = [s.name for s in stems]
+    sp = _spectra(stems, sample_rate, chains, reverb)
+    ref_mid, ref_side, valid, ref_width_db = _reference_bands(reference, sample_rate)
+    if int(valid.sum()) < 4:
+        return chains
+    u0 = torch.tensor([to_unit_list(chains[n]) for n in names], dtype=torch.float64)
+    start = from_unit_vector(StemChain, u0)
+    layout = list(flat_ranges(StemChain))
+    trainable = torch.zeros_like(u0, dtype=torch.bool)
+    for i, key in enumerate(layout):
+        trainable[:, i] = key == "gain.gain_db" or (key.startswith("eq.")
+                                                    and key.endswith("_gain_db"))
+    # pans move for mono stems of spread roles, sends for stems that have one (not the bass)
+    trainable[:, layout.index("pan.pan")] = torch.tensor(
+        [not s.is_stereo and ROLE_DEFAULTS[s.role].pan_spread > 0 for s in stems])
+    trainable[:, layout.index("send.send_db")] = torch.tensor(
+        [chains[n].send.send_db >= SEND_RANGE_DB[0] for n in names])
+    eq_gain_names = [k for k in ranges(EQParams) if k.endswith("_gain_db")]
+
+    def settings(u: torch.Tensor) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bounded chain, the gain change (dB), the pan and the send (dB) of each stem."""
+        chain = from_unit_vector(StemChain, u)
+        delta = (chain.gain.gain_db - start.gain.gain_db).clamp(-MAX_GAIN_MOVE_DB,
+                                                                 MAX_GAIN_MOVE_DB)
+        eq = replace(chain.eq, **{k: getattr(chain.eq, k).clamp(-MAX_EQ_MOVE_DB, MAX_EQ_MOVE_DB)
+                                  for k in eq_gain_names})
+        pan = torch.minimum(torch.maximum(chain.pan.pan, start.pan.pan - MAX_PAN_MOVE),
+                            start.pan.pan + MAX_PAN_MOVE)
+        send = torch.where(start.send.send_db < SEND_RANGE_DB[0], start.send.send_db,
+                           chain.send.send_db.clamp(*SEND_RANGE_DB))
+        return replace(chain, eq=eq), delta, pan, send
+
+    def render_fn(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mid and side power spectra of the mix, (bins,) each, and the ridge penalty."""
+        chain, delta, pan, send_db = settings(u)
+        response = twin.frequency_response(twin.eq_coefficients(chain.eq, sample_rate),
+                                           sp.n_fft).abs().pow(2)  # (stems, bins)
+        level = response * (10.0 ** (delta / 10.0))[:, None]
+        angle = ((pan[:, None] + sp.pan_offset).clamp(-1.0, 1.0) + 1.0) * math.pi / 4.0
+        cos, sin = torch.cos(angle), torch.sin(angle)  # (stems, 2)
+
+        def power(a: torch.Tensor) -> torch.Tensor:  # a: (stems, 2) channel weights
+            return (a[:, :1] ** 2 * sp.power[:, 0] + a[:, 1:] ** 2 * sp.power[:, 1]
+                    + 2 * a[:, :1] * a[:, 1:] * sp.cross)
+
+        sends = (10.0 ** (send_db / 10.0))[:, None]
+        wet = sends * (power(cos) * sp.reverb_left + power(sin) * sp.reverb_right) / 4.0
+        mid = (level * (power((cos + sin) / 2) + wet)).sum(0)
+        side = (level * (power((cos - sin) / 2) + wet)).sum(0)
+        eq_gains = torch.stack([getattr(chain.eq, k) for k in eq_gain_names], -1)
+        penalty = (GAIN_PENALTY * (delta / MAX_GAIN_MOVE_DB).pow(2).mean()
+                   + EQ_PENALTY * (eq_gains / MAX_EQ_MOVE_DB).pow(2).mean())
+        return mid, side, penalty
+
+    def loss_fn(rendered: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        mid_power, side_power, penalty = rendered
+        mid, side = sp.bands @ mid_power + 1e-20, sp.bands @ side_power + 1e-20
+        mid_db, side_db = 10.0 * torch.log10(mid), 10.0 * torch.log10(side)
+        level, ref_level = mid_db[valid].mean(), ref_mid[valid].mean()
+        tonal = ((mid_db - level) - (ref_mid - ref_level))[valid].abs().mean()
+        side_error = ((side_db - level) - (ref_side - ref_level))[valid].abs().mean()
+        width_db = 10.0 * torch.log10(side[valid].sum() / mid[valid].sum())
+        return (tonal + SIDE_WEIGHT * side_error
+                + WIDTH_WEIGHT * (width_db - ref_width_db).abs() + penalty)
+
+    u = twin.optimise(u0, render_fn, loss_fn, steps=steps, lr=REFINE_LR,
+                      time_budget_s=time_budget_s, trainable=trainable)
+    chain, delta, pan, send = settings(u)
+    out = {}
+    for i, name in enumerate(names):
+        old = chains[name]
+        move = float(delta[i])
+        comp = old.compressor
+        if comp.ratio > 1.0:  # the same sound with the gain before the compressor
+            comp = replace(comp, threshold_db=round(min(max(comp.threshold_db + move, -60.0),
+                                                        0.0), 2))
+        gain_db = ranges(GainParams)["gain_db"].clip(old.gain.gain_db + move)
+        out[name] = replace(
+            old, gain=GainParams(gain_db=round(gain_db, 2)),
+            eq=replace(old.eq, **{k: round(float(getattr(chain.eq, k)[i]), 2)
+                                  for k in eq_gain_names}),
+            compressor=comp, pan=PanParams(pan=round(float(pan[i]), 3)),
+            send=SendParams(send_db=round(float(send[i]), 2)))
+    return out
+
+
+def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
+                refine_steps: int = REFINE_STEPS,
+                time_budget_s: float = REFINE_BUDGET_S) -> dict[str, StemChain]:
+    """Per-stem settings: role defaults (`default_chains`), refined toward ``reference``."""
+    chains = default_chains(stems, sample_rate)
+    if refine_steps <= 0:
+        return chains
+    return refine(stems, sample_rate, chains, DEFAULT_REVERB, reference, steps=refine_steps,
+                  time_budget_s=time_budget_s)
+
+
+# --- the whole mix ----------------------------------------------------------------------------
+
+
+@dataclass
+class MixResult:
+    audio: Audio  # the mastered mix
+    settings: MixSettings
+    method: str  # "suggested" or "settings"
+    stems: list[Stem]
+    processed: list[np.ndarray]  # each stem after its chain, (2, samples), before the master
+    master: MasterResult
+    warnings: list[AudioWarning]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        report = self.master.to_dict()
+        sr = self.audio.sample_rate
+        return {
+            **report,
+            "method": self.method,
+            "settings": self.settings.to_dict(),
+            "stems": [{"name": s.name, "role": s.role, "role_from": s.role_source,
+                       "channels": int(s.samples.shape[0]), "stereo": s.is_stereo,
+                       "input_lufs": round(stem_loudness_lufs(s, sr), 2)} for s in self.stems],
+            "warnings": [{"code": w.code, "message": w.message} for w in self.warnings]
+            + report["warnings"],
+            "timings_s": {k: round(v, 3) for k, v in {**self.timings_s,
+                                                        **self.master.timings_s}.items()},
+        }
+
+
+def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Target, *,
+        settings: MixSettings | None = None, amounts: dict[str, float] | None = None,
+        load_warnings: list[AudioWarning] | None = None) -> MixResult:
+    """Mix ``stems`` toward ``reference`` and master the bus at ``target``; or render given
+    ``settings`` exactly (``amounts``, see `mastering.parse_amounts`, scale the master)."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if settings is None:
+        chains = suggest_mix(stems, sample_rate, reference)
+        reverb, master_settings, method = DEFAULT_REVERB, None, "suggested"
+    else:
+        names = [s.name for s in stems]
+        missing = [n for n in names if n not in settings.stems]
+        extra = [n for n in settings.stems if n not in names]
+        if missing or extra:
+            raise SettingsError(
+                "settings do not match the stems: "
+                + (f"no settings for {missing[0]!r}" if missing else f"no stem {extra[0]!r}"))
+        chains, reverb, master_settings, method = (settings.stems, settings.reverb,
+                                                   settings.master, "settings")
+    timings["suggest_mix"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bus, processed = render_mix(stems, sample_rate, chains, reverb)
+    timings["render_mix"] = time.perf_counter() - t0
+    result = mastering.master(Audio(bus, sample_rate), reference, target,
+                              settings=master_settings, amounts=amounts)
+    mix_settings = MixSettings(stems=dict(chains), reverb=reverb, master=result.settings)
+    return MixResult(result.audio, mix_settings, method, stems, processed, result,
+                     list(load_warnings or []), timings)
+
+
+def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = None,
+               ceiling_dbtp: float | None = None, output: Path | None = None,
+               file_format: str = "wav", bit_depth: int = 24, settings_path: Path | None = None,
+               amounts: dict[str, float] | None = None, force: bool = False,
+               preview: bool = False, report_path: Path | None = None,
+               stems_out: Path | None = None) -> dict[str, Any]:
+    """Mix one folder of stems end to end; return the JSON report (also written as the sidecar).
+
+    Writes the mix (default ``<folder>_mix.<fmt>`` beside the folder), its sidecar (settings
+    in real units, re-renderable with ``settings_path``; measurements; warnings), and
+    optionally previews, an HTML report and the processed stems (``stems_out``, one
+    ``<stem name>.<fmt>`` each, after its chain and before the master, without the reverb).
+    Nothing is written when anything before the write fails.
+    """
+    from automix import audio as audio_io
+
+    stems_dir = Path(stems_dir)
+    if bit_depth not in audio_io.BIT_DEPTHS:
+        raise SettingsError(f"--bit-depth must be 16, 24 or 32; got {bit_depth}")
+    if file_format == "flac" and bit_depth == 32:
+        raise SettingsError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
+    default = stems_dir.with_name(f"{stems_dir.name}_mix.{file_format}")
+    out_path, sidecar = mastering.output_paths(stems_dir, output or default, file_format, force)
+    for path in (report_path, stems_out):
+        if path is not None and path.exists() and not force and path.is_file():
+            raise OutputError(f"{path}: exists; use --force to overwrite")
+    stems, sample_rate, warnings = load_stems(stems_dir)
+    stem_paths = []
+    if stems_out is not None:
+        if stems_out.exists() and not stems_out.is_dir():
+            raise OutputError(f"{stems_out}: is a file; give a folder for the processed stems")
+        stem_paths = [stems_out / f"{Path(s.name).stem}.{file_format}" for s in stems]
+        existing = [p for p in stem_paths if p.exists()]
+        if existing and not force:
+            raise OutputError(f"{existing[0]}: exists; use --force to overwrite")
+    settings = read_mix_settings(settings_path) if settings_path else None
+    ref = mastering.resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
+    tgt = mastering.resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
+    result = mix(stems, sample_rate, ref, tgt, settings=settings, amounts=amounts,
+                 load_warnings=warnings)
+    audio_io.save(out_path, result.audio, bit_depth=bit_depth, file_format=file_format)
+    report = {"automix": __version__, "input": str(stems_dir), "output": str(out_path),
+              **result.to_dict()}
+    if stems_out is not None:
+        stems_out.mkdir(parents=True, exist_ok=True)
+        for path, dry in zip(stem_paths, result.processed, strict=True):
+            audio_io.save(path, Audio(dry, sample_rate), bit_depth=bit_depth,
+                          file_format=file_format)
+        report["stems_out"] = [str(p) for p in stem_paths]
+    if preview:
+        from automix.previews import write_previews
+
+        plain = Audio(np.sum([_as_played(s) for s in stems], axis=0), sample_rate)
+        ref_audio = audio_io.load(ref.sources[0]) if ref.sources else None
+        folder = out_path.with_name(f"{out_path.stem}_preview")
+        report["previews"] = {k: str(v) for k, v in
+                              write_previews(folder, plain, result.audio, ref_audio).items()}
+    if report_path is not None:
+        from automix.report import render_html
+
+        write_text_atomic(report_path, render_html(report))
+        report["report"] = str(report_path)
+    mastering.write_document(sidecar, report)
+    report["sidecar"] = str(sidecar)
+    return report

@@ -1,0 +1,211 @@
+"""Mixing quality on held-out real multitracks (in the spirit of Diff-MST), and mixing speed.
+
+For each held-out song: a segment of its stems is perturbed (random gain, EQ and balance per
+stem), then mixed three ways: automix (toward a *different* segment of the real mix as the
+reference), the plain sum of the perturbed stems, and their equal-loudness sum. Each result is
+scored against the real mix of the same segment: log-mel distance (dB, gain normalised) and
+production features (tonal balance error, loudness, crest, width). Then 8 stems of 3 minutes
+are mixed and timed. Usage::
+
+    python benchmarks/mixing.py [--seconds 30] [--speed-only] [--no-speed]
+
+Held-out songs: the model package's hash rule (`automix.model.data`, sha1 of the song name)
+at 20 % instead of 10 %, so it contains the model's own held-out songs; a learned stem model
+must train on the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _songs import DATA_DIR  # noqa: E402
+
+from automix import analysis, mastering, mixing  # noqa: E402
+from automix.model.features import log_mel_db, mid_side, unit_rms  # noqa: E402
+from automix.params import EQParams, GainParams, PanParams, StemChain  # noqa: E402
+from automix.stems import Stem, load_stems  # noqa: E402
+
+EVAL_PERCENT = 20
+SEED = 0
+
+
+def held_out(root: Path) -> list[Path]:
+    songs = sorted(p for p in (root / "multitracks").glob("*") if (p / "meta.json").exists())
+    return [p for p in songs if int.from_bytes(hashlib.sha1(p.name.encode()).digest()[:4],
+                                               "big") % 100 < EVAL_PERCENT]
+
+
+def real_mix(song: Path) -> Path:
+    return song / "master.flac" if (song / "master.flac").exists() else song / "mix_sum.flac"
+
+
+def segments(duration_s: float) -> tuple[float, float]:
+    """Start of the scored segment (A) and of the reference segment (B); segments shorter
+    than 0.4 x the song's duration do not overlap."""
+    return 0.15 * duration_s, 0.6 * duration_s
+
+
+def read(path: Path, start_s: float, seconds: float) -> tuple[np.ndarray, int]:
+    sr = sf.info(path).samplerate
+    x, _ = sf.read(path, start=int(start_s * sr), frames=int(seconds * sr), dtype="float32",
+                   always_2d=True)
+    return x.T, sr
+
+
+def perturbation(rng: np.random.Generator) -> StemChain:
+    """What a careless rough mix does to a stem: +-6 dB level, +-6 dB shelves and a peak,
+    balance +-0.5."""
+    return StemChain(gain=GainParams(gain_db=float(rng.uniform(-6, 6))),
+                     eq=EQParams(low_shelf_gain_db=float(rng.uniform(-6, 6)),
+                                 peak2_gain_db=float(rng.uniform(-6, 6)),
+                                 peak2_freq_hz=float(np.exp(rng.uniform(np.log(500),
+                                                                        np.log(3000)))),
+                                 high_shelf_gain_db=float(rng.uniform(-6, 6))),
+                     pan=PanParams(pan=float(rng.uniform(-0.5, 0.5))))
+
+
+def log_mel_distance(a: np.ndarray, b: np.ndarray, sr: int) -> float:
+    """Mean absolute difference of mid and side log-mel spectrograms (dB), both at unit RMS."""
+    n = min(a.shape[1], b.shape[1])
+    x = torch.from_numpy(np.stack([a[:, :n], b[:, :n]]).astype(np.float32))
+    mel = log_mel_db(mid_side(unit_rms(x)), sr).clamp_min(-80.0)
+    return float((mel[0] - mel[1]).abs().mean())
+
+
+def scores(x: np.ndarray, real: np.ndarray, sr: int) -> dict[str, float]:
+    a, r = analysis.analyze(x, sr), analysis.analyze(real, sr)
+    return {"log-mel dB": log_mel_distance(x, real, sr),
+            "tonal dB": _tonal(a, r),
+            "loudness LU": abs(a.integrated_lufs - r.integrated_lufs),
+            "crest dB": abs(a.crest_db - r.crest_db),
+            "width": abs(a.width - r.width)}
+
+
+def _tonal(a: analysis.Analysis, r: analysis.Analysis) -> float:
+    """RMS of the mid tonal-balance difference after removing its mean (level) offset."""
+    d = np.asarray(a.tonal_mid_db) - np.asarray(r.tonal_mid_db)
+    d = d[np.isfinite(d)]
+    return float(np.sqrt(np.mean((d - d.mean()) ** 2)))
+
+
+def quality(seconds: float) -> None:
+    songs = held_out(DATA_DIR)
+    if not songs:
+        print(f"no multitracks in {DATA_DIR}/multitracks: skipping the quality benchmark")
+        return
+    rng = np.random.default_rng(SEED)
+    rows: dict[str, list[dict[str, float]]] = {"plain sum": [], "equal-loudness sum": [],
+                                               "automix": []}
+    for song in songs:
+        mix_path = real_mix(song)
+        duration = sf.info(mix_path).duration
+        seg = min(seconds, duration / 2.5)
+        a_start, b_start = segments(duration)
+        real, sr = read(mix_path, a_start, seg)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "stems"
+            folder.mkdir()
+            for stem_path in sorted((song / "stems").glob("*.flac")):
+                x, ssr = read(stem_path, a_start, seg)
+                if not np.any(x):
+                    continue
+                sf.write(folder / f"{stem_path.stem}.wav", x.T, ssr, subtype="FLOAT")
+            ref_path = Path(tmp) / "reference.wav"
+            sf.write(ref_path, read(mix_path, b_start, seg)[0].T, sr, subtype="FLOAT")
+            stems, sr, _ = load_stems(folder)
+            perturbed = [Stem(s.name, mixing.render_stem(s, sr, perturbation(rng))[0],
+                                     s.role, s.role_source) for s in stems]
+            plain = np.sum([s.samples for s in perturbed], axis=0)
+            equal = np.sum([s.samples * np.float32(10 ** ((-30 - mixing.stem_loudness_lufs(
+                s, sr)) / 20)) for s in perturbed if mixing.stem_loudness_lufs(s, sr) > -70],
+                axis=0)
+            reference = mastering.resolve_reference(str(ref_path))
+            t0 = time.perf_counter()
+            result = mixing.mix(perturbed, sr, reference, reference.target)
+            took = time.perf_counter() - t0
+        for name, y in (("plain sum", plain), ("equal-loudness sum", equal),
+                        ("automix", result.audio.samples)):
+            rows[name].append(scores(y, real, sr))
+        print(f"{song.name}: {len(stems)} stems, {seg:.0f} s, automix {took:.1f} s; log-mel "
+              + ", ".join(f"{k} {v[-1]['log-mel dB']:.2f}" for k, v in rows.items()))
+    metrics = list(rows["automix"][0])
+    print(f"\n{len(songs)} held-out songs ({', '.join(s.name for s in songs)}); "
+          "mean absolute error against the real mix (lower is better)\n")
+    print("| system | " + " | ".join(metrics) + " |")
+    print("|---|" + "---|" * len(metrics))
+    means = {k: {m: float(np.mean([r[m] for r in v])) for m in metrics} for k, v in rows.items()}
+    for name, m in means.items():
+        print(f"| {name} | " + " | ".join(f"{m[k]:.2f}" for k in metrics) + " |")
+    base = means["equal-loudness sum"]
+    ratio = means["automix"]["log-mel dB"] / base["log-mel dB"]
+    better = [k for k in metrics if means["automix"][k] < base[k]]
+    print(f"\nautomix / equal-loudness log-mel distance: {ratio:.2f}x (goal <= 0.7x); better on "
+          f"{len(better)}/{len(metrics)} metrics ({', '.join(better)})")
+
+
+def speed(stem_count: int = 8, seconds: float = 180.0) -> None:
+    songs = [p for p in sorted((DATA_DIR / "multitracks").glob("*"))
+             if (p / "stems").is_dir() and len(list((p / "stems").glob("*.flac"))) >= stem_count
+             and sf.info(real_mix(p)).duration >= seconds]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "stems"
+        folder.mkdir()
+        if songs:
+            files = sorted((songs[0] / "stems").glob("*.flac"))[:stem_count]
+            for f in files:
+                sf.write(folder / f.name, read(f, 0.0, seconds)[0].T, 44100, subtype="PCM_16")
+            source = songs[0].name
+        else:
+            rng = np.random.default_rng(0)
+            for i in range(stem_count):
+                sf.write(folder / f"{i:02d}.wav", 0.1 * rng.standard_normal(
+                    (int(seconds * 44100), 2)).astype(np.float32), 44100, subtype="PCM_16")
+            source = "synthetic noise"
+        t0 = time.perf_counter()
+        stems, sr, _ = load_stems(folder)
+        t_load = time.perf_counter() - t0
+        reference = mastering.resolve_reference("pop")
+        t0 = time.perf_counter()
+        result = mixing.mix(stems, sr, reference, reference.target)
+        t_mix = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        mixing.mix_folder(folder, output=Path(tmp) / "mix.wav")
+        t_all = time.perf_counter() - t0
+    timings = {**result.timings_s, **result.master.timings_s}
+    print(f"\nspeed: {stem_count} stems x {seconds:.0f} s ({source}), torch threads "
+          f"{torch.get_num_threads()}")
+    print("| stage | seconds |\n|---|---|")
+    print(f"| load stems | {t_load:.2f} |")
+    for k, v in timings.items():
+        print(f"| {k} | {v:.2f} |")
+    print(f"| **mix (suggest + render + master)** | **{t_mix:.2f}** (goal <= 6) |")
+    print(f"| mix_folder end to end (load, mix, write 24-bit) | {t_all:.2f} |")
+    print(f"throughput: {seconds / t_all:.1f}x real time per process "
+          f"(automix batch runs one song per worker)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--speed-only", action="store_true")
+    ap.add_argument("--no-speed", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if not args.speed_only:
+        quality(args.seconds)
+    if not args.no_speed:
+        speed()
+
+
+if __name__ == "__main__":
+    main()

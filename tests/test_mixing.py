@@ -1,0 +1,224 @@
+"""Mixing: stem loading and roles, settings files, rendering laws, refinement, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from automix import analysis, loudness, mastering, mixing
+from automix.cli import app
+from automix.errors import AudioInputError, SettingsError
+from automix.params import PanParams, StemChain
+from automix.stems import Stem, load_stems, role_from_audio, role_from_name
+
+SR = 44100
+runner = CliRunner()
+
+
+def _kick(n: int) -> np.ndarray:
+    x = np.zeros(n)
+    for i in range(0, n, SR // 2):
+        k = np.arange(min(4000, n - i))
+        x[i : i + k.size] += np.sin(2 * np.pi * 60 * k / SR) * np.exp(-k / 1500)
+    return x
+
+
+def _stems(seconds: float = 6.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """Three stems as (samples, channels) for soundfile: a kick, a bass, a stereo vocal-like
+    tone with noise."""
+    rng = np.random.default_rng(seed)
+    n = int(SR * seconds)
+    t = np.arange(n) / SR
+    bass = 0.3 * np.sin(2 * np.pi * 55 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))
+    voc = (0.2 * np.sin(2 * np.pi * 440 * t + 3 * np.sin(2 * np.pi * 5 * t))
+           + 0.02 * rng.standard_normal(n))
+    return {"01_kick.wav": _kick(n)[:, None], "02_bass.flac": bass[:, None],
+            "03_lead vocal.wav": np.stack([voc, 0.8 * voc], axis=1)}
+
+
+@pytest.fixture
+def stems_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "my song"
+    folder.mkdir()
+    for name, data in _stems().items():
+        sf.write(folder / name, data.astype(np.float32), SR)
+    return folder
+
+
+# --- roles ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "role"), [
+    ("03_Lead Vocals.wav", "vocals"), ("bassdrum01.flac", "drums"), ("02_bass.flac", "bass"),
+    ("kick2.wav", "drums"), ("12_ch12-loudsnare.flac", "drums"), ("Gtr_L.wav", "guitar"),
+    ("05_E-Piano.aiff", "keys"), ("ch11-lowsynthstrings.flac", "strings"),
+    ("Trumpet.wav", "brass"), ("Soft-Saw-Pad.flac", "synth"), ("track 7.wav", None),
+])
+def test_role_from_name(name: str, role: str | None) -> None:
+    assert role_from_name(name) == role
+
+
+def test_role_from_audio() -> None:
+    rng = np.random.default_rng(5)
+    n = 3 * SR
+    t = np.arange(n) / SR
+    bass = np.sin(2 * np.pi * 50 * t)[None]
+    hits = np.zeros(n)
+    for i in range(0, n, SR // 4):
+        k = np.arange(min(2000, n - i))
+        hits[i : i + k.size] = rng.standard_normal(k.size) * np.exp(-k / 300)
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (440, 554, 659))[None]
+    assert role_from_audio(bass, SR) == "bass"
+    assert role_from_audio(hits[None], SR) == "drums"
+    assert role_from_audio(chord, SR) == "other"
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def test_load_stems_resamples_pads_and_detects_roles(tmp_path: Path) -> None:
+    n = SR * 2
+    sf.write(tmp_path / "a_bass.wav", 0.1 * np.ones((n, 1), np.float32) * np.sin(
+        2 * np.pi * 50 * np.arange(n) / SR)[:, None], SR)
+    sf.write(tmp_path / "b.wav", 0.1 * np.random.default_rng(0).standard_normal(
+        (48000, 2)).astype(np.float32), 48000)  # 1 s at 48 kHz
+    sf.write(tmp_path / "notes.txt", [[0.0]], SR, format="WAV")  # not an audio extension
+    stems, sr, warnings = load_stems(tmp_path)
+    assert sr == 48000  # one file each: the highest rate wins
+    assert [s.name for s in stems] == ["a_bass.wav", "b.wav"]
+    assert stems[0].samples.shape == (1, 2 * 48000)
+    codes = sorted(w.code for w in warnings)
+    assert "S01-resampled" in codes and "S02-padded" in codes
+    assert all(s.samples.shape[1] == stems[0].samples.shape[1] for s in stems)
+    assert stems[0].role == "bass" and stems[0].role_source == "name"
+    assert stems[1].role_source == "audio"
+
+
+@pytest.mark.parametrize(("count", "message"), [(0, "no audio files"), (1, "1 stem(s)"),
+                                                (33, "33 stem(s)")])
+def test_load_stems_refuses_bad_counts(tmp_path: Path, count: int, message: str) -> None:
+    tone = (0.1 * np.sin(np.arange(SR // 2) / 5)).astype(np.float32)
+    for i in range(count):
+        sf.write(tmp_path / f"{i:02d}.wav", tone, SR)
+    with pytest.raises(AudioInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_stems(tmp_path)
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_settings_round_trip_and_validation() -> None:
+    settings = mixing.MixSettings(stems={"a.wav": StemChain(pan=PanParams(pan=0.25))})
+    data = json.loads(json.dumps(settings.to_dict()))
+    assert mixing.MixSettings.from_dict(data) == settings
+    data["stems"]["a.wav"]["pan"]["pan"] = 1.5
+    with pytest.raises(SettingsError, match=r"settings.stems.a.wav.pan.pan=1.5 is out of range "
+                                            r"\[-1, 1\]"):
+        mixing.MixSettings.from_dict(data)
+    with pytest.raises(SettingsError, match="unknown key 'bus'"):
+        mixing.MixSettings.from_dict({"stems": {}, "bus": {}})
+    with pytest.raises(SettingsError, match="unknown section 'reverb'"):
+        mixing.MixSettings.from_dict({"stems": {"a.wav": {"reverb": {}}}})
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def test_stereo_stem_keeps_its_image_and_pan_balances_it() -> None:
+    rng = np.random.default_rng(2)
+    left_only = np.stack([0.1 * rng.standard_normal(SR), np.zeros(SR)]).astype(np.float32)
+    stem = Stem("pad.wav", left_only, "synth", "name")
+    assert stem.is_stereo
+    dry, _ = mixing.render_stem(stem, SR, StemChain())
+    assert np.max(np.abs(dry[1])) < 1e-6  # nothing leaks to the right at pan 0
+    np.testing.assert_allclose(dry[0], mixing.render_stem(
+        Stem("m.wav", left_only[:1], "synth", "name"), SR,
+        StemChain(pan=PanParams(pan=-1.0)))[0][0], atol=1e-6)
+    # pan +0.5 on a stereo stem: the left channel goes to pan -0.5 (cos law)
+    dry, _ = mixing.render_stem(stem, SR, StemChain(pan=PanParams(pan=0.5)))
+    ratio_db = 20 * np.log10(np.std(dry[1]) / np.std(dry[0]))
+    assert ratio_db == pytest.approx(20 * np.log10(np.tan(np.pi / 8)), abs=0.05)
+
+
+def test_default_gains_balance_loudness(stems_dir: Path) -> None:
+    stems, sr, _ = load_stems(stems_dir)
+    chains = mixing.default_chains(stems, sr)
+    for s in stems:
+        played = mixing.stem_loudness_lufs(s, sr) + chains[s.name].gain.gain_db
+        expected = (mixing.MIX_LEVEL_LUFS - 10 * np.log10(len(stems))
+                    + mixing.ROLE_DEFAULTS[s.role].level_lu)
+        assert played == pytest.approx(expected, abs=0.02)
+
+
+def _tonal_error(samples: np.ndarray, reference: mastering.Reference) -> float:
+    got = analysis.analyze(samples, SR).to_dict()
+    ref = reference.features
+    a = np.array([np.nan if v is None else v for v in got["bands"]["mid_db"]])
+    b = np.array([np.nan if v is None else v for v in ref["bands"]["mid_db"]])
+    d = (a - b)[np.isfinite(a - b) & (analysis.BAND_CENTERS_HZ > 40)]
+    return float(np.sqrt(np.mean((d - d.mean()) ** 2)))
+
+
+def test_refinement_moves_the_mix_toward_the_reference(stems_dir: Path) -> None:
+    stems, sr, _ = load_stems(stems_dir)
+    reference = mastering.resolve_reference("pop")
+    start = mixing.default_chains(stems, sr)
+    refined = mixing.refine(stems, sr, start, mixing.DEFAULT_REVERB, reference, steps=40,
+                            time_budget_s=10.0)
+    before = _tonal_error(mixing.render_mix(stems, sr, start, mixing.DEFAULT_REVERB)[0], reference)
+    after = _tonal_error(mixing.render_mix(stems, sr, refined, mixing.DEFAULT_REVERB)[0],
+                         reference)
+    assert after < 0.8 * before
+    for name, chain in refined.items():  # every move within its bound
+        assert abs(chain.gain.gain_db - start[name].gain.gain_db) <= mixing.MAX_GAIN_MOVE_DB + 0.01
+        assert abs(chain.eq.peak2_gain_db) <= mixing.MAX_EQ_MOVE_DB
+    assert refined["02_bass.flac"].send.send_db == start["02_bass.flac"].send.send_db
+    assert refined["01_kick.wav"].pan.pan == 0.0  # drums stay centred
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_cli_mix_end_to_end_and_settings_round_trip(stems_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mix.wav"
+    result = runner.invoke(app, ["mix", str(stems_dir), "-o", str(out),
+                                 "--stems-out", str(tmp_path / "processed")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.with_suffix(".json").read_text())
+    y, sr = sf.read(out, always_2d=True)
+    target = report["target"]
+    assert loudness.integrated_lufs(y.T, sr) == pytest.approx(target["integrated_lufs"], abs=0.5)
+    assert loudness.true_peak_dbtp(y.T, sr) <= target["ceiling_dbtp"] + 0.05
+    assert [s["role"] for s in report["stems"]] == ["drums", "bass", "vocals"]
+    assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == [
+        "01_kick.wav", "02_bass.wav", "03_lead vocal.wav"]
+    again = tmp_path / "again.wav"
+    result = runner.invoke(app, ["mix", str(stems_dir), "-o", str(again), "--settings",
+                                 str(out.with_suffix(".json"))])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(sf.read(again)[0], y)
+    result = runner.invoke(app, ["mix", str(stems_dir), "-o", str(out)])
+    assert result.exit_code == 1 and "exists; use --force" in result.output
+
+
+def test_cli_mix_refuses_bad_folders(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["mix", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "no audio files" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(app, ["mix", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "not a folder of stems" in result.output
+
+
+def test_settings_must_name_the_stems(stems_dir: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"stems": {"other.wav": {}}}))
+    result = runner.invoke(app, ["mix", str(stems_dir), "-o", str(tmp_path / "m.wav"),
+                                 "--settings", str(settings)])
+    assert result.exit_code == 1
+    assert "settings do not match the stems: no settings for '01_kick.wav'" in result.output
