@@ -146,13 +146,36 @@ def _welch_psd(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]
     psd : np.ndarray, shape (bins,), power per Hz (sums to the mean square times the bin width)
     """
     segment = min(_welch_segment(sample_rate), x.size)
-    window = np.hanning(segment + 1)[:-1].astype(np.float32)  # periodic Hann
-    frames = sliding_window_view(x, segment)[:: max(segment // 2, 1)]
-    power = np.zeros(segment // 2 + 1)
+    window = welch_window(segment)
+    frames = sliding_window_view(x, segment)[:: welch_step(segment)]
+    return welch_psd_from_power(welch_power(frames, window), len(frames), window, sample_rate)
+
+
+def welch_window(segment: int) -> np.ndarray:
+    """Periodic Hann window of ``segment`` samples, float32."""
+    return np.hanning(segment + 1)[:-1].astype(np.float32)
+
+
+def welch_step(segment: int) -> int:
+    """Samples between Welch frames: 50 % overlap."""
+    return max(segment // 2, 1)
+
+
+def welch_power(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Summed power spectrum of windowed ``frames`` (frames, segment): shape (segment // 2 + 1,)."""
+    power = np.zeros(window.size // 2 + 1)
     for start in range(0, len(frames), _WELCH_FRAMES_PER_FFT):
         spectrum = scipy.fft.rfft(frames[start : start + _WELCH_FRAMES_PER_FFT] * window, axis=-1)
         power += np.sum(spectrum.real**2 + spectrum.imag**2, axis=0)
-    psd = power / (len(frames) * sample_rate * np.sum(window.astype(np.float64) ** 2))
+    return power
+
+
+def welch_psd_from_power(
+    power: np.ndarray, n_frames: int, window: np.ndarray, sample_rate: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided PSD (freqs_hz, power per Hz) from `welch_power` summed over ``n_frames``."""
+    segment = window.size
+    psd = power / (n_frames * sample_rate * np.sum(window.astype(np.float64) ** 2))
     psd[1 : (segment + 1) // 2] *= 2.0  # fold negative frequencies; DC and Nyquist have none
     return np.fft.rfftfreq(segment, 1.0 / sample_rate), psd
 
@@ -179,6 +202,13 @@ def tonal_balance_db(
     np.ndarray, shape (len(BAND_CENTERS_HZ),), dB; NaN for bands above 0.9 x Nyquist
     """
     freqs_hz, psd = _welch_psd(np.asarray(samples_mono, dtype=np.float32), sample_rate)
+    return band_power_db(freqs_hz, psd, sample_rate, loudness_lufs)
+
+
+def band_power_db(
+    freqs_hz: np.ndarray, psd: np.ndarray, sample_rate: int, loudness_lufs: float
+) -> np.ndarray:
+    """`tonal_balance_db` from a Welch PSD (freqs_hz, power per Hz), shape (bands,)."""
     bin_hz = freqs_hz[1] - freqs_hz[0]
     # Bin k holds the power in [f_k - bin/2, f_k + bin/2].
     cumulative = np.concatenate([[0.0], np.cumsum(psd) * bin_hz])
@@ -237,7 +267,12 @@ def _count_clips(x: np.ndarray) -> int:
 def _input_warnings(x: np.ndarray, a: Analysis) -> tuple[AudioWarning, ...]:
     """The numbered warnings W01..W07 that apply to ``x`` given its measurements ``a``."""
     clips = _count_clips(x) if a.sample_peak_dbfs >= amp_to_db(CLIP_LEVEL) else 0
-    dc_offsets = np.abs(np.mean(x, axis=-1))
+    return input_warnings(a, clips, np.abs(np.mean(x, axis=-1)))
+
+
+def input_warnings(a: Analysis, clips: int, dc_offsets: np.ndarray) -> tuple[AudioWarning, ...]:
+    """The warnings W01..W07 from measurements ``a``, the number of clipped runs (see
+    `CLIP_RUN_SAMPLES`) and the absolute mean of each channel, shape (channels,)."""
     overshoot_db = a.true_peak_dbtp - a.sample_peak_dbfs
     limited = a.plr_db < LIMITED_PLR_DB or (
         a.crest_db < LIMITED_CREST_DB and a.sample_peak_dbfs >= LIMITED_CEILING_DBFS
@@ -355,13 +390,19 @@ def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
 def loudest_excerpt(samples: np.ndarray, sample_rate: int, seconds: float) -> tuple[int, int]:
     """Start and end sample of the loudest ``seconds`` (by RMS over 0.5-s hops)."""
     n = int(seconds * sample_rate)
-    if samples.shape[1] <= n:
-        return 0, samples.shape[1]
     hop = sample_rate // 2
     n_hops = samples.shape[1] // hop
     framed = samples[:, : n_hops * hop].reshape(samples.shape[0], n_hops, hop)
-    blocks = np.einsum("cij,cij->j", framed, framed, dtype=np.float64)
+    blocks = np.einsum("cij,cij->i", framed, framed, dtype=np.float64)  # per hop
+    return loudest_span(blocks, hop, samples.shape[1], n)
+
+
+def loudest_span(hop_energy: np.ndarray, hop: int, total: int, n: int) -> tuple[int, int]:
+    """Start and end sample of the loudest ``n`` samples of ``total``, given the energy of
+    every complete ``hop`` (shape (total // hop,)); `loudest_excerpt` uses half-second hops."""
+    if total <= n:
+        return 0, total
     k = max(1, n // hop)
-    sums = np.convolve(blocks, np.ones(k), "valid")
-    start = min(int(np.argmax(sums)) * hop, samples.shape[1] - n)
+    sums = np.convolve(hop_energy, np.ones(k), "valid")
+    start = min(int(np.argmax(sums)) * hop, total - n)
     return start, start + n

@@ -64,33 +64,71 @@ def _hold_edges(x: np.ndarray, before: int, after: int, lead: float | None = Non
 
 def limiter_gain(envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
     """Gain curve, shape ``(samples,)``, for a true-peak ``envelope`` of the same shape."""
-    ceiling = np.float32(10.0 ** ((p.ceiling_dbtp - MARGIN_DB) / 20.0))
-    required = np.minimum(np.float32(1.0), ceiling / np.maximum(envelope, np.float32(1e-12)))
+    required = required_gain(envelope, p)
     if required.min() >= 1.0:
         return required
-    w = 2 * int(round(LOOKAHEAD_MS * 1e-3 * sample_rate / 2)) + 1  # odd: centred windows
-    attack = moving_average(moving_average(running_min(required, 2 * w - 1), w), w)
-    attack = np.minimum(attack, np.float32(1.0))  # float rounding of the sums
+    attack = attack_gain(required, sample_rate)
     # The release runs on block minima (a few ms): it moves slowly, so that rate is plenty,
     # and min(attack, release) <= attack keeps the guarantee whatever the interpolation does.
-    n_blocks = -(-attack.size // RELEASE_BLOCK)
-    padded = np.pad(attack, (0, n_blocks * RELEASE_BLOCK - attack.size), mode="edge")
-    log_gain = np.log(padded.reshape(n_blocks, RELEASE_BLOCK).min(axis=1).astype(np.float64))
-    alpha = np.exp(-RELEASE_BLOCK / (p.release_ms * 1e-3 * sample_rate))
+    log_gain = np.log(block_minima(attack))
+    alpha = release_coefficient(sample_rate, p)
     smoothed = lfilter([1.0 - alpha], [1.0, -alpha], log_gain - log_gain[0]) + log_gain[0]
     release = np.exp(np.minimum(log_gain, smoothed)).astype(np.float32)
-    # linear interpolation between block values, as one broadcast
-    ramp = np.arange(RELEASE_BLOCK, dtype=np.float32) / RELEASE_BLOCK
-    nxt = np.append(release[1:], release[-1])
-    curve = (release[:, None] + (nxt - release)[:, None] * ramp[None, :]).ravel()
+    curve = interpolate_blocks(release, np.append(release[1:], release[-1]))
     return np.minimum(attack, curve[: attack.size])
+
+
+def required_gain(envelope: np.ndarray, p: LimiterParams) -> np.ndarray:
+    """The gain (<= 1) that brings each point of a true-peak envelope to the ceiling, less
+    `MARGIN_DB`."""
+    ceiling = np.float32(10.0 ** ((p.ceiling_dbtp - MARGIN_DB) / 20.0))
+    return np.minimum(np.float32(1.0), ceiling / np.maximum(envelope, np.float32(1e-12)))
+
+
+def lookahead_window(sample_rate: int) -> int:
+    """``W``: the odd length of the attack ramp, about `LOOKAHEAD_MS`."""
+    return 2 * int(round(LOOKAHEAD_MS * 1e-3 * sample_rate / 2)) + 1
+
+
+def attack_gain(required: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Centred minimum over ``2W-1`` then two centred averages over ``W``, at most 1.
+
+    Each output sample depends on ``required`` within ``2 (W - 1)`` samples either side.
+    """
+    w = lookahead_window(sample_rate)
+    attack = moving_average(moving_average(running_min(required, 2 * w - 1), w), w)
+    return np.minimum(attack, np.float32(1.0))  # float rounding of the sums
+
+
+def block_minima(attack: np.ndarray) -> np.ndarray:
+    """Minimum of every `RELEASE_BLOCK` samples (the last block may be partial), float64."""
+    n_blocks = -(-attack.size // RELEASE_BLOCK)
+    padded = np.pad(attack, (0, n_blocks * RELEASE_BLOCK - attack.size), mode="edge")
+    return padded.reshape(n_blocks, RELEASE_BLOCK).min(axis=1).astype(np.float64)
+
+
+def release_coefficient(sample_rate: int, p: LimiterParams) -> float:
+    """Pole of the release smoother, which steps once per `RELEASE_BLOCK` samples."""
+    return float(np.exp(-RELEASE_BLOCK / (p.release_ms * 1e-3 * sample_rate)))
+
+
+def interpolate_blocks(release: np.ndarray, following: np.ndarray) -> np.ndarray:
+    """Per-sample curve ramping linearly from each block's value to ``following`` (the next
+    block's), shape (blocks * RELEASE_BLOCK,), as one broadcast."""
+    ramp = np.arange(RELEASE_BLOCK, dtype=np.float32) / RELEASE_BLOCK
+    return (release[:, None] + (following - release)[:, None] * ramp[None, :]).ravel()
+
+
+def residue_trim_db(peak_dbtp: float, p: LimiterParams) -> float:
+    """The gain (<= 0 dB) that trims a limited output's true peak to just under the ceiling."""
+    return min(0.0, (p.ceiling_dbtp - 0.01) - peak_dbtp)
 
 
 def true_peak_limit(samples: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
     """Limit ``samples`` (channels, samples) so that their true peak is <= ``p.ceiling_dbtp``."""
     gain = limiter_gain(true_peak_envelope(samples, sample_rate), sample_rate, p)
     out = samples * gain[None, :]
-    excess_db = true_peak_dbtp(out, sample_rate) - (p.ceiling_dbtp - 0.01)
-    if excess_db > 0:
-        out *= np.float32(10.0 ** (-excess_db / 20.0))
+    trim_db = residue_trim_db(true_peak_dbtp(out, sample_rate), p)
+    if trim_db < 0:
+        out *= np.float32(10.0 ** (trim_db / 20.0))
     return out.astype(np.float32, copy=False)
