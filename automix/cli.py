@@ -29,6 +29,7 @@ err_console = Console(stderr=True)
 
 class Method(str, Enum):
     dsp = "dsp"
+    network = "network"
 
 
 class Format(str, Enum):
@@ -90,6 +91,12 @@ def master(
                                                help="Write a self-contained HTML report."),
     refit_gain: bool = typer.Option(
         False, "--refit-gain", help="With --settings: find the gain to the target again."),
+    refine_steps: int | None = typer.Option(
+        None, "--refine-steps", min=0,
+        help="Network: refinement steps through the twin (0: prediction only; default 30)."),
+    refine_seconds: float | None = typer.Option(
+        None, "--refine-seconds", min=0.0,
+        help="Network: refinement time budget in seconds (default 8)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
 ) -> None:
@@ -100,7 +107,8 @@ def master(
         input_path, reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
         output=output, file_format=file_format.value, bit_depth=bit_depth, method=method.value,
         settings_path=settings_path, amounts=mastering.parse_amounts(amount), force=force,
-        preview=preview, report_path=report_path, refit_gain=refit_gain)
+        preview=preview, report_path=report_path, refit_gain=refit_gain,
+        **_given(refine_steps=refine_steps, refine_seconds=refine_seconds))
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -129,6 +137,11 @@ def suggest(
                                  amounts=mastering.parse_amounts(amount), force=force)
     out_console.print(f"wrote {output}: gain {doc['settings']['gain_db']:+.2f} dB to "
                       f"{doc['target']['integrated_lufs']:g} LUFS")
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave: the library's defaults stand for the rest."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _print_master(report: dict[str, Any]) -> None:
@@ -262,12 +275,23 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from automix import batch as batching
+    from automix import mastering
 
+    # options every song shares are checked once, here, not reported as N failed songs
+    mastering.check_format(file_format.value, bit_depth)
+    ref = mastering.resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
+    mastering.resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
     options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
                "bit_depth": bit_depth}
     planned = batching.plan(input_dir, out_dir, mode=mode.value, file_format=file_format.value,
                             options=options)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: not a folder (a file has this name)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot create the output folder "
+                          f"({exc.strerror or type(exc).__name__})") from None
     t0 = time.perf_counter()
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console) as progress:

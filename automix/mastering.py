@@ -19,10 +19,10 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from automix import __version__, analysis, loudness, presets
-from automix.audio import Audio, load, write_text_atomic
+from automix.audio import Audio, all_or_nothing, check_writable, load, write_text_atomic
 from automix.effects import biquad, render
 from automix.effects.limiter import true_peak_limit
-from automix.errors import OutputError, SettingsError
+from automix.errors import AudioInputError, OutputError, SettingsError
 from automix.params import (
     CompressorParams,
     EQParams,
@@ -31,6 +31,7 @@ from automix.params import (
     MasterChain,
     StereoWidthParams,
     as_dict,
+    as_real,
     ranges,
     validate,
     validate_chain,
@@ -64,6 +65,18 @@ class Reference:
 
 
 DEFAULT_CEILING_DBTP = -1.0
+MAX_CHANNELS = 2  # songs and reference files are mono or stereo (see `check_channels`)
+
+
+def check_channels(path: Path, channels: int) -> None:
+    """`AudioInputError` for more than `MAX_CHANNELS` channels.
+
+    Folding a surround production to stereo changes it, so automix refuses rather than
+    guesses; the user downmixes with the intent they have.
+    """
+    if channels > MAX_CHANNELS:
+        raise AudioInputError(f"{path}: {channels} channels: automix masters mono or stereo; "
+                              "downmix to stereo first")
 
 
 def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None) -> Reference:
@@ -80,6 +93,7 @@ def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None) -> Refere
         raise SettingsError(f"unknown reference {spec!r}: not a preset ({', '.join(names)}) "
                             "and no such file")
     ref = load(path)
+    check_channels(path, ref.channels)
     features = analysis.analyze(ref.samples, ref.sample_rate).to_dict()
     ceiling = DEFAULT_CEILING_DBTP if ceiling_dbtp is None else ceiling_dbtp
     target = Target(name=f"reference loudness ({path.name})",
@@ -172,14 +186,14 @@ class MasterSettings:
         if not isinstance(data, dict):
             raise SettingsError(f"{where}: expected a JSON object")
         allowed = {"chain", "gain_db", "limiter", "target_lufs"}
-        unknown = sorted(set(data) - allowed)
+        unknown = sorted(set(data) - allowed, key=str)
         if unknown:
             raise SettingsError(f"{where}: unknown key {unknown[0]!r}; allowed: "
                                 f"{', '.join(sorted(allowed))}")
         for key, (low, high) in SCALAR_BOUNDS.items():
             value = data.get(key, getattr(cls, key))
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or not low <= value <= high:
+                    or not math.isfinite(as_real(value)) or not low <= value <= high:
                 raise SettingsError(f"{where}.{key}: expected a number in [{low:g}, {high:g}], "
                                     f"got {value!r}")
         return cls(chain=validate_chain(MasterChain, data.get("chain", {}), where=f"{where}.chain"),
@@ -321,6 +335,51 @@ def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
     return best
 
 
+METHODS = ("dsp", "network")
+REFINE_STEPS = 30  # default inference-time refinement through the twin (network method)
+REFINE_SECONDS = 8.0  # and its time budget
+
+
+def suggest_chain(audio: Audio, input_analysis: analysis.Analysis, reference: Reference,
+                  target: Target, *, method: str = "dsp", refine_steps: int = REFINE_STEPS,
+                  refine_seconds: float = REFINE_SECONDS) -> MasterChain:
+    """The master chain from the DSP matcher or the network (+ refinement through the twin)."""
+    if method == "dsp":
+        return dsp_match(audio, input_analysis, reference, target)
+    if method == "network":
+        return network_match(audio, reference, refine_steps=refine_steps,
+                             refine_seconds=refine_seconds)
+    raise SettingsError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+
+
+def network_match(audio: Audio, reference: Reference, *, refine_steps: int = REFINE_STEPS,
+                  refine_seconds: float = REFINE_SECONDS) -> MasterChain:
+    """The analysis network's settings, refined for at most ``refine_steps`` steps and
+    ``refine_seconds`` through the twin toward the reference's production features.
+
+    The reference is heard through its audio: the reference file, or a preset's reference
+    tracks (their feature vectors are averaged).
+    """
+    if not reference.sources:
+        raise SettingsError(f"reference {reference.name!r} has no audio for the network; "
+                            "use --method dsp")
+    import torch
+
+    from automix.model import predict
+
+    torch.set_num_threads(1)  # one thread per job: two are 10x slower on a busy 2-core box
+    model = predict.load_model()
+    refs = [load(p) for p in reference.sources]
+    ref_features = predict.reference_features_from_audio([(r.samples, r.sample_rate)
+                                                          for r in refs])
+    chain = predict.predict_master_chain(model, audio.samples, audio.sample_rate, ref_features)
+    if refine_steps > 0:
+        chain = predict.refine(model, audio.samples, audio.sample_rate, ref_features, init=chain,
+                               steps=refine_steps, time_budget_s=refine_seconds)
+    return replace(chain, **{g: _round_params(getattr(chain, g))
+                             for g in ("highpass", "eq", "compressor", "width")})
+
+
 def dsp_match(audio: Audio, input_analysis: analysis.Analysis, reference: Reference,
               target: Target) -> MasterChain:
     """The baseline matcher: high-pass and EQ from the tonal-balance difference, compressor
@@ -376,7 +435,9 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
 
 def master(audio: Audio, reference: Reference, target: Target, *, method: str = "dsp",
            settings: MasterSettings | None = None,
-           amounts: dict[str, float] | None = None, refit_gain: bool = False) -> MasterResult:
+           amounts: dict[str, float] | None = None, refit_gain: bool = False,
+           refine_steps: int = REFINE_STEPS,
+           refine_seconds: float = REFINE_SECONDS) -> MasterResult:
     """Master ``audio`` toward ``reference`` at ``target``; or render given ``settings``.
 
     ``amounts`` (see `parse_amounts`) scale the suggestion, or the given settings, toward
@@ -404,10 +465,8 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
         method = "settings"
     else:
         t0 = time.perf_counter()
-        if method == "dsp":
-            chain = dsp_match(audio, input_analysis, reference, target)
-        else:
-            raise SettingsError(f"unknown method {method!r}; choose dsp")
+        chain = suggest_chain(audio, input_analysis, reference, target, method=method,
+                              refine_steps=refine_steps, refine_seconds=refine_seconds)
         if scaled:
             chain = scale_chain(chain, amounts)
         timings["suggest"] = time.perf_counter() - t0
@@ -424,6 +483,18 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
 # --- files: what the CLI, batch and the service run ------------------------------------------
 
 
+def check_format(file_format: str, bit_depth: int) -> None:
+    """`SettingsError` for an output format and bit depth automix does not write."""
+    from automix.audio import BIT_DEPTHS, FORMATS
+
+    if file_format not in FORMATS:
+        raise SettingsError(f"--format must be {' or '.join(FORMATS)}; got {file_format!r}")
+    if bit_depth not in BIT_DEPTHS:
+        raise SettingsError(f"--bit-depth must be 16, 24 or 32; got {bit_depth}")
+    if file_format == "flac" and bit_depth == 32:
+        raise SettingsError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
+
+
 def output_paths(input_path: Path, output: Path | None, file_format: str,
                  force: bool) -> tuple[Path, Path]:
     """The output audio path (default ``<input>_master.<fmt>`` beside the input) and its JSON
@@ -434,6 +505,7 @@ def output_paths(input_path: Path, output: Path | None, file_format: str,
         raise OutputError(f"{out}: refusing to write over the input")
     if out.is_dir():
         raise OutputError(f"{out}: is a folder; give a file name")
+    check_writable(out.parent)  # before any work, not after minutes of it
     sidecar = out.with_suffix(".json")
     for path in (out, sidecar):
         if path.exists() and not force:
@@ -479,13 +551,16 @@ def write_document(path: Path, document: dict[str, Any]) -> Path:
 
 def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: float | None,
          method: str, settings_path: Path | None, amounts: dict[str, float] | None,
-         refit_gain: bool = False) -> tuple[Audio, MasterResult]:
+         refit_gain: bool = False, refine_steps: int = REFINE_STEPS,
+         refine_seconds: float = REFINE_SECONDS) -> tuple[Audio, MasterResult]:
     song = load(input_path)
+    check_channels(input_path, song.channels)
     settings = read_settings(settings_path) if settings_path else None
     ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
     return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
-                        refit_gain=refit_gain)
+                        refit_gain=refit_gain, refine_steps=refine_steps,
+                        refine_seconds=refine_seconds)
 
 
 def master_file(input_path: Path, *, reference: str = "pop", target: str | None = None,
@@ -493,7 +568,9 @@ def master_file(input_path: Path, *, reference: str = "pop", target: str | None 
                 file_format: str = "wav", bit_depth: int = 24, method: str = "dsp",
                 settings_path: Path | None = None, amounts: dict[str, float] | None = None,
                 force: bool = False, preview: bool = False,
-                report_path: Path | None = None, refit_gain: bool = False) -> dict[str, Any]:
+                report_path: Path | None = None, refit_gain: bool = False,
+                refine_steps: int = REFINE_STEPS,
+                refine_seconds: float = REFINE_SECONDS) -> dict[str, Any]:
     """Master one file end to end; return the JSON report (also written as the sidecar).
 
     Writes the master, its sidecar, and optionally previews (folder ``<output>_preview``)
@@ -501,31 +578,44 @@ def master_file(input_path: Path, *, reference: str = "pop", target: str | None 
     """
     from automix import audio as audio_io
 
-    if bit_depth not in audio_io.BIT_DEPTHS:
-        raise SettingsError(f"--bit-depth must be 16, 24 or 32; got {bit_depth}")
-    if file_format == "flac" and bit_depth == 32:
-        raise SettingsError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
+    check_format(file_format, bit_depth)
     out_path, sidecar = output_paths(input_path, output, file_format, force)
-    if report_path is not None and report_path.exists() and not force:
-        raise OutputError(f"{report_path}: exists; use --force to overwrite")
+    if report_path is not None and report_path.exists():
+        if input_path.exists() and report_path.resolve() == input_path.resolve():
+            raise OutputError(f"{report_path}: refusing to write over the input")
+        if not force:
+            raise OutputError(f"{report_path}: exists; use --force to overwrite")
+    from automix import streaming
+
+    if streaming.is_long(input_path):  # hours of audio: blocks, in bounded memory
+        return streaming.master_file(
+            input_path, reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
+            output=output, file_format=file_format, bit_depth=bit_depth, method=method,
+            settings_path=settings_path, amounts=amounts, force=force, preview=preview,
+            report_path=report_path, refit_gain=refit_gain)  # (refine: dsp only)
     song, result = _run(input_path, reference, target, ceiling_dbtp, method, settings_path,
-                        amounts, refit_gain)
-    audio_io.save(out_path, result.audio, bit_depth=bit_depth, file_format=file_format)
-    report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
-              **result.to_dict()}
-    if preview:
-        from automix.previews import write_previews
+                        amounts, refit_gain, refine_steps, refine_seconds)
+    with all_or_nothing() as written:  # a failure below removes what this run wrote
+        written.append(audio_io.save(out_path, result.audio, bit_depth=bit_depth,
+                                     file_format=file_format))
+        report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
+                  **result.to_dict()}
+        if preview:
+            from automix.previews import write_previews
 
-        ref_audio = load(result.reference.sources[0]) if result.reference.sources else None
-        folder = out_path.with_name(f"{out_path.stem}_preview")
-        report["previews"] = {k: str(v) for k, v in
-                              write_previews(folder, song, result.audio, ref_audio).items()}
-    if report_path is not None:
-        from automix.report import render_html
+            ref_audio = load(result.reference.sources[0]) if result.reference.sources else None
+            folder = out_path.with_name(f"{out_path.stem}_preview")
+            if not folder.is_dir():
+                written.append(folder)
+            previews = write_previews(folder, song, result.audio, ref_audio)
+            written.extend(previews.values())
+            report["previews"] = {k: str(v) for k, v in previews.items()}
+        if report_path is not None:
+            from automix.report import render_html
 
-        write_text_atomic(report_path, render_html(report))
-        report["report"] = str(report_path)
-    write_document(sidecar, report)
+            written.append(write_text_atomic(report_path, render_html(report)))
+            report["report"] = str(report_path)
+        write_document(sidecar, report)
     report["sidecar"] = str(sidecar)
     return report
 
@@ -533,13 +623,15 @@ def master_file(input_path: Path, *, reference: str = "pop", target: str | None 
 def suggest_file(input_path: Path, output: Path, *, reference: str = "pop",
                  target: str | None = None, ceiling_dbtp: float | None = None,
                  method: str = "dsp", amounts: dict[str, float] | None = None,
-                 force: bool = False) -> dict[str, Any]:
+                 force: bool = False, refine_steps: int = REFINE_STEPS,
+                 refine_seconds: float = REFINE_SECONDS) -> dict[str, Any]:
     """Suggest settings (JSON or YAML by suffix) with the measurements that motivated them."""
     if output.exists() and not force:
         raise OutputError(f"{output}: exists; use --force to overwrite")
     if output.suffix.lower() not in (".json", ".yaml", ".yml"):
         raise SettingsError(f"{output}: settings files end in .json, .yaml or .yml")
-    _, result = _run(input_path, reference, target, ceiling_dbtp, method, None, amounts)
+    _, result = _run(input_path, reference, target, ceiling_dbtp, method, None, amounts,
+                     refine_steps=refine_steps, refine_seconds=refine_seconds)
     full = result.to_dict()
     ref = result.reference.features
     inp = full["measurements"]["input"]
