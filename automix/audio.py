@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,8 @@ READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
 BIT_DEPTHS = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
 MIN_DURATION_S = 0.4  # one BS.1770 gating block: nothing shorter has a loudness
+MAX_ABS_SAMPLE = 1e6  # 120 dB over full scale: float data beyond this is not audio (and its
+# squares overflow the float32 loudness sums)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask once: temp files get the mode a plain open() would
 
@@ -64,15 +68,17 @@ def load(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S) -> 
         raise AudioInputError(f"{p}: file is empty")
     try:
         data, sample_rate = sf.read(str(p), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as exc:
-        raise AudioInputError(f"{p}: not a readable audio file ({_first_line(exc)})") from None
-    except (RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
-        raise AudioInputError(f"{p}: not a readable audio file ({_first_line(exc)})") from None
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
+        raise AudioInputError(f"{p}: not a readable audio file ({_read_error(exc)})") from None
     samples = np.ascontiguousarray(data.T)
     if samples.shape[1] == 0:
         raise AudioInputError(f"{p}: has no samples")
     if not np.all(np.isfinite(samples)):
         raise AudioInputError(f"{p}: contains NaN or infinite samples")
+    peak = max(float(samples.max()), -float(samples.min()))  # no |x| copy of a long song
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioInputError(f"{p}: samples reach {peak:.3g} ({20 * np.log10(peak):+.0f} dBFS); "
+                              "float data this far over full scale is not audio")
     duration = samples.shape[1] / sample_rate
     if duration < min_duration_s:
         raise AudioInputError(
@@ -81,6 +87,13 @@ def load(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S) -> 
     if not np.any(samples):
         raise AudioInputError(f"{p}: is digital silence")
     return Audio(samples, int(sample_rate))
+
+
+def _read_error(exc: BaseException) -> str:
+    """libsndfile's reason; its "does not exist" (said of a file that exists but that no
+    decoder recognises, such as text named .mp3) is reworded."""
+    reason = _first_line(exc)
+    return "format not recognised" if "does not exist" in reason else reason
 
 
 def _first_line(exc: BaseException) -> str:
@@ -127,8 +140,7 @@ def save(
         samples = tpdf_dither(samples, 16)
     dest = Path(path)
     folder = dest.parent if str(dest.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{folder}: output folder does not exist")
+    check_folder(folder)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)
     except OSError as exc:
@@ -149,6 +161,26 @@ def save(
     return dest
 
 
+def check_folder(folder: Path) -> None:
+    """`OutputError` unless ``folder`` is an existing folder."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: not a folder (a file has this name)")
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: output folder does not exist")
+
+
+def check_writable(folder: Path) -> None:
+    """`OutputError` unless a file can be created in ``folder``: checked before any work, by
+    creating one (permission bits say nothing when running as root)."""
+    check_folder(folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".automix-probe.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write here ({exc.strerror})") from None
+    os.close(fd)
+    _remove_quietly(probe)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write a text file (a JSON sidecar, a settings file, a report) atomically."""
     dest = Path(path)
@@ -165,7 +197,31 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             _remove_quietly(tmp)
         reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror
         raise OutputError(f"{dest}: could not write ({reason})") from None
+    except BaseException:  # Ctrl-C, or a batch worker stopped by SIGTERM
+        if tmp is not None:
+            _remove_quietly(tmp)
+        raise
     return dest
+
+
+@contextmanager
+def all_or_nothing() -> Iterator[list[Path]]:
+    """Collect the paths one run writes (append each as it is written); if the run then fails
+    (any exception, Ctrl-C included) remove them again, folders only when left empty, so that
+    a failed run leaves no partial set of outputs."""
+    written: list[Path] = []
+    try:
+        yield written
+    except BaseException:
+        for path in reversed(written):
+            if path.is_dir():
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+            else:
+                _remove_quietly(str(path))
+        raise
 
 
 def _remove_quietly(path: str) -> None:

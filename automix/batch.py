@@ -9,10 +9,12 @@ interrupted batch resumes where it stopped. One failing song never stops the oth
 from __future__ import annotations
 
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -114,6 +116,27 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+def _init_pool_worker() -> None:
+    """As `_init_worker`; and Ctrl-C is the parent's to handle: it stops the pool with SIGTERM,
+    which ends the song in progress cleanly (its writers remove their partial files)."""
+    _init_worker()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _pool_job(job: dict[str, Any]) -> dict[str, Any]:
+    """`run_job` in a pool worker, which exits once a SIGTERM has unwound the song (the pool
+    would otherwise catch the exit and take the next song)."""
+    try:
+        return run_job(job)
+    except SystemExit as stop:
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
+
+
 def default_jobs() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
@@ -142,10 +165,11 @@ def run(jobs: list[Job], *, engine: str = "local", workers: int | None = None,
         else:
             pending.append(job)
     runner = _run_local if engine == "local" else _run_ray
-    for result in runner(pending, workers, address):
-        results[result.name] = result
-        if on_result:
-            on_result(result)
+    with closing(runner(pending, workers, address)) as finished:  # Ctrl-C stops the runner now
+        for result in finished:
+            results[result.name] = result
+            if on_result:
+                on_result(result)
     return [results[j.name] for j in jobs]
 
 
@@ -154,17 +178,24 @@ def _run_local(jobs: list[Job], workers: int, address: str | None) -> Iterator[J
         return
     # "spawn": a fresh interpreter per worker, safe with torch's threads and pedalboard
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
-                             initializer=_init_worker) as pool:
-        futures: dict[Future, Job] = {pool.submit(run_job, asdict(j)): j for j in jobs}
-        while futures:
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = futures.pop(future)
-                try:
-                    yield JobResult(**future.result())
-                except Exception as exc:  # noqa: BLE001 - a worker that died (e.g. killed)
-                    yield JobResult(job.name, "failed",
-                                    error=f"worker failed ({type(exc).__name__}: {exc})")
+                             initializer=_init_pool_worker) as pool:
+        futures: dict[Future, Job] = {pool.submit(_pool_job, asdict(j)): j for j in jobs}
+        try:
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = futures.pop(future)
+                    try:
+                        yield JobResult(**future.result())
+                    except Exception as exc:  # noqa: BLE001 - a worker that died (e.g. killed)
+                        yield JobResult(job.name, "failed",
+                                        error=f"worker failed ({type(exc).__name__}: {exc})")
+        except BaseException:  # Ctrl-C (or the caller stopped): stop every song now
+            procs = list((getattr(pool, "_processes", None) or {}).values())  # no public
+            pool.shutdown(wait=False, cancel_futures=True)  # way to reach them before 3.14
+            for process in procs:
+                process.terminate()
+            raise
 
 
 def _run_ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[JobResult]:

@@ -128,7 +128,7 @@ class MixSettings:
         if not isinstance(data, dict):
             raise SettingsError(f"{where}: expected a JSON object")
         allowed = ("stems", "reverb", "master")
-        unknown = sorted(set(data) - set(allowed))
+        unknown = sorted(set(data) - set(allowed), key=str)
         if unknown:
             raise SettingsError(f"{where}: unknown key {unknown[0]!r}; allowed: "
                                 f"{', '.join(allowed)}")
@@ -544,10 +544,7 @@ def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = 
     from automix import audio as audio_io
 
     stems_dir = Path(stems_dir)
-    if bit_depth not in audio_io.BIT_DEPTHS:
-        raise SettingsError(f"--bit-depth must be 16, 24 or 32; got {bit_depth}")
-    if file_format == "flac" and bit_depth == 32:
-        raise SettingsError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
+    mastering.check_format(file_format, bit_depth)
     default = stems_dir.with_name(f"{stems_dir.name}_mix.{file_format}")
     out_path, sidecar = mastering.output_paths(stems_dir, output or default, file_format, force)
     for path in (report_path, stems_out):
@@ -562,33 +559,43 @@ def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = 
         existing = [p for p in stem_paths if p.exists()]
         if existing and not force:
             raise OutputError(f"{existing[0]}: exists; use --force to overwrite")
+    for path in (out_path, sidecar, report_path, *stem_paths):  # a new file there is a stem
+        if path is not None and path.parent.resolve() == stems_dir.resolve():
+            raise OutputError(f"{path}: refusing to write over the input (the stems folder)")
     settings = read_mix_settings(settings_path) if settings_path else None
     ref = mastering.resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
     tgt = mastering.resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
     result = mix(stems, sample_rate, ref, tgt, settings=settings, amounts=amounts,
                  load_warnings=warnings)
-    audio_io.save(out_path, result.audio, bit_depth=bit_depth, file_format=file_format)
-    report = {"automix": __version__, "input": str(stems_dir), "output": str(out_path),
-              **result.to_dict()}
-    if stems_out is not None:
-        stems_out.mkdir(parents=True, exist_ok=True)
-        for path, dry in zip(stem_paths, result.processed, strict=True):
-            audio_io.save(path, Audio(dry, sample_rate), bit_depth=bit_depth,
-                          file_format=file_format)
-        report["stems_out"] = [str(p) for p in stem_paths]
-    if preview:
-        from automix.previews import write_previews
+    with audio_io.all_or_nothing() as written:  # a failure below removes what this run wrote
+        written.append(audio_io.save(out_path, result.audio, bit_depth=bit_depth,
+                                     file_format=file_format))
+        report = {"automix": __version__, "input": str(stems_dir), "output": str(out_path),
+                  **result.to_dict()}
+        if stems_out is not None:
+            if not stems_out.is_dir():
+                stems_out.mkdir(parents=True)
+                written.append(stems_out)
+            for path, dry in zip(stem_paths, result.processed, strict=True):
+                written.append(audio_io.save(path, Audio(dry, sample_rate), bit_depth=bit_depth,
+                                             file_format=file_format))
+            report["stems_out"] = [str(p) for p in stem_paths]
+        if preview:
+            from automix.previews import write_previews
 
-        plain = Audio(np.sum([_as_played(s) for s in stems], axis=0), sample_rate)
-        ref_audio = audio_io.load(ref.sources[0]) if ref.sources else None
-        folder = out_path.with_name(f"{out_path.stem}_preview")
-        report["previews"] = {k: str(v) for k, v in
-                              write_previews(folder, plain, result.audio, ref_audio).items()}
-    if report_path is not None:
-        from automix.report import render_html
+            plain = Audio(np.sum([_as_played(s) for s in stems], axis=0), sample_rate)
+            ref_audio = audio_io.load(ref.sources[0]) if ref.sources else None
+            folder = out_path.with_name(f"{out_path.stem}_preview")
+            if not folder.is_dir():
+                written.append(folder)
+            previews = write_previews(folder, plain, result.audio, ref_audio)
+            written.extend(previews.values())
+            report["previews"] = {k: str(v) for k, v in previews.items()}
+        if report_path is not None:
+            from automix.report import render_html
 
-        write_text_atomic(report_path, render_html(report))
-        report["report"] = str(report_path)
-    mastering.write_document(sidecar, report)
+            written.append(write_text_atomic(report_path, render_html(report)))
+            report["report"] = str(report_path)
+        mastering.write_document(sidecar, report)
     report["sidecar"] = str(sidecar)
     return report

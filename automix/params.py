@@ -245,6 +245,15 @@ def to_unit_list(obj: Any) -> list[float]:
     return out
 
 
+def as_real(value: float) -> float:
+    """A number as a float; an int too large for one (JSON allows 1e400 written out) is
+    infinite rather than an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def validate(cls: type, values: dict[str, Any], *, where: str) -> Any:
     """Build ``cls`` from a dict of real-unit values, refusing unknown, mistyped or out-of-range.
 
@@ -255,7 +264,7 @@ def validate(cls: type, values: dict[str, Any], *, where: str) -> Any:
         raise SettingsError(f"{where}: expected a mapping of parameters, "
                             f"got {type(values).__name__}")
     rs = ranges(cls)
-    unknown = sorted(set(values) - set(rs))
+    unknown = sorted(set(values) - set(rs), key=str)  # YAML keys may be numbers
     if unknown:
         raise SettingsError(
             f"{where}: unknown parameter {unknown[0]!r}; allowed: {', '.join(rs)}"
@@ -265,7 +274,7 @@ def validate(cls: type, values: dict[str, Any], *, where: str) -> Any:
         r = rs[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SettingsError(f"{where}.{name}: expected a number, got {value!r}")
-        if not math.isfinite(value) or not (r.min <= value <= r.max):
+        if not math.isfinite(as_real(value)) or not (r.min <= value <= r.max):
             raise SettingsError(
                 f"{where}.{name}={value} is out of range [{r.min:g}, {r.max:g}] "
                 f"{unit_of(name)}".rstrip()
@@ -279,7 +288,7 @@ def validate_chain(cls: type, values: dict[str, Any], *, where: str) -> Any:
     if not isinstance(values, dict):
         raise SettingsError(f"{where}: expected a mapping, got {type(values).__name__}")
     groups = {f.name: type(f.default) for f in fields(cls)}
-    unknown = sorted(set(values) - set(groups))
+    unknown = sorted(set(values) - set(groups), key=str)
     if unknown:
         raise SettingsError(f"{where}: unknown section {unknown[0]!r}; "
                             f"allowed: {', '.join(groups)}")

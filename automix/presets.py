@@ -23,6 +23,7 @@ import numpy as np
 
 from automix.audio import load, write_text_atomic
 from automix.errors import SettingsError
+from automix.params import as_real
 
 LUFS_RANGE = (-40.0, 0.0)  # a delivery loudness outside this is a typo, not a target
 CEILING_RANGE_DBTP = (-9.0, 0.0)
@@ -119,7 +120,7 @@ def _number(data: dict[str, Any], key: str, bounds: tuple[float, float], where: 
     value = data.get(key)
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or not low <= value <= high:
+            or not math.isfinite(as_real(value)) or not low <= value <= high:
         raise SettingsError(f"{where}: {key} must be a number in [{low:g}, {high:g}]; "
                             f"got {value!r}")
     return float(value)

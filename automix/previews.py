@@ -14,7 +14,7 @@ import numpy as np
 
 from automix import loudness
 from automix.analysis import loudest_excerpt
-from automix.audio import Audio, save
+from automix.audio import Audio, all_or_nothing, save
 
 PREVIEW_S = 30.0
 PREVIEW_CEILING_DBTP = -1.0
@@ -40,7 +40,15 @@ def preview_excerpts(source: Audio, result: Audio, reference: Audio | None) -> d
 
 def write_previews(folder: Path, source: Audio, result: Audio,
                    reference: Audio | None) -> dict[str, Path]:
-    """Write the previews as 24-bit WAV files in ``folder`` (created); return their paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return {name: save(folder / f"{name}.wav", clip)
-            for name, clip in preview_excerpts(source, result, reference).items()}
+    """Write the previews as 24-bit WAV files in ``folder`` (created); return their paths.
+    All or none: a failure removes the previews already written (and the folder if new)."""
+    clips = preview_excerpts(source, result, reference)
+    with all_or_nothing() as written:
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            written.append(folder)
+        paths = {}
+        for name, clip in clips.items():
+            paths[name] = save(folder / f"{name}.wav", clip)
+            written.append(paths[name])
+    return paths
