@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,9 @@ class Stem:
     role: str
     role_source: str
 
-    @property
+    @cached_property
     def is_stereo(self) -> bool:
-        """True when the two channels differ (a panned or stereo source)."""
+        """True when the two channels differ (a panned or stereo source); measured once."""
         if self.samples.shape[0] < 2:
             return False
         mid = 0.5 * (self.samples[0] + self.samples[1])

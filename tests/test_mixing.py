@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,16 @@ from typer.testing import CliRunner
 
 from automix import analysis, loudness, mastering, mixing
 from automix.cli import app
+from automix.effects import render
 from automix.errors import AudioInputError, SettingsError
-from automix.params import PanParams, StemChain
+from automix.params import (
+    CompressorParams,
+    EQParams,
+    GainParams,
+    PanParams,
+    SendParams,
+    StemChain,
+)
 from automix.stems import Stem, load_stems, role_from_audio, role_from_name
 
 SR = 44100
@@ -168,6 +177,10 @@ def test_refinement_moves_the_mix_toward_the_reference(stems_dir: Path) -> None:
     stems, sr, _ = load_stems(stems_dir)
     reference = mastering.resolve_reference("pop")
     start = mixing.default_chains(stems, sr)
+    # sends on for the kick and the vocal (role defaults send only vocals), so they can move
+    start = {**start, "01_kick.wav": replace(start["01_kick.wav"], send=SendParams(send_db=-28.0)),
+             "03_lead vocal.wav": replace(start["03_lead vocal.wav"],
+                                          send=SendParams(send_db=-16.0))}
     refined = mixing.refine(stems, sr, start, mixing.DEFAULT_REVERB, reference, steps=40,
                             time_budget_s=10.0)
     before = _tonal_error(mixing.render_mix(stems, sr, start, mixing.DEFAULT_REVERB)[0], reference)
@@ -179,6 +192,133 @@ def test_refinement_moves_the_mix_toward_the_reference(stems_dir: Path) -> None:
         assert abs(chain.eq.peak2_gain_db) <= mixing.MAX_EQ_MOVE_DB
     assert refined["02_bass.flac"].send.send_db == start["02_bass.flac"].send.send_db
     assert refined["01_kick.wav"].pan.pan == 0.0  # drums stay centred
+
+
+# --- the balance fit --------------------------------------------------------------------------
+
+
+def test_fit_levels_recovers_level_moves_and_holds_look_alikes() -> None:
+    rng = np.random.default_rng(1)
+    n_stems, n_bands = 6, analysis.BAND_CENTERS_HZ.size
+    mid = rng.normal(-30.0, 10.0, (n_stems, n_bands))
+    side = mid - 10.0 + rng.normal(0.0, 3.0, (n_stems, n_bands))
+    true = rng.uniform(-6.0, 6.0, n_stems)
+    true -= true.mean()
+
+    def power_sum_db(bands: np.ndarray, moves: np.ndarray) -> np.ndarray:
+        return 10 * np.log10(np.sum(10 ** ((bands + moves[:, None]) / 10), axis=0))
+
+    target_mid, target_side = power_sum_db(mid, true) + 7.0, power_sum_db(side, true) + 7.0
+    moves = mixing.fit_levels(mid, side, target_mid, target_side, prior_weight=1e-6)
+    np.testing.assert_allclose(moves, true, atol=0.05)
+    # the prior pulls toward no move: the fit lands between the start and the truth
+    ridged = mixing.fit_levels(mid, side, target_mid, target_side, prior_weight=1.0)
+    assert 0.0 < np.dot(ridged, true) < np.dot(true, true)
+    # two stems with the same spectrum cannot be told apart: they move together
+    twins = np.concatenate([mid[:1], mid[:1], mid[2:]])
+    moves = mixing.fit_levels(twins, np.concatenate([side[:1], side[:1], side[2:]]),
+                              target_mid, target_side)
+    assert moves[0] == pytest.approx(moves[1], abs=0.01)
+    assert np.all(np.abs(moves) <= mixing.MAX_FIT_MOVE_DB + 1e-6)
+    # too few bands to fit: nothing moves
+    few = np.full(n_bands, np.nan)
+    few[10:13] = 0.0
+    assert not mixing.fit_levels(mid, side, few, few).any()
+
+
+def _noise_stems(rng: np.random.Generator, seconds: float) -> list[Stem]:
+    """Low, middle and high noise stems with distinct spectra (mono), at equal RMS."""
+    from scipy.signal import butter, sosfilt
+
+    n = int(seconds * SR)
+    bands = {"a_low.wav": ("lowpass", 200.0), "b_mid.wav": ("bandpass", (500.0, 2000.0)),
+             "c_high.wav": ("highpass", 4000.0)}
+    stems = []
+    for name, (kind, freq) in bands.items():
+        x = sosfilt(butter(4, freq, kind, fs=SR, output="sos"), rng.standard_normal(n))
+        stems.append(Stem(name, (0.05 * x / np.std(x))[None].astype(np.float32), "other",
+                          "name"))
+    return stems
+
+
+def test_fit_balance_recovers_a_reference_balance(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    balance_db = {"a_low.wav": 6.0, "b_mid.wav": 0.0, "c_high.wav": -8.0}
+    # the reference: other noise of the same kinds, mixed at that balance
+    ref_stems = _noise_stems(rng, 4.0)
+    mix = np.sum([mixing.render_stem(s, SR, StemChain(gain=GainParams(balance_db[s.name])))[0]
+                  for s in ref_stems], axis=0)
+    sf.write(tmp_path / "ref.wav", mix.T, SR, subtype="FLOAT")
+    reference = mastering.resolve_reference(str(tmp_path / "ref.wav"))
+    stems = _noise_stems(rng, 4.0)
+    start = {s.name: StemChain() for s in stems}
+    fitted = mixing.fit_balance(stems, SR, start, reference)
+    gains = np.array([fitted[s.name].gain.gain_db for s in stems])
+    want = np.array(list(balance_db.values()))
+    np.testing.assert_allclose(gains - gains.mean(), want - want.mean(), atol=1.0)
+    # a compressed stem keeps its sound: the threshold follows the gain
+    squeezed = {**start, "a_low.wav": StemChain(
+        compressor=CompressorParams(threshold_db=-30.0, ratio=4.0))}
+    moved = mixing.fit_balance(stems, SR, squeezed, reference)["a_low.wav"]
+    assert moved.compressor.threshold_db == pytest.approx(-30.0 + moved.gain.gain_db, abs=0.01)
+
+
+def test_suggest_mix_fits_toward_the_reference_balance(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    ref_stems = _noise_stems(rng, 4.0)
+    mix = np.sum([mixing.render_stem(s, SR, StemChain(gain=GainParams(g)))[0]
+                  for s, g in zip(ref_stems, (8.0, 0.0, -8.0), strict=True)], axis=0)
+    sf.write(tmp_path / "ref.wav", mix.T, SR, subtype="FLOAT")
+    reference = mastering.resolve_reference(str(tmp_path / "ref.wav"))
+    stems = _noise_stems(rng, 4.0)
+    error = {}
+    for fit in (False, True):
+        chains = mixing.suggest_mix(stems, SR, reference, fit=fit)
+        bus, _ = mixing.render_mix(stems, SR, chains, mixing.DEFAULT_REVERB)
+        error[fit] = analysis.tonal_balance_error_db(analysis.analyze(bus, SR),
+                                                     analysis.analyze(mix, SR))
+    assert error[True] < 0.5 * error[False]
+
+
+# --- speed-minded rendering and measuring ----------------------------------------------------
+
+
+def test_stem_plugins_leave_out_identities_and_sound_the_same() -> None:
+    rng = np.random.default_rng(6)
+    x = (0.1 * rng.standard_normal((2, SR))).astype(np.float32)
+    for chain, count in ((StemChain(), 2), (StemChain(eq=EQParams(peak2_gain_db=3.0),
+                                                      compressor=CompressorParams(
+                                                          threshold_db=-30.0, ratio=3.0,
+                                                          makeup_db=2.0)), 5)):
+        plugins = render.stem_plugins(chain)
+        assert len(plugins) == count  # high-pass x2 (+ a peak, the compressor, the make-up)
+        full = render.process(render.highpass_plugins(chain.highpass)
+                              + render.eq_plugins(chain.eq)
+                              + render.compressor_plugins(chain.compressor), x, SR)
+        np.testing.assert_allclose(render.process(plugins, x, SR), full, atol=1e-6)
+
+
+def test_render_mix_sums_dry_stems_when_nothing_sends(stems_dir: Path) -> None:
+    stems, sr, _ = load_stems(stems_dir)
+    chains = {s.name: StemChain(pan=PanParams(pan=0.3)) for s in stems}  # sends at -60: off
+    bus, drys = mixing.render_mix(stems, sr, chains, mixing.DEFAULT_REVERB)
+    np.testing.assert_allclose(bus, np.sum(drys, axis=0), atol=1e-7)
+    sent = {**chains, "01_kick.wav": StemChain(send=SendParams(send_db=-10.0))}
+    with_room, _ = mixing.render_mix(stems, sr, sent, mixing.DEFAULT_REVERB)
+    assert np.std(with_room - np.sum(drys, axis=0)) > 1e-4
+
+
+def test_stem_loudness_from_an_active_excerpt_matches_the_whole() -> None:
+    rng = np.random.default_rng(8)
+    n = 80 * SR
+    t = np.arange(n) / SR
+    # a part that plays in bursts with long rests, louder in the second half
+    x = 0.05 * rng.standard_normal(n) * (np.sin(2 * np.pi * t / 7.0) > 0.3) * (1 + (t > 40))
+    stem = Stem("pad.wav", x[None].astype(np.float32), "synth", "name")
+    excerpt = mixing.active_excerpt(mixing._as_played(stem), SR, mixing.LOUDNESS_EXCERPT_S)
+    assert excerpt.shape[1] <= mixing.LOUDNESS_EXCERPT_S * SR
+    whole = loudness.integrated_lufs(mixing._as_played(stem), SR)
+    assert mixing.stem_loudness_lufs(stem, SR) == pytest.approx(whole, abs=0.5)
 
 
 # --- the command line -------------------------------------------------------------------------
