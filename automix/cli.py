@@ -93,7 +93,7 @@ def master(
         False, "--refit-gain", help="With --settings: find the gain to the target again."),
     refine_steps: int | None = typer.Option(
         None, "--refine-steps", min=0,
-        help="Network: refinement steps through the twin (0: prediction only; default 30)."),
+        help="Network: refinement steps through the twin (default 0: prediction only)."),
     refine_seconds: float | None = typer.Option(
         None, "--refine-seconds", min=0.0,
         help="Network: refinement time budget in seconds (default 8)."),
@@ -323,6 +323,34 @@ def batch(
                       + (f"; throughput {audio_s / wall:.1f}x real time" if audio_s else ""))
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+@app.command()
+@guarded
+def train(
+    data: Path | None = typer.Option(
+        None, "--data", help="Folder of productions: mixes/*.flac (and multitracks/*/mix_sum.flac)."
+        " Without it, synthetic audio (only for the tiny config's smoke run)."),
+    out: Path = typer.Option(Path("automix/model/weights"), "--out",
+                             help="Where master.pt and master.json go."),
+    config: str = typer.Option("default", "--config", help="default, tiny, or a JSON file."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Override the fit steps."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir",
+                                          help="Keep rendered training examples here."),
+) -> None:
+    """Train the analysis network on a folder of real productions (self-supervised)."""
+    from automix.errors import AudioInputError
+    from automix.model import train as training
+
+    if data is not None and not (data / "mixes").is_dir():
+        raise AudioInputError(f"{data}: no mixes/ folder (see the README's data layout)")
+    out.mkdir(parents=True, exist_ok=True)
+    weights = training.train(data, out, config=config, device=device, steps=steps, seed=seed,
+                             threads=threads, cache_dir=cache_dir)
+    out_console.print(f"wrote {weights} and {weights.with_suffix('.json')}")
 
 
 @app.command("presets")

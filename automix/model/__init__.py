@@ -1,0 +1,8 @@
+"""The analysis network: listens to a mix and a reference, predicts `MasterChain` settings.
+
+- `features`: production features in torch (gain invariant; averaged over tracks for presets)
+- `network`: `MasterNet`, an MLP encoder shared by input and reference, and a head
+- `data`: the train/eval song split and segment caching
+- `train`: self-supervised training through the twin (`python -m automix.model.train`)
+- `predict`: `load_model`, `predict_master_chain`, `reference_features_from_audio`, `refine`
+"""
