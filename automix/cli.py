@@ -118,7 +118,8 @@ def master(
 @app.command()
 @guarded
 def suggest(
-    input_path: Path = typer.Argument(..., metavar="INPUT", help="The song to analyse."),
+    input_path: Path = typer.Argument(..., metavar="INPUT",
+                                      help="A song, or a folder of stems (suggests a mix)."),
     output: Path = typer.Option(..., "--output", "-o", help="settings.json or settings.yaml"),
     reference: str = typer.Option("pop", "--reference", "-r",
                                   help="A genre preset or an audio file."),
@@ -132,10 +133,18 @@ def suggest(
     render them with `automix master INPUT --settings FILE`."""
     from automix import mastering
 
-    doc = mastering.suggest_file(input_path, output, reference=reference, target=target,
-                                 ceiling_dbtp=ceiling_dbtp, method=method.value,
-                                 amounts=mastering.parse_amounts(amount), force=force)
-    out_console.print(f"wrote {output}: gain {doc['settings']['gain_db']:+.2f} dB to "
+    amounts = mastering.parse_amounts(amount)
+    if input_path.is_dir():  # a folder of stems: suggest a mix
+        from automix import mixing
+
+        doc = mixing.suggest_mix_file(input_path, output, reference=reference, target=target,
+                                      ceiling_dbtp=ceiling_dbtp, amounts=amounts, force=force)
+    else:
+        doc = mastering.suggest_file(input_path, output, reference=reference, target=target,
+                                     ceiling_dbtp=ceiling_dbtp, method=method.value,
+                                     amounts=amounts, force=force)
+    master = doc["settings"].get("master", doc["settings"])
+    out_console.print(f"wrote {output}: master gain {master['gain_db']:+.2f} dB to "
                       f"{doc['target']['integrated_lufs']:g} LUFS")
 
 

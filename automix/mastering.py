@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,7 @@ AMOUNT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("eq", n) for n in ranges(EQParams) if n.endswith("_gain_db")),
     "dynamics": (("compressor", "threshold_db"), ("compressor", "ratio"),
                  ("compressor", "makeup_db")),
-    "width": (("width", "width_pct"),),
+    "width": (("width", "width_pct"), ("pan", "pan")),  # a mix: stems also move to centre
 }
 
 
@@ -155,16 +155,21 @@ def _amount_value(text: str, where: str) -> float:
     return value
 
 
-def scale_chain(chain: MasterChain, amounts: dict[str, float]) -> MasterChain:
-    """Move each module's settings toward neutral: 1 keeps them, 0 makes the module neutral."""
-    groups = {f: getattr(chain, f) for f in ("highpass", "eq", "compressor", "width")}
+def scale_chain(chain: Any, amounts: dict[str, float]) -> Any:
+    """Move each module's settings toward neutral: 1 keeps them, 0 makes the module neutral.
+
+    Works on any chain dataclass (`MasterChain`, `StemChain`); groups it lacks are skipped.
+    """
+    groups = {f.name: getattr(chain, f.name) for f in fields(chain)}
     for module, amount in amounts.items():
         for group, name in AMOUNT_FIELDS[module]:
+            if group not in groups:
+                continue
             r = ranges(groups[group])[name]
             u0, u = r.normalize(r.default), r.normalize(getattr(groups[group], name))
             value = round(float(r.denormalize(u0 + amount * (u - u0))), 3)
             groups[group] = replace(groups[group], **{name: value})
-    return MasterChain(**groups)
+    return type(chain)(**groups)
 
 
 @dataclass(frozen=True)
@@ -516,9 +521,9 @@ def output_paths(input_path: Path, output: Path | None, file_format: str,
     return out, sidecar
 
 
-def read_settings(path: Path) -> MasterSettings:
-    """Read settings from JSON or YAML: a settings mapping, or a document holding one under
-    "settings" (what `suggest` and a master's sidecar write)."""
+def read_settings_document(path: Path) -> Any:
+    """The settings mapping in a JSON or YAML file: the file itself, or what a document (from
+    `suggest`, or a sidecar) holds under "settings"."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -538,7 +543,12 @@ def read_settings(path: Path) -> MasterSettings:
                             f"({first})") from None
     if isinstance(data, dict) and isinstance(data.get("settings"), dict):
         data = data["settings"]
-    return MasterSettings.from_dict(data, where=path.name)
+    return data
+
+
+def read_settings(path: Path) -> MasterSettings:
+    """Read master settings (see `read_settings_document`)."""
+    return MasterSettings.from_dict(read_settings_document(path), where=path.name)
 
 
 def write_document(path: Path, document: dict[str, Any]) -> Path:

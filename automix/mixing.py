@@ -28,7 +28,6 @@ few-dB moves allowed).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -169,28 +168,8 @@ def _rounded(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_mix_settings(path: Path) -> MixSettings:
-    """Read mix settings from JSON or YAML: a settings mapping, or a document (a mix's sidecar)
-    holding one under "settings"."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SettingsError(f"{path}: no such settings file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: cannot read ({exc})") from None
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SettingsError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} "
-                            f"({first})") from None
-    if isinstance(data, dict) and isinstance(data.get("settings"), dict):
-        data = data["settings"]
-    return MixSettings.from_dict(data, where=path.name)
+    """Read mix settings (see `mastering.read_settings_document`)."""
+    return MixSettings.from_dict(mastering.read_settings_document(path), where=path.name)
 
 
 # --- defaults by role -------------------------------------------------------------------------
@@ -710,7 +689,8 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
         settings: MixSettings | None = None, amounts: dict[str, float] | None = None,
         load_warnings: list[AudioWarning] | None = None) -> MixResult:
     """Mix ``stems`` toward ``reference`` and master the bus at ``target``; or render given
-    ``settings`` exactly (``amounts``, see `mastering.parse_amounts`, scale the master)."""
+    ``settings`` exactly. ``amounts`` (see `mastering.parse_amounts`) scale every stem's and
+    the master's settings toward neutral (eq, dynamics; width also centres the pans)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if settings is None:
@@ -726,6 +706,8 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
                 + (f"no settings for {missing[0]!r}" if missing else f"no stem {extra[0]!r}"))
         chains, reverb, master_settings, method = (settings.stems, settings.reverb,
                                                    settings.master, "settings")
+    if amounts is not None and any(a != 1.0 for a in amounts.values()):
+        chains = {name: mastering.scale_chain(chain, amounts) for name, chain in chains.items()}
     timings["suggest_mix"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     bus, processed = render_mix(stems, sample_rate, chains, reverb)
@@ -809,3 +791,29 @@ def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = 
         mastering.write_document(sidecar, report)
     report["sidecar"] = str(sidecar)
     return report
+
+
+def suggest_mix_file(stems_dir: Path, output: Path, *, reference: str = "pop",
+                     target: str | None = None, ceiling_dbtp: float | None = None,
+                     amounts: dict[str, float] | None = None,
+                     force: bool = False) -> dict[str, Any]:
+    """Suggest mix settings (JSON or YAML by suffix): every stem's chain, the reverb and the
+    master, in real units, with the measurements behind them; `mix --settings` renders it."""
+    if output.exists() and not force:
+        raise OutputError(f"{output}: exists; use --force to overwrite")
+    if output.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise SettingsError(f"{output}: settings files end in .json, .yaml or .yml")
+    stems, sample_rate, warnings = load_stems(Path(stems_dir))
+    ref = mastering.resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
+    tgt = mastering.resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
+    full = mix(stems, sample_rate, ref, tgt, amounts=amounts, load_warnings=warnings).to_dict()
+    document = {
+        "automix": __version__, "input": str(stems_dir), "method": full["method"],
+        "reference": {k: full["reference"][k] for k in ("name", "kind")},
+        "target": full["target"], "settings": full["settings"], "stems": full["stems"],
+        "measurements": {"mix_bus": full["measurements"]["input"],
+                         "reference": full["reference"]["features"]},
+        "expected_result": full["measurements"]["output"], "warnings": full["warnings"],
+    }
+    mastering.write_document(output, document)
+    return document

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 from typer.testing import CliRunner
 
 from automix import analysis, loudness, mastering, mixing
@@ -362,3 +363,32 @@ def test_settings_must_name_the_stems(stems_dir: Path, tmp_path: Path) -> None:
                                  "--settings", str(settings)])
     assert result.exit_code == 1
     assert "settings do not match the stems: no settings for '01_kick.wav'" in result.output
+
+
+def test_suggest_a_mix_then_render_it_exactly(stems_dir: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "mix.yaml"
+    result = runner.invoke(app, ["suggest", str(stems_dir), "-r", "rock", "-o", str(settings)])
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(settings.read_text())
+    assert set(doc["settings"]["stems"]) == {p.name for p in stems_dir.iterdir()}
+    assert doc["measurements"]["reference"]["integrated_lufs"] < 0
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    assert runner.invoke(app, ["mix", str(stems_dir), "-r", "rock", "-o", str(a),
+                               "--bit-depth", "32"]).exit_code == 0
+    assert runner.invoke(app, ["mix", str(stems_dir), "--settings", str(settings), "-o", str(b),
+                               "--bit-depth", "32"]).exit_code == 0
+    np.testing.assert_array_equal(sf.read(a)[0], sf.read(b)[0])
+
+
+def test_mix_amount_scales_every_stem_toward_neutral(stems_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "flat.wav"
+    result = runner.invoke(app, ["mix", str(stems_dir), "-r", "pop", "-o", str(out),
+                                      "--amount", "eq=0,dynamics=0,width=0"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.with_suffix(".json").read_text())
+    for chain in report["settings"]["stems"].values():
+        assert all(v == 0.0 for k, v in chain["eq"].items() if k.endswith("gain_db"))
+        assert chain["compressor"]["ratio"] == 1.0 and chain["pan"]["pan"] == 0.0
+    assert report["settings"]["master"]["chain"]["width"]["width_pct"] == 100.0
+    assert loudness.integrated_lufs(sf.read(out, always_2d=True)[0].T, 44100) == pytest.approx(
+        -14.0, abs=0.5)
