@@ -8,6 +8,7 @@ renamed, so that a failure never leaves a partial file or touches an existing on
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -138,7 +139,19 @@ def save(
     samples = audio.samples
     if bit_depth == 16 and dither:
         samples = tpdf_dither(samples, 16)
-    dest = Path(path)
+    with atomic_path(Path(path)) as tmp:
+        sf.write(tmp, samples.T, audio.sample_rate, subtype=BIT_DEPTHS[bit_depth],
+                 format=FORMATS[file_format])
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[str]:
+    """Yield a temporary path beside ``dest``; on success rename it to ``dest``.
+
+    On any failure (Ctrl-C included) the temporary file is removed and ``dest`` is left as it
+    was; I/O errors become a one-line `OutputError` ("disk full" for ENOSPC).
+    """
     folder = dest.parent if str(dest.parent) else Path(".")
     check_folder(folder)
     try:
@@ -148,8 +161,7 @@ def save(
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)
-        sf.write(tmp, samples.T, audio.sample_rate, subtype=BIT_DEPTHS[bit_depth],
-                 format=FORMATS[file_format])
+        yield tmp
         os.replace(tmp, dest)
     except (OSError, sf.LibsndfileError, RuntimeError) as exc:
         _remove_quietly(tmp)
@@ -158,7 +170,6 @@ def save(
     except BaseException:
         _remove_quietly(tmp)
         raise
-    return dest
 
 
 def check_folder(folder: Path) -> None:

@@ -23,10 +23,8 @@ verification of the written file, whose analysis is the report's output measurem
 
 from __future__ import annotations
 
-import errno
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -42,15 +40,13 @@ from scipy.signal import lfilter, sosfilt
 from automix import __version__, analysis, loudness
 from automix.analysis import Analysis
 from automix.audio import (
-    _UMASK,
     BIT_DEPTHS,
     FORMATS,
     MAX_ABS_SAMPLE,
     MIN_DURATION_S,
     Audio,
     _first_line,
-    _remove_quietly,
-    check_folder,
+    atomic_path,
     tpdf_dither,
 )
 from automix.effects import render
@@ -622,28 +618,12 @@ def write_blocks(dest: Path, blocks: Iterator[np.ndarray], sample_rate: int, cha
     from automix.previews import PREVIEW_S
 
     check_format(file_format, bit_depth)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    check_folder(folder)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot write here ({exc.strerror})") from None
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
+    with atomic_path(dest) as tmp:
         with sf.SoundFile(tmp, "w", sample_rate, channels, subtype=BIT_DEPTHS[bit_depth],
                           format=FORMATS[file_format]) as f:
             for i, y in enumerate(blocks):
                 f.write((tpdf_dither(y, 16, seed=i) if bit_depth == 16 else y).T)
         written = analyze_file(tmp, excerpt_s=PREVIEW_S, block_s=block_s)
-        os.replace(tmp, dest)
-    except (OSError, sf.LibsndfileError, RuntimeError) as exc:
-        _remove_quietly(tmp)
-        reason = "disk full" if getattr(exc, "errno", None) == errno.ENOSPC else _first_line(exc)
-        raise OutputError(f"{dest}: could not write ({reason})") from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
     return written
 
 
