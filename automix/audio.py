@@ -68,7 +68,8 @@ def load(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S) -> 
     if p.stat().st_size == 0:
         raise AudioInputError(f"{p}: file is empty")
     try:
-        data, sample_rate = sf.read(str(p), dtype="float32", always_2d=True)
+        with quiet_decoders():
+            data, sample_rate = sf.read(str(p), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
         raise AudioInputError(f"{p}: not a readable audio file ({_read_error(exc)})") from None
     samples = np.ascontiguousarray(data.T)
@@ -143,6 +144,25 @@ def save(
         sf.write(tmp, samples.T, audio.sample_rate, subtype=BIT_DEPTHS[bit_depth],
                  format=FORMATS[file_format])
     return Path(path)
+
+
+@contextlib.contextmanager
+def quiet_decoders() -> Iterator[None]:
+    """Silence what C decoders print on file descriptor 2 (libmpg123's "Note: Trying to
+    resync..."): automix reports a bad file in one line of its own."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @contextlib.contextmanager

@@ -47,6 +47,7 @@ from automix.audio import (
     Audio,
     _first_line,
     atomic_path,
+    quiet_decoders,
     tpdf_dither,
 )
 from automix.effects import render
@@ -77,7 +78,8 @@ def is_long(path: str | os.PathLike) -> bool:
     """Whether ``path`` has more than `STREAMING_MIN_SAMPLES` (frames x channels); False for
     anything soundfile cannot read (the whole-array loader then says why)."""
     try:
-        info = sf.info(str(path))
+        with quiet_decoders():
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError):
         return False
     return info.frames * info.channels > STREAMING_MIN_SAMPLES

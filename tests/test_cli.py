@@ -172,3 +172,14 @@ def test_presets_lists_genres_and_targets() -> None:
     assert result.exit_code == 0
     for name in ("pop", "spotify", "apple", "youtube", "ebu-r128"):
         assert name in result.output
+
+
+def test_decoder_chatter_never_reaches_the_user(tmp_path: Path) -> None:
+    # libmpg123 prints "Note: Trying to resync..." on fd 2 for text named .mp3
+    fake = tmp_path / "fake.mp3"
+    fake.write_text("not audio at all\n" * 60)
+    proc = subprocess.run([sys.executable, "-m", "automix", "master", str(fake), "-r", "pop"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error:"), proc.stderr
