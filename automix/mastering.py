@@ -613,24 +613,35 @@ def master_file(input_path: Path, *, reference: str = "pop", target: str | None 
                                      file_format=file_format))
         report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
                   **result.to_dict()}
-        if preview:
-            from automix.previews import write_previews
-
-            ref_audio = load(result.reference.sources[0]) if result.reference.sources else None
-            folder = out_path.with_name(f"{out_path.stem}_preview")
-            if not folder.is_dir():
-                written.append(folder)
-            previews = write_previews(folder, song, result.audio, ref_audio)
-            written.extend(previews.values())
-            report["previews"] = {k: str(v) for k, v in previews.items()}
-        if report_path is not None:
-            from automix.report import render_html
-
-            written.append(write_text_atomic(report_path, render_html(report)))
-            report["report"] = str(report_path)
-        write_document(sidecar, report)
+        write_extras(report, written, out_path=out_path, sidecar=sidecar,
+                     reference=result.reference,
+                     previews_of=(song, result.audio) if preview else None,
+                     report_path=report_path)
     report["sidecar"] = str(sidecar)
     return report
+
+
+def write_extras(report: dict[str, Any], written: list, *, out_path: Path, sidecar: Path,
+                 reference: Reference, previews_of: tuple[Audio, Audio] | None = None,
+                 report_path: Path | None = None) -> None:
+    """After the master is written: previews (of ``previews_of``, before and after), the HTML
+    report and the sidecar; each path is added to ``written`` (see `audio.all_or_nothing`)."""
+    if previews_of is not None:
+        from automix.previews import write_previews
+
+        ref_audio = load(reference.sources[0]) if reference.sources else None
+        folder = out_path.with_name(f"{out_path.stem}_preview")
+        if not folder.is_dir():
+            written.append(folder)
+        previews = write_previews(folder, *previews_of, ref_audio)
+        written.extend(previews.values())
+        report["previews"] = {k: str(v) for k, v in previews.items()}
+    if report_path is not None:
+        from automix.report import render_html
+
+        written.append(write_text_atomic(report_path, render_html(report)))
+        report["report"] = str(report_path)
+    write_document(sidecar, report)
 
 
 def suggest_file(input_path: Path, output: Path, *, reference: str = "pop",

@@ -40,7 +40,7 @@ import numpy as np
 
 from automix import __version__, analysis, loudness, mastering
 from automix.analysis import AudioWarning
-from automix.audio import Audio, write_text_atomic
+from automix.audio import Audio
 from automix.effects import render
 from automix.errors import OutputError, SettingsError
 from automix.mastering import MasterResult, MasterSettings, Reference
@@ -772,23 +772,12 @@ def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = 
                 written.append(audio_io.save(path, Audio(dry, sample_rate), bit_depth=bit_depth,
                                              file_format=file_format))
             report["stems_out"] = [str(p) for p in stem_paths]
-        if preview:
-            from automix.previews import write_previews
-
-            plain = Audio(np.sum([_as_played(s) for s in stems], axis=0), sample_rate)
-            ref_audio = audio_io.load(ref.sources[0]) if ref.sources else None
-            folder = out_path.with_name(f"{out_path.stem}_preview")
-            if not folder.is_dir():
-                written.append(folder)
-            previews = write_previews(folder, plain, result.audio, ref_audio)
-            written.extend(previews.values())
-            report["previews"] = {k: str(v) for k, v in previews.items()}
-        if report_path is not None:
-            from automix.report import render_html
-
-            written.append(write_text_atomic(report_path, render_html(report)))
-            report["report"] = str(report_path)
-        mastering.write_document(sidecar, report)
+        before = Audio(np.sum([_as_played(s) for s in stems], axis=0), sample_rate) \
+            if preview else None
+        mastering.write_extras(report, written, out_path=out_path, sidecar=sidecar,
+                               reference=ref,
+                               previews_of=(before, result.audio) if before else None,
+                               report_path=report_path)
     report["sidecar"] = str(sidecar)
     return report
 

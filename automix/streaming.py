@@ -704,7 +704,7 @@ def master_file(input_path: Path, *, reference: str = "pop", target: str | None 
                 refit_gain: bool = False, block_s: float = BLOCK_S) -> dict[str, Any]:
     """`mastering.master_file` in bounded memory: the same arguments, outputs and report."""
     from automix import mastering
-    from automix.audio import all_or_nothing, load, write_text_atomic
+    from automix.audio import all_or_nothing
 
     mastering.check_format(file_format, bit_depth)
     out_path, sidecar = mastering.output_paths(input_path, output, file_format, force)
@@ -722,23 +722,11 @@ def master_file(input_path: Path, *, reference: str = "pop", target: str | None 
         written.append(out_path)
         report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
                   **result.to_dict()}
-        if preview:
-            from automix.previews import write_previews
-
-            ref_audio = load(result.reference.sources[0]) if result.reference.sources else None
-            folder = out_path.with_name(f"{out_path.stem}_preview")
-            if not folder.is_dir():
-                written.append(folder)
-            song = Audio(read_span(input_path, *span), result.input.sample_rate)
-            master = Audio(read_span(out_path, *span), result.input.sample_rate)
-            previews = write_previews(folder, song, master, ref_audio)
-            written.extend(previews.values())
-            report["previews"] = {k: str(v) for k, v in previews.items()}
-        if report_path is not None:
-            from automix.report import render_html
-
-            written.append(write_text_atomic(report_path, render_html(report)))
-            report["report"] = str(report_path)
-        mastering.write_document(sidecar, report)
+        sr = result.input.sample_rate
+        mastering.write_extras(
+            report, written, out_path=out_path, sidecar=sidecar, reference=result.reference,
+            previews_of=(Audio(read_span(input_path, *span), sr),
+                         Audio(read_span(out_path, *span), sr)) if preview else None,
+            report_path=report_path)
     report["sidecar"] = str(sidecar)
     return report
