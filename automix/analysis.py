@@ -335,6 +335,13 @@ def input_warnings(a: Analysis, clips: int, dc_offsets: np.ndarray) -> tuple[Aud
     return tuple(AudioWarning(code, message) for applies, code, message in checks if applies)
 
 
+def width_ratio(mid_rms: float, side_rms: float) -> float:
+    """Stereo width: side RMS / mid RMS; 0 for silence or mono, inf for pure antiphase."""
+    if mid_rms > 0.0:
+        return side_rms / mid_rms
+    return math.inf if side_rms > 0.0 else 0.0
+
+
 def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
     """Measure a production.
 
@@ -362,11 +369,7 @@ def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
         mid, side = x[0], np.zeros_like(x[0])
     else:
         mid, side = 0.5 * (x[0] + x[1]), 0.5 * (x[0] - x[1])
-    mid_rms, side_rms = _rms(mid), _rms(side)
-    if mid_rms > 0.0:
-        width = side_rms / mid_rms
-    else:
-        width = math.inf if side_rms > 0.0 else 0.0
+    width = width_ratio(_rms(mid), _rms(side))
     measured = Analysis(
         sample_rate=int(sample_rate),
         channels=x.shape[0],

@@ -445,10 +445,7 @@ class StreamAnalyzer:
             mid_rms = self._moments.rms(pair)
             pair[1] = -0.5
             side_rms = self._moments.rms(pair)
-        if mid_rms > 0.0:  # as analyze
-            width = side_rms / mid_rms
-        else:
-            width = math.inf if side_rms > 0.0 else 0.0
+        width = analysis.width_ratio(mid_rms, side_rms)
         measured = Analysis(
             sample_rate=int(self.sample_rate),
             channels=self.channels,
