@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from automix.errors import AudioInputError, OutputError
+from automix.errors import AudioInputError, OutputError, SettingsError
 
 READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3")
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
@@ -117,6 +117,16 @@ def tpdf_dither(samples: np.ndarray, bits: int, *, seed: int = 0) -> np.ndarray:
     return (np.clip(quantised, -scale, scale - 1) / scale).astype(np.float32)
 
 
+def check_format(file_format: str, bit_depth: int) -> None:
+    """`SettingsError` for an output format and bit depth automix does not write."""
+    if file_format not in FORMATS:
+        raise SettingsError(f"--format must be {' or '.join(FORMATS)}; got {file_format!r}")
+    if bit_depth not in BIT_DEPTHS:
+        raise SettingsError(f"--bit-depth must be 16, 24 or 32; got {bit_depth}")
+    if file_format == "flac" and bit_depth == 32:
+        raise SettingsError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
+
+
 def save(
     path: str | os.PathLike,
     audio: Audio,
@@ -131,12 +141,7 @@ def save(
     24 writes integer PCM; 32 writes 32-bit float. ``file_format`` is "wav" or "flac"
     (FLAC has no float: 32 is refused).
     """
-    if file_format not in FORMATS:
-        raise OutputError(f"unknown format {file_format!r}; choose one of {', '.join(FORMATS)}")
-    if bit_depth not in BIT_DEPTHS:
-        raise OutputError(f"bit depth must be one of 16, 24, 32; got {bit_depth}")
-    if file_format == "flac" and bit_depth == 32:
-        raise OutputError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
+    check_format(file_format, bit_depth)
     samples = audio.samples
     if bit_depth == 16 and dither:
         samples = tpdf_dither(samples, 16)

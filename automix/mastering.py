@@ -19,7 +19,14 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from automix import __version__, analysis, loudness, presets
-from automix.audio import Audio, all_or_nothing, check_writable, load, write_text_atomic
+from automix.audio import (
+    Audio,
+    all_or_nothing,
+    check_format,
+    check_writable,
+    load,
+    write_text_atomic,
+)
 from automix.effects import biquad, render
 from automix.effects.limiter import true_peak_limit
 from automix.errors import AudioInputError, OutputError, SettingsError
@@ -489,18 +496,6 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
 
 
 # --- files: what the CLI, batch and the service run ------------------------------------------
-
-
-def check_format(file_format: str, bit_depth: int) -> None:
-    """`SettingsError` for an output format and bit depth automix does not write."""
-    from automix.audio import BIT_DEPTHS, FORMATS
-
-    if file_format not in FORMATS:
-        raise SettingsError(f"--format must be {' or '.join(FORMATS)}; got {file_format!r}")
-    if bit_depth not in BIT_DEPTHS:
-        raise SettingsError(f"--bit-depth must be 16, 24 or 32; got {bit_depth}")
-    if file_format == "flac" and bit_depth == 32:
-        raise SettingsError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
 
 
 def output_paths(input_path: Path, output: Path | None, file_format: str,

@@ -613,7 +613,7 @@ def write_blocks(dest: Path, blocks: Iterator[np.ndarray], sample_rate: int, cha
 
     Returns the written file's `Analysis` and its loudest `previews.PREVIEW_S` span.
     """
-    from automix.mastering import check_format
+    from automix.audio import check_format
     from automix.previews import PREVIEW_S
 
     check_format(file_format, bit_depth)
