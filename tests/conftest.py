@@ -48,3 +48,15 @@ def music_like(rng: np.random.Generator, sample_rate: int, seconds: float) -> np
 def excerpt_files() -> list[Path]:
     """Committed real-music excerpts (reference tracks and the shipped example)."""
     return sorted(ROOT.glob("reference_tracks/*/*.flac")) + sorted(ROOT.glob("examples/*.flac"))
+
+
+def wav_bytes(seconds: float, seed: int = 3, sample_rate: int = 44100) -> bytes:
+    """A 16-bit WAV file of `music_like` audio, as bytes (for uploads)."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, music_like(np.random.default_rng(seed), sample_rate, seconds).T, sample_rate,
+             format="WAV", subtype="PCM_16")
+    return buf.getvalue()

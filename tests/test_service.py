@@ -14,17 +14,10 @@ from automix import loudness
 from automix.mastering import MasterSettings
 from automix.service.client import LocalServer
 from automix.service.worker import mix_available
-from conftest import music_like
+from conftest import wav_bytes
 
 SR = 44100
 PROBLEM = "application/problem+json"
-
-
-def wav_bytes(seconds: float, seed: int = 3) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, music_like(np.random.default_rng(seed), SR, seconds).T, SR, format="WAV",
-             subtype="PCM_16")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

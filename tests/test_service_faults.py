@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import http.client
-import io
 import os
 import signal
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from automix.service.client import LocalServer, multipart
 from automix.service.store import ID_PATTERN, JobStore
 from automix.service.uploads import FORM_OVERHEAD_BYTES, safe_filename
-from conftest import music_like
+from conftest import wav_bytes
 
 SR = 44100
 PROBLEM = "application/problem+json"
-
-
-def wav_bytes(seconds: float, seed: int = 3) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, music_like(np.random.default_rng(seed), SR, seconds).T, SR, format="WAV",
-             subtype="PCM_16")
-    return buf.getvalue()
 
 
 # --- the store: leases, attempts, atomic claims (no server) ----------------------------------
