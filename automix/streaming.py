@@ -231,14 +231,13 @@ class LoudnessMeter:
 
     def __init__(self, sample_rate: int, channels: int) -> None:
         self.sample_rate = sample_rate
-        self._sos = loudness._k_weighting_sos(sample_rate)
-        self._state = np.zeros((self._sos.shape[0], channels, 2), dtype=np.float32)
-        weights = loudness.CHANNEL_WEIGHTS[:channels]
-        self._weights = np.asarray(weights, dtype=np.float32)[:, np.newaxis]
+        self._board = loudness.k_weighting_board(sample_rate)
+        self._weights = loudness.channel_power_weights(channels, sample_rate)
         self._hops = HopSums(loudness.HOP_S * sample_rate)
 
     def push(self, x: np.ndarray) -> None:
-        y, self._state = sosfilt(self._sos, x, axis=-1, zi=self._state)
+        y = self._board(np.ascontiguousarray(x, dtype=np.float32), float(self.sample_rate),
+                        reset=False)
         np.square(y, out=y)
         y *= self._weights
         self._hops.push(y.sum(axis=0))

@@ -171,7 +171,7 @@ def loudest_window_s(samples: np.ndarray, sample_rate: int, length_s: float) -> 
     ``samples``: (channels, samples). Songs too short for the guard keep a proportional guard.
     """
     # BS.1770 K-weighted power summed over channels: the quantity every loudness is a mean of.
-    weighted = loudness._weighted_power(samples, sample_rate)
+    weighted = loudness.weighted_power(samples, sample_rate)
     hop = round(HOP_S * sample_rate)
     blocks = weighted.size // hop
     power = weighted[:blocks * hop].reshape(blocks, hop).mean(axis=1)

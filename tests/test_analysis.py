@@ -228,7 +228,7 @@ def test_a_real_mix_reads_like_a_finished_production():
     path = min(MIXES.glob("*.flac"))
     data, sample_rate = soundfile.read(path, frames=60 * 44100, dtype="float32", always_2d=True)
     a = analysis.analyze(data.T, sample_rate)
-    meter = pyloudnorm.Meter(sample_rate, filter_class=loudness.K_WEIGHTING)
+    meter = pyloudnorm.Meter(sample_rate, filter_class="DeMan")
     expected = meter.integrated_loudness(data.astype(np.float64))
     assert a.integrated_lufs == pytest.approx(expected, abs=0.05)
     assert -35 < a.integrated_lufs < -3
