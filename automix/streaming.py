@@ -35,7 +35,6 @@ import numpy as np
 import pedalboard as pb
 import soundfile as sf
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.signal import lfilter, sosfilt
 
 from automix import __version__, analysis, loudness
 from automix.analysis import Analysis
@@ -57,6 +56,7 @@ from automix.effects.limiter import (
     block_minima,
     interpolate_blocks,
     lookahead_window,
+    one_pole,
     release_coefficient,
     required_gain,
     residue_trim_db,
@@ -507,10 +507,8 @@ class StreamingLimiter:
         half = loudness.TRUE_PEAK_TAPS // 2
         before = -(-(reach + half) // RELEASE_BLOCK) * RELEASE_BLOCK  # keep the 32-sample grid
         self._overlap = Overlap(hop, before, RELEASE_BLOCK + reach + half)
-        alpha = release_coefficient(sample_rate, p)
-        self._filter = ([1.0 - alpha], [1.0, -alpha])
-        self._state = np.zeros(1)
-        self._origin: float | None = None  # log gain of block 0: limiter_gain smooths from it
+        self._alpha = release_coefficient(sample_rate, p)
+        self._state: float | None = None  # the smoother's last output (from block 0's value)
 
     def push(self, x: np.ndarray) -> list[np.ndarray]:
         return [self._limit(*region) for region in self._overlap.push(x)]
@@ -525,14 +523,14 @@ class StreamingLimiter:
         attack = attack[offset:min(offset + count + RELEASE_BLOCK, attack.size)]
         log_gain = np.log(block_minima(attack))
         own = -(-count // RELEASE_BLOCK)
-        if self._origin is None:
-            self._origin = float(log_gain[0])
-        smoothed, self._state = lfilter(*self._filter, log_gain[:own] - self._origin,
-                                        zi=self._state)
+        if self._state is None:
+            self._state = float(log_gain[0])
+        smoothed = one_pole(log_gain[:own], self._alpha, self._state)
+        self._state = float(smoothed[-1])
         if log_gain.size > own:
-            ahead, _ = lfilter(*self._filter, log_gain[own:] - self._origin, zi=self._state)
-            smoothed = np.concatenate([smoothed, ahead])
-        release = np.exp(np.minimum(log_gain, smoothed + self._origin)).astype(np.float32)
+            smoothed = np.concatenate([smoothed, one_pole(log_gain[own:], self._alpha,
+                                                          self._state)])
+        release = np.exp(np.minimum(log_gain, smoothed)).astype(np.float32)
         following = np.append(release[1:], release[-1])[:own]
         curve = interpolate_blocks(release[:own], following)
         gain = np.minimum(attack[:count], curve[:count])
