@@ -9,6 +9,7 @@ change leaves it unchanged and two productions at different levels compare band 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,6 +31,7 @@ BAND_EDGES_HZ = np.stack([_EXACT_CENTERS_HZ * 2 ** (-1 / 6), _EXACT_CENTERS_HZ *
 BAND_MAX_FRACTION_OF_NYQUIST = 0.9  # bands reaching above this are NaN (anti-alias roll-off)
 WELCH_SEGMENT_AT_44K = 8192  # 5.4 Hz bins; scaled with the sample rate to a power of two
 _WELCH_FRAMES_PER_FFT = 64  # frames transformed at once: bounds the memory of long files
+_MOMENT_BLOCK = 1 << 16  # samples per block of `Moments.of`: converted to float64 in cache
 BAND_POWER_FLOOR_DB = -200.0  # empty bands, before loudness normalisation
 TONAL_ERROR_RANGE_DB = 60.0  # tonal_balance_error_db ignores bands this far below b's loudest
 
@@ -238,19 +240,61 @@ def tonal_balance_error_db(a: Analysis, b: Analysis, *, side: bool = False) -> f
     return float(np.sqrt(np.mean((mine[counted] - target[counted]) ** 2)))
 
 
-def _rms(x: np.ndarray) -> float:
-    # float32 pairwise summation: relative error ~1e-7 even over hours of audio
-    return math.sqrt(float(np.mean(np.square(x))))
+class Moments:
+    """Channel means and the covariance matrix of a stream, merged block by block (Chan et al.:
+    each block is centred on its own mean, so long streams lose no precision)."""
 
+    def __init__(self, channels: int) -> None:
+        self.n = 0
+        self.mean = np.zeros(channels)
+        self.scatter = np.zeros((channels, channels))  # sum of outer products of deviations
 
-def _correlation(left: np.ndarray, right: np.ndarray) -> float:
-    """Pearson correlation; 1 for identical channels, 0 when one channel is constant."""
-    left = left - np.mean(left)
-    right = right - np.mean(right)
-    norm = math.sqrt(float(np.sum(np.square(left))) * float(np.sum(np.square(right))))
-    if norm == 0.0:
-        return 1.0 if np.array_equal(left, right) else 0.0
-    return float(np.sum(left * right)) / norm
+    @classmethod
+    def of(cls, x: np.ndarray) -> Moments:
+        """The moments of a whole array ``x`` (channels, samples), in blocks of `_MOMENT_BLOCK`."""
+        moments = cls(x.shape[0])
+        for start in range(0, x.shape[1], _MOMENT_BLOCK):
+            moments.push(x[:, start:start + _MOMENT_BLOCK])
+        return moments
+
+    def push(self, x: np.ndarray) -> None:
+        n = x.shape[1]
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=1)
+        x64 -= mean[:, np.newaxis]
+        delta = mean - self.mean
+        total = self.n + n
+        self.scatter += x64 @ x64.T + np.outer(delta, delta) * (self.n * n / total)
+        self.mean += delta * n / total
+        self.n = total
+
+    def rms(self, weights: np.ndarray) -> float:
+        """RMS of the weighted sum of channels ``weights @ x``."""
+        mean = float(weights @ self.mean)
+        return math.sqrt(max(float(weights @ self.scatter @ weights) / self.n + mean**2, 0.0))
+
+    def overall_rms(self) -> float:
+        """RMS over every sample of every channel."""
+        power = np.trace(self.scatter) / self.n + np.sum(self.mean**2)
+        return math.sqrt(max(float(power) / len(self.mean), 0.0))
+
+    def mid_side_rms(self) -> tuple[float, float]:
+        """RMS of mid (L + R) / 2 and side (L - R) / 2; a mono signal is all mid."""
+        if len(self.mean) == 1:
+            return self.rms(np.ones(1)), 0.0
+        pair = np.zeros(len(self.mean))
+        pair[:2] = 0.5
+        mid_rms = self.rms(pair)
+        pair[1] = -0.5
+        return mid_rms, self.rms(pair)
+
+    def correlation(self) -> float:
+        """Pearson correlation of channels 0 and 1; 1 when both are constant, 0 when one is
+        (as `analyze`)."""
+        norm = math.sqrt(self.scatter[0, 0] * self.scatter[1, 1])
+        if norm == 0.0:
+            return 1.0 if self.scatter[0, 0] == self.scatter[1, 1] == 0.0 else 0.0
+        return float(self.scatter[0, 1]) / norm
 
 
 def _count_clips(x: np.ndarray) -> int:
@@ -345,6 +389,9 @@ def width_ratio(mid_rms: float, side_rms: float) -> float:
 def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
     """Measure a production.
 
+    Loudness and true peak run in threads of their own beside the rest (pedalboard, BLAS and
+    numpy release the GIL).
+
     Parameters
     ----------
     samples : np.ndarray, shape (channels, samples) or (samples,)
@@ -361,15 +408,19 @@ def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
         For a malformed layout or a signal shorter than one 400 ms loudness block.
     """
     x = loudness.as_channels(samples).astype(np.float32, copy=False)
-    integrated, loudness_range = loudness.loudness_and_range(x, sample_rate)
-    true_peak = loudness.true_peak_dbtp(x, sample_rate)
-    sample_peak = amp_to_db(np.max(np.abs(x)))
-    rms = amp_to_db(_rms(x))
-    if x.shape[0] == 1:
-        mid, side = x[0], np.zeros_like(x[0])
-    else:
-        mid, side = 0.5 * (x[0] + x[1]), 0.5 * (x[0] - x[1])
-    width = width_ratio(_rms(mid), _rms(side))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        levels = pool.submit(loudness.loudness_and_range, x, sample_rate)
+        peak = pool.submit(loudness.true_peak_dbtp, x, sample_rate)
+        moments = Moments.of(x)
+        sample_peak = amp_to_db(np.float32(max(x.max(), -x.min())))  # no |x| copy
+        if x.shape[0] == 1:
+            mid, side = x[0], np.zeros_like(x[0])
+        else:
+            mid, side = 0.5 * (x[0] + x[1]), 0.5 * (x[0] - x[1])
+        mid_psd, side_psd = _welch_psd(mid, sample_rate), _welch_psd(side, sample_rate)
+        integrated, loudness_range = levels.result()
+        true_peak = peak.result()
+    rms = amp_to_db(moments.overall_rms())
     measured = Analysis(
         sample_rate=int(sample_rate),
         channels=x.shape[0],
@@ -381,10 +432,10 @@ def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
         rms_dbfs=rms,
         crest_db=sample_peak - rms,
         plr_db=true_peak - integrated,
-        width=width,
-        correlation=1.0 if x.shape[0] == 1 else _correlation(x[0], x[1]),
-        tonal_mid_db=tuple(tonal_balance_db(mid, sample_rate, integrated).tolist()),
-        tonal_side_db=tuple(tonal_balance_db(side, sample_rate, integrated).tolist()),
+        width=width_ratio(*moments.mid_side_rms()),
+        correlation=1.0 if x.shape[0] == 1 else moments.correlation(),
+        tonal_mid_db=tuple(band_power_db(*mid_psd, sample_rate, integrated).tolist()),
+        tonal_side_db=tuple(band_power_db(*side_psd, sample_rate, integrated).tolist()),
         warnings=(),
     )
     return replace(measured, warnings=_input_warnings(x, measured))

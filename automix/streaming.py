@@ -23,7 +23,6 @@ verification of the written file, whose analysis is the report's output measurem
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -312,40 +311,6 @@ class _Welch:
                                             loudness_lufs).tolist())
 
 
-class _Moments:
-    """Channel means and the covariance matrix of a stream, merged block by block (Chan et al.:
-    each block is centred on its own mean, so long streams lose no precision)."""
-
-    def __init__(self, channels: int) -> None:
-        self.n = 0
-        self.mean = np.zeros(channels)
-        self.scatter = np.zeros((channels, channels))  # sum of outer products of deviations
-
-    def push(self, x: np.ndarray) -> None:
-        n = x.shape[1]
-        x64 = x.astype(np.float64)
-        mean = x64.mean(axis=1)
-        x64 -= mean[:, np.newaxis]
-        delta = mean - self.mean
-        total = self.n + n
-        self.scatter += x64 @ x64.T + np.outer(delta, delta) * (self.n * n / total)
-        self.mean += delta * n / total
-        self.n = total
-
-    def rms(self, weights: np.ndarray) -> float:
-        """RMS of the weighted sum of channels ``weights @ x``."""
-        mean = float(weights @ self.mean)
-        return math.sqrt(max(float(weights @ self.scatter @ weights) / self.n + mean**2, 0.0))
-
-    def correlation(self) -> float:
-        """Pearson correlation of channels 0 and 1; 1 when both are constant, 0 when one is
-        (as `analysis.analyze`)."""
-        norm = math.sqrt(self.scatter[0, 0] * self.scatter[1, 1])
-        if norm == 0.0:
-            return 1.0 if self.scatter[0, 0] == self.scatter[1, 1] == 0.0 else 0.0
-        return float(self.scatter[0, 1]) / norm
-
-
 class _ClipCounter:
     """Runs of at least `analysis.CLIP_RUN_SAMPLES` full-scale samples per channel, across
     block edges."""
@@ -407,7 +372,7 @@ class StreamAnalyzer:
         self._loudness = LoudnessMeter(sample_rate, channels)
         self._true_peak = TruePeakMeter(sample_rate, hop)
         self._welch = _Welch(sample_rate, 2, total)
-        self._moments = _Moments(channels)
+        self._moments = analysis.Moments(channels)
         self._clips = _ClipCounter(channels)
         self._excerpt = HopSums(sample_rate // 2)  # the hops of `analysis.loudest_excerpt`
         self._peak = 0.0
@@ -434,17 +399,8 @@ class StreamAnalyzer:
         integrated = self._loudness.integrated_lufs()
         true_peak = self._true_peak.dbtp
         sample_peak = loudness.amp_to_db(np.float32(self._peak))  # float32, as analyze
-        power = np.trace(self._moments.scatter) / n + np.sum(self._moments.mean**2)
-        rms = loudness.amp_to_db(math.sqrt(power / self.channels))
-        if self.channels == 1:
-            mid_rms, side_rms = self._moments.rms(np.ones(1)), 0.0
-        else:
-            pair = np.zeros(self.channels)
-            pair[:2] = 0.5
-            mid_rms = self._moments.rms(pair)
-            pair[1] = -0.5
-            side_rms = self._moments.rms(pair)
-        width = analysis.width_ratio(mid_rms, side_rms)
+        rms = loudness.amp_to_db(self._moments.overall_rms())
+        width = analysis.width_ratio(*self._moments.mid_side_rms())
         measured = Analysis(
             sample_rate=int(self.sample_rate),
             channels=self.channels,
