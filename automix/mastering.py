@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from automix import __version__, analysis, loudness, presets
 from automix.audio import (
@@ -28,7 +29,7 @@ from automix.audio import (
     write_text_atomic,
 )
 from automix.effects import biquad, render
-from automix.effects.limiter import true_peak_limit
+from automix.effects.limiter import apply_gain_curve, limiter_gain, residue_trim_db
 from automix.errors import AudioInputError, OutputError, SettingsError
 from automix.params import (
     CompressorParams,
@@ -45,8 +46,10 @@ from automix.params import (
 )
 from automix.presets import Target
 
-LOUDNESS_TOLERANCE_LU = 0.1  # the gain loop stops once this close to the target
-MAX_GAIN_PASSES = 3
+LOUDNESS_TOLERANCE_LU = 0.1  # a rendered master this close to the target is done
+PREDICTION_TOLERANCE_LU = 0.02  # the gain search's aim, on its prediction
+MAX_GAIN_PASSES = 10  # predictions per search (each about 0.1 s for a 3-min song)
+MAX_RENDERS = 3
 EXCERPT_S = 10.0  # the compressor is chosen on the loudest excerpt of this length
 MAX_EQ_MOVE_DB = 6.0  # the tonal-balance difference is followed at most this far (mastering moves)
 EQ_GAIN_PENALTY = 0.02  # ridge on EQ gains: prefer the smallest moves that fit
@@ -287,17 +290,21 @@ def fit_eq(input_features: dict[str, Any], reference_features: dict[str, Any],
     gain_idx = [i for i, n in enumerate(names) if n.endswith("gain_db")]
 
     def unpack(v: np.ndarray) -> tuple[HighpassParams, EQParams]:
-        return (HighpassParams(freq_hz=hp_range.denormalize(v[0])),
-                EQParams(**{n: eq_ranges[n].denormalize(v[1 + i]) for i, n in enumerate(names)}))
+        """Parameters of shape v.shape[:-1] + (1,) from normalised vectors (..., n)."""
+        return (HighpassParams(freq_hz=hp_range.denormalize(v[..., :1])),
+                EQParams(**{n: eq_ranges[n].denormalize(v[..., 1 + i:2 + i])
+                            for i, n in enumerate(names)}))
 
     def residuals(v: np.ndarray) -> np.ndarray:
+        """Weighted errors and gain penalties, (k, bands + gains), of vectors (k, n)."""
         hp, eq = unpack(v)
         smooth = biquad.SMOOTH
         sections = [biquad.first_order_highpass(hp.freq_hz, sample_rate, xp=smooth)] * 2
         sections += biquad.eq_sections(eq, sample_rate, xp=smooth)
         resp = biquad.magnitude_db(sections, freqs, sample_rate)
-        gains = np.array([getattr(eq, names[i]) for i in gain_idx])
-        return np.concatenate([weights * (resp + v[-1] - target), EQ_GAIN_PENALTY * gains])
+        gains = np.concatenate([getattr(eq, names[i]) for i in gain_idx], axis=-1)
+        return np.concatenate([weights * (resp + v[..., -1:] - target), EQ_GAIN_PENALTY * gains],
+                              axis=-1)
 
     v0 = np.array([0.0] + [eq_ranges[n].normalize(eq_ranges[n].default) for n in names] + [0.0])
     # Gains are bounded to +-MAX_EQ_MOVE_DB (a mastering move), the rest to their full range.
@@ -305,9 +312,57 @@ def fit_eq(input_features: dict[str, Any], reference_features: dict[str, Any],
     gain_hi = {n: eq_ranges[n].normalize(MAX_EQ_MOVE_DB) for n in names if n.endswith("gain_db")}
     lower = np.r_[0.0, [gain_lo.get(n, 0.0) for n in names], -30.0]
     upper = np.r_[1.0, [gain_hi.get(n, 1.0) for n in names], 30.0]
-    fit = least_squares(residuals, v0, bounds=(lower, upper), max_nfev=300)
-    hp, eq = unpack(fit.x)
+    # The fit has local minima: it starts from the defaults, and from the best gains for the
+    # default frequencies and Qs; the lower cost wins.
+    held = np.array([False] + [not n.endswith("gain_db") for n in names] + [False])
+    gains_first = bounded_least_squares(residuals, v0, np.where(held, v0, lower),
+                                        np.where(held, v0, upper))
+    fits = [bounded_least_squares(residuals, start, lower, upper) for start in (v0, gains_first)]
+    costs = [float(np.sum(residuals(v[None]) ** 2)) for v in fits]
+    hp, eq = unpack(fits[int(np.argmin(costs))])
+    hp = HighpassParams(freq_hz=float(hp.freq_hz[0]))
+    eq = EQParams(**{k: float(v[0]) for k, v in as_dict(eq).items()})
     return _round_params(hp), _round_params(eq)
+
+
+def bounded_least_squares(residuals: Callable[[np.ndarray], np.ndarray], v0: np.ndarray,
+                          lower: np.ndarray, upper: np.ndarray, *, iterations: int = 100,
+                          step: float = 1e-6) -> np.ndarray:
+    """Minimise ``sum(residuals(v) ** 2)`` over ``lower <= v <= upper`` from ``v0`` (n,).
+
+    ``residuals`` maps a batch of vectors (k, n) to residuals (k, m): the forward-difference
+    Jacobian is one call. Levenberg-Marquardt with an active set: parameters held at a bound
+    by their gradient stay there for the step, the others move and are clipped to the box.
+    Written out because importing `scipy.optimize` alone costs 0.4 s of a 2-s master; on the
+    EQ fit of 16 real songs its final cost is 0.92x scipy's ``least_squares`` (geometric mean;
+    both find local minima, each sometimes the better one).
+    """
+    v = np.clip(np.asarray(v0, dtype=np.float64), lower, upper)
+    r = residuals(v[None])[0]
+    cost, damping = float(r @ r), 1e-3
+    for _ in range(iterations):
+        h = np.where(v + step <= upper, step, -step)  # stay inside the box
+        jac = ((residuals(v + np.diag(h)) - r) / h[:, None]).T
+        gradient = jac.T @ r
+        free = ~(((v <= lower) & (gradient > 0)) | ((v >= upper) & (gradient < 0)))
+        normal = jac[:, free].T @ jac[:, free]
+        scale = np.diag(normal) + 1e-12
+        while damping < 1e10:
+            trial = v.copy()
+            trial[free] -= np.linalg.solve(normal + damping * np.diag(scale), gradient[free])
+            trial = np.clip(trial, lower, upper)
+            r_trial = residuals(trial[None])[0]
+            cost_trial = float(r_trial @ r_trial)
+            if cost_trial < cost:
+                break
+            damping *= 4.0
+        else:
+            break  # no step downhill: a (constrained) minimum
+        done = cost - cost_trial < 1e-9 * cost
+        v, r, cost, damping = trial, r_trial, cost_trial, max(damping / 3.0, 1e-9)
+        if done:
+            break
+    return v
 
 
 def _round_params(p: Any) -> Any:
@@ -320,9 +375,10 @@ def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
                       whole_lufs: float) -> CompressorParams:
     """Pick the compressor whose master has the peak-to-loudness ratio closest to the reference's.
 
-    Each candidate is rendered on the loudest ``excerpt`` (channels, samples) with its makeup
-    gain to ``target`` and the limiter, exactly as the full song will be; the excerpt's PLR is
-    shifted by how much louder the excerpt is than the whole song (``whole_lufs``). Ties
+    Each candidate is rendered on the loudest ``excerpt`` (channels, samples); its gain to
+    ``target`` and the limiter are applied as `finalise` predicts them (the limiter's curve
+    times the compressed excerpt's weighted power and true-peak envelope). The excerpt's PLR
+    is shifted by how much louder the excerpt is than the whole song (``whole_lufs``). Ties
     within 0.5 dB go to the gentler setting.
     """
     pre = render.master_chain(excerpt, sample_rate, chain)
@@ -337,9 +393,13 @@ def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
     best, best_err = candidates[0], math.inf
     for i, comp in enumerate(candidates):
         y = render.compressor(pre, sample_rate, comp)
-        gain = target.integrated_lufs + excerpt_offset - loudness.integrated_lufs(y, sample_rate)
-        y = true_peak_limit(y * np.float32(10 ** (gain / 20)), sample_rate, limiter)
-        plr = (loudness.true_peak_dbtp(y, sample_rate) - loudness.integrated_lufs(y, sample_rate)
+        power = loudness.weighted_power(y, sample_rate)
+        envelope = loudness.true_peak_envelope(y, sample_rate)
+        gain_db = (target.integrated_lufs + excerpt_offset
+                   - loudness.integrated_lufs_of_power(power, sample_rate))
+        curve = _gain_curve(envelope, sample_rate, gain_db, limiter)
+        plr = (loudness.amp_to_db(np.max(envelope * curve))
+               - loudness.integrated_lufs_of_power(power * np.square(curve), sample_rate)
                + excerpt_offset)
         err = abs(plr - reference_plr_db) + 0.5 * i / len(candidates)
         if err < best_err:
@@ -419,33 +479,84 @@ def dsp_match(audio: Audio, input_analysis: analysis.Analysis, reference: Refere
 def render_master(audio: Audio, settings: MasterSettings) -> Audio:
     """Render settings exactly: chain, gain, true-peak limiter."""
     chained = render.master_chain(audio.samples, audio.sample_rate, settings.chain)
-    return Audio(_gain_and_limit(chained, audio.sample_rate, settings.gain_db, settings.limiter),
+    envelope = loudness.true_peak_envelope(chained, audio.sample_rate)
+    curve = _gain_curve(envelope, audio.sample_rate, settings.gain_db, settings.limiter)
+    return Audio(apply_gain_curve(chained, curve, audio.sample_rate, settings.limiter),
                  audio.sample_rate)
 
 
-def _gain_and_limit(chained: np.ndarray, sample_rate: int, gain_db: float,
-                    limiter: LimiterParams) -> np.ndarray:
-    return true_peak_limit(chained * np.float32(10 ** (gain_db / 20)), sample_rate, limiter)
+def _gain_curve(envelope: np.ndarray, sample_rate: int, gain_db: float,
+                limiter: LimiterParams) -> np.ndarray:
+    """The gain then the limiter's, per sample, shape (samples,), for the chain's true-peak
+    ``envelope`` (which scales with the gain)."""
+    gain = np.float32(10 ** (gain_db / 20))
+    return limiter_gain(envelope * gain, sample_rate, limiter) * gain
 
 
 def finalise(audio: Audio, chain: MasterChain, target: Target,
-             release_ms: float = LimiterParams().release_ms) -> tuple[MasterSettings, Audio]:
-    """Find the gain that lands the limited result on the target loudness; render it."""
-    chained = render.master_chain(audio.samples, audio.sample_rate, chain)
+             release_ms: float = LimiterParams().release_ms
+             ) -> tuple[MasterSettings, Audio, analysis.Analysis]:
+    """Find the gain that lands the limited result on the target loudness; render it and
+    analyse the result.
+
+    The gain is searched on a prediction (`_gain_for_loudness`); the rendered result is
+    analysed, and when it misses the target by more than `LOUDNESS_TOLERANCE_LU` the search
+    runs again with the prediction's bias removed.
+    """
+    sample_rate = audio.sample_rate
+    chained = render.master_chain(audio.samples, sample_rate, chain)
     limiter = LimiterParams(ceiling_dbtp=target.ceiling_dbtp, release_ms=release_ms)
-    chained_lufs = loudness.integrated_lufs(chained, audio.sample_rate)
-    gain_db = round(target.integrated_lufs - chained_lufs, 4)
-    for _ in range(MAX_GAIN_PASSES):
-        out = _gain_and_limit(chained, audio.sample_rate, gain_db, limiter)
-        error = target.integrated_lufs - loudness.integrated_lufs(out, audio.sample_rate)
-        if abs(error) <= LOUDNESS_TOLERANCE_LU:
+    with ThreadPoolExecutor(max_workers=1) as pool:  # BLAS and pedalboard side by side
+        envelope = pool.submit(loudness.true_peak_envelope, chained, sample_rate)
+        power = loudness.weighted_power(chained, sample_rate)
+        envelope = envelope.result()
+    gain_db = target.integrated_lufs - loudness.integrated_lufs_of_power(power, sample_rate)
+    bias = 0.0
+    for _ in range(MAX_RENDERS):
+        gain_db, curve, predicted = _gain_for_loudness(envelope, power, sample_rate, limiter,
+                                                       target.integrated_lufs - bias, gain_db)
+        out = Audio(chained * curve[None, :], sample_rate)
+        measured = analysis.analyze(out.samples, sample_rate)
+        # `apply_gain_curve`'s residue trim, from the true peak the analysis measured
+        trim_db = residue_trim_db(measured.true_peak_dbtp, limiter)
+        if trim_db < 0:
+            out.samples *= np.float32(10.0 ** (trim_db / 20.0))
+            measured = analysis.analyze(out.samples, sample_rate)
+        if abs(target.integrated_lufs - measured.integrated_lufs) <= LOUDNESS_TOLERANCE_LU:
             break
-        gain_db = round(gain_db + error, 4)  # stored as rendered: re-rendering is exact
+        bias = measured.integrated_lufs - predicted
     settings = MasterSettings(chain=chain, gain_db=gain_db, limiter=limiter,
                               target_lufs=target.integrated_lufs)
-    if abs(error) > LOUDNESS_TOLERANCE_LU:  # the last correction has not been rendered yet
-        out = render_master(audio, settings).samples
-    return settings, Audio(out, audio.sample_rate)
+    return settings, out, measured
+
+
+def _gain_for_loudness(envelope: np.ndarray, power: np.ndarray, sample_rate: int,
+                       limiter: LimiterParams, lufs: float,
+                       gain_db: float) -> tuple[float, np.ndarray, float]:
+    """The gain in dB (rounded to 1e-4, as stored) at which the limited chain is predicted to
+    read ``lufs``, searched from ``gain_db`` by secant steps; its `_gain_curve`; and the
+    prediction.
+
+    The prediction renders nothing: next to the K-weighting filters the limiter's gain curve
+    moves slowly, so the limited signal's weighted power is the chain's (``power``, see
+    `loudness.weighted_power`) times the curve squared; off by 0.01-0.2 LU, more under heavy
+    limiting. ``envelope`` is the chain's true-peak envelope; limiting only ever takes
+    loudness away, so each dB of gain adds between 0 and 1 dB of loudness.
+    """
+    previous: tuple[float, float] | None = None
+    for attempt in range(MAX_GAIN_PASSES):
+        gain_db = round(gain_db, 4)
+        curve = _gain_curve(envelope, sample_rate, gain_db, limiter)
+        predicted = loudness.integrated_lufs_of_power(power * np.square(curve), sample_rate)
+        error = lufs - predicted
+        if abs(error) <= PREDICTION_TOLERANCE_LU or attempt == MAX_GAIN_PASSES - 1:
+            break
+        slope = 1.0
+        if previous is not None and previous[0] != gain_db:
+            slope = (predicted - previous[1]) / (gain_db - previous[0])
+        previous = (gain_db, predicted)
+        gain_db += error / min(max(slope, 0.1), 1.0)
+    return gain_db, curve, predicted
 
 
 def master(audio: Audio, reference: Reference, target: Target, *, method: str = "dsp",
@@ -468,6 +579,7 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
     if settings is not None and not (scaled or refit_gain):
         t0 = time.perf_counter()
         out = render_master(audio, settings)
+        output_analysis = analysis.analyze(out.samples, out.sample_rate)
         timings["render"] = time.perf_counter() - t0
         method = "settings"
     elif settings is not None:
@@ -475,7 +587,8 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
         target = replace(target, integrated_lufs=settings.target_lufs,
                          ceiling_dbtp=settings.limiter.ceiling_dbtp)
         chain = scale_chain(settings.chain, amounts) if scaled else settings.chain
-        settings, out = finalise(audio, chain, target, settings.limiter.release_ms)
+        settings, out, output_analysis = finalise(audio, chain, target,
+                                                  settings.limiter.release_ms)
         timings["render"] = time.perf_counter() - t0
         method = "settings"
     else:
@@ -486,11 +599,8 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
             chain = scale_chain(chain, amounts)
         timings["suggest"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        settings, out = finalise(audio, chain, target)
-        timings["render"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    output_analysis = analysis.analyze(out.samples, out.sample_rate)
-    timings["verify"] = time.perf_counter() - t0
+        settings, out, output_analysis = finalise(audio, chain, target)
+        timings["render"] = time.perf_counter() - t0  # with the analysis that verifies it
     return MasterResult(out, settings, method, input_analysis, output_analysis, reference, target,
                         timings)
 

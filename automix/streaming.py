@@ -543,11 +543,11 @@ def finalise_file(path: Path, chain: MasterChain, target: Target, release_ms: fl
                   block: int) -> tuple[MasterSettings, float | None]:
     """`mastering.finalise` over a file: the settings, and the residue trim they were measured
     with (None when the last gain correction has not been measured)."""
-    from automix.mastering import LOUDNESS_TOLERANCE_LU, MAX_GAIN_PASSES, MasterSettings
+    from automix.mastering import LOUDNESS_TOLERANCE_LU, MAX_RENDERS, MasterSettings
 
     limiter = LimiterParams(ceiling_dbtp=target.ceiling_dbtp, release_ms=release_ms)
     gain_db = round(target.integrated_lufs - chain_loudness(path, chain, block), 4)
-    for _ in range(MAX_GAIN_PASSES):
+    for _ in range(MAX_RENDERS):
         settings = MasterSettings(chain=chain, gain_db=gain_db, limiter=limiter,
                                   target_lufs=target.integrated_lufs)
         lufs, trim_db = measure_render(path, settings, block)

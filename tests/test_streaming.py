@@ -206,9 +206,13 @@ def test_long_input_streams_to_the_same_master_and_report(wav, tmp_path: Path,
                                      target="spotify", ceiling_dbtp=-1.5)
     assert "write_verify" in streamed["timings_s"]  # it went through the streaming path
     assert streamed.keys() == whole.keys()
+    # The whole-file path searches the gain on a prediction, the streamed one renders each
+    # try: both land within 0.1 LU of the target, on gains a hair apart (the rest is equal).
+    gain_db = streamed["settings"].pop("gain_db")
+    assert gain_db == pytest.approx(whole["settings"].pop("gain_db"), abs=0.02)
     assert streamed["settings"] == whole["settings"]
     y = load(tmp_path / "streamed.wav").samples
-    np.testing.assert_allclose(y, load(tmp_path / "whole.wav").samples, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(y, load(tmp_path / "whole.wav").samples, rtol=0, atol=3e-3)
     assert loudness.integrated_lufs(y, sample_rate) == pytest.approx(-14.0, abs=0.1)
     assert loudness.true_peak_dbtp(y, sample_rate) <= -1.5
     for side in ("input", "output"):  # rounded to 0.01 in the report
