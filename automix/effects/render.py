@@ -115,11 +115,9 @@ def stereo_width(samples: np.ndarray, sample_rate: int, p: StereoWidthParams) ->
     """Scale the side signal by ``width_pct / 100``; mono input and 100 % are unchanged."""
     if samples.shape[0] != 2 or p.width_pct == 100.0:
         return samples
-    mid = samples[0] + samples[1]
-    mid *= np.float32(0.5)
-    side = samples[0] - samples[1]
-    side *= np.float32(0.5 * p.width_pct / 100.0)
-    return np.stack([mid + side, mid - side])
+    # L' = mid + w side, R' = mid - w side, as one 2x2 matrix product
+    same, cross = 0.5 * (1.0 + p.width_pct / 100.0), 0.5 * (1.0 - p.width_pct / 100.0)
+    return np.array([[same, cross], [cross, same]], dtype=np.float32) @ samples
 
 
 def pan(samples: np.ndarray, sample_rate: int, p: PanParams) -> np.ndarray:
