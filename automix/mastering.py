@@ -390,21 +390,23 @@ def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
                          ratio=ratio, attack_ms=attack_ms, release_ms=150.0)
         for ratio, offset, attack_ms in COMPRESSOR_LADDER
     ]
-    best, best_err = candidates[0], math.inf
-    for i, comp in enumerate(candidates):
+
+    def master_plr(comp: CompressorParams) -> float:
         y = render.compressor(pre, sample_rate, comp)
         power = loudness.weighted_power(y, sample_rate)
         envelope = loudness.true_peak_envelope(y, sample_rate)
         gain_db = (target.integrated_lufs + excerpt_offset
                    - loudness.integrated_lufs_of_power(power, sample_rate))
         curve = _gain_curve(envelope, sample_rate, gain_db, limiter)
-        plr = (loudness.amp_to_db(np.max(envelope * curve))
-               - loudness.integrated_lufs_of_power(power * np.square(curve), sample_rate)
-               + excerpt_offset)
-        err = abs(plr - reference_plr_db) + 0.5 * i / len(candidates)
-        if err < best_err:
-            best, best_err = comp, err
-    return best
+        return (loudness.amp_to_db(np.max(envelope * curve))
+                - loudness.integrated_lufs_of_power(power * np.square(curve), sample_rate)
+                + excerpt_offset)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # pedalboard and numpy release the GIL
+        plrs = list(pool.map(master_plr, candidates))
+    errors = [abs(plr - reference_plr_db) + 0.5 * i / len(candidates)
+              for i, plr in enumerate(plrs)]
+    return candidates[int(np.argmin(errors))]
 
 
 METHODS = ("dsp", "network")
@@ -562,8 +564,8 @@ def _gain_for_loudness(envelope: np.ndarray, power: np.ndarray, sample_rate: int
 def master(audio: Audio, reference: Reference, target: Target, *, method: str = "dsp",
            settings: MasterSettings | None = None,
            amounts: dict[str, float] | None = None, refit_gain: bool = False,
-           refine_steps: int = REFINE_STEPS,
-           refine_seconds: float = REFINE_SECONDS) -> MasterResult:
+           refine_steps: int = REFINE_STEPS, refine_seconds: float = REFINE_SECONDS,
+           input_analysis: analysis.Analysis | None = None) -> MasterResult:
     """Master ``audio`` toward ``reference`` at ``target``; or render given ``settings``.
 
     ``amounts`` (see `parse_amounts`) scale the suggestion, or the given settings, toward
@@ -573,9 +575,10 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
     """
     scaled = amounts is not None and any(a != 1.0 for a in amounts.values())
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    input_analysis = analysis.analyze(audio.samples, audio.sample_rate)
-    timings["analyse"] = time.perf_counter() - t0
+    if input_analysis is None:  # `analysis.analyze` of ``audio``, unless the caller has it
+        t0 = time.perf_counter()
+        input_analysis = analysis.analyze(audio.samples, audio.sample_rate)
+        timings["analyse"] = time.perf_counter() - t0
     if settings is not None and not (scaled or refit_gain):
         t0 = time.perf_counter()
         out = render_master(audio, settings)
@@ -671,14 +674,22 @@ def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: flo
          method: str, settings_path: Path | None, amounts: dict[str, float] | None,
          refit_gain: bool = False, refine_steps: int = REFINE_STEPS,
          refine_seconds: float = REFINE_SECONDS) -> tuple[Audio, MasterResult]:
-    song = load(input_path)
-    check_channels(input_path, song.channels)
-    settings = read_settings(settings_path) if settings_path else None
-    ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
+    # A reference file is read and analysed beside the song; the song's errors come first.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(resolve_reference, reference, ceiling_dbtp=ceiling_dbtp)
+        song = load(input_path)
+        check_channels(input_path, song.channels)
+        settings = read_settings(settings_path) if settings_path else None
+        t0 = time.perf_counter()
+        song_analysis = analysis.analyze(song.samples, song.sample_rate)
+        analyse_s = time.perf_counter() - t0
+        ref = pending.result()
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
-    return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
-                        refit_gain=refit_gain, refine_steps=refine_steps,
-                        refine_seconds=refine_seconds)
+    result = master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
+                    refit_gain=refit_gain, refine_steps=refine_steps,
+                    refine_seconds=refine_seconds, input_analysis=song_analysis)
+    result.timings_s = {"analyse": analyse_s, **result.timings_s}
+    return song, result
 
 
 def master_file(input_path: Path, *, reference: str = "pop", target: str | None = None,
