@@ -1,7 +1,8 @@
 """Whole-process speed of `automix master` against Matchering 2.0 and the I/O floor.
 
-Every system runs as its own process on the same 3-minute song, in the same run, a few
-times; the table prints the median wall time, peak RSS and ratios. Usage::
+Every system runs as its own process on the same 3-minute song (and, with a reference file,
+the same 3-minute reference), in the same run, a few times; the table prints the median wall
+time, peak RSS and ratios. Usage::
 
     python benchmarks/speed.py [--song SONG] [--seconds 180] [--repeats 3]
 
@@ -59,8 +60,9 @@ def main() -> None:
     else:
         print("no data folder: using a synthetic song")
         song = synthetic_song(args.seconds, tmp / "song.wav")
-    ref = args.reference or (cut(songs[1], 60, tmp / "ref.wav") if len(songs) > 1 else
-                             synthetic_song(60, tmp / "ref.wav"))
+    # A reference is a whole song, as a user would give it: as long as the song here.
+    ref = args.reference or (cut(songs[1], args.seconds, tmp / "ref.wav") if len(songs) > 1
+                             else synthetic_song(args.seconds, tmp / "ref.wav"))
     py = sys.executable
     systems = {
         "floor (read + write 24-bit)": [py, "-c", FLOOR, str(song), str(tmp / "floor.wav")],
