@@ -97,14 +97,55 @@ def test_gradient_agrees_with_finite_differences(name, rng):
         return (twin.master_chain(x, SR, from_unit_vector(MasterChain, v.float()))
                 - target).square().sum()
 
+    assert_gradient_matches_central_difference(loss, u, index, step=1e-3)
+
+
+@pytest.mark.parametrize("name, step", [
+    ("decay_s", 1e-3), ("damping_hz", 1e-3), ("width_pct", 1e-3), ("wet_db", 1e-3),
+    ("predelay_ms", 1e-5),  # 0.04 samples: the interpolated delay's slope changes every sample
+])
+def test_reverb_gradient_agrees_with_finite_differences(name, step, rng):
+    x = torch.from_numpy(music_like(rng, SR, 0.5))[None]
+    target = x * 0.5
+    p = ReverbParams(decay_s=0.4, predelay_ms=12.3, damping_hz=4000.0, width_pct=60.0,
+                     wet_db=-6.0)
+    u = torch.tensor([to_unit_list(p)], dtype=torch.float64)
+
+    def loss(v: torch.Tensor) -> torch.Tensor:
+        return (twin.reverb(x, SR, from_unit_vector(ReverbParams, v.float())) - target
+                ).square().sum()
+
+    assert_gradient_matches_central_difference(loss, u, list(flat_ranges(ReverbParams)).index(name),
+                                               step=step)
+
+
+def assert_gradient_matches_central_difference(loss, u: torch.Tensor, index: int,
+                                               step: float) -> None:
+    """d loss / d u[0, index] by autograd against (loss(u + step) - loss(u - step)) / 2 step."""
     v = u.clone().requires_grad_(True)
     loss(v).backward()
-    step = 1e-3
     plus, minus = u.clone(), u.clone()
     plus[0, index] += step
     minus[0, index] -= step
     numeric = (loss(plus) - loss(minus)).item() / (2 * step)
     assert v.grad[0, index].item() == pytest.approx(numeric, rel=0.02, abs=1e-4)
+
+
+def test_fft_convolve_is_the_cut_linear_convolution_and_its_gradients_check():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 2, 40, dtype=torch.float64, generator=generator, requires_grad=True)
+    h = torch.randn(2, 1, 15, dtype=torch.float64, generator=generator, requires_grad=True)
+    direct = np.stack([[np.convolve(row, h[i, 0].detach().numpy())[:40] for row in item]
+                       for i, item in enumerate(x.detach().numpy())])
+    np.testing.assert_allclose(twin.fft_convolve(x, h).detach().numpy(), direct, atol=1e-12)
+    assert torch.autograd.gradcheck(twin.fft_convolve, (x, h))
+
+
+def test_envelope_gradients_check_in_the_signal_and_times(rng):
+    x = torch.from_numpy(music_like(rng, SR, 0.005))[None].double().requires_grad_(True)
+    times = [torch.tensor([t], dtype=torch.float64, requires_grad=True) for t in (0.5, 5.0)]
+    assert torch.autograd.gradcheck(lambda *a: twin.peak_envelope(a[0], SR, *a[1:]),
+                                    (x, *times))
 
 
 def test_envelope_gradient_matches_finite_differences_for_attack_and_release(rng):

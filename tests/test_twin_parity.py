@@ -7,6 +7,7 @@ import math
 import librosa
 import numpy as np
 import pytest
+import scipy.signal
 import torch
 
 from automix.effects import render, reverb_ir, twin
@@ -204,6 +205,25 @@ def test_impulse_response_shape_decay_predelay_width_and_determinism():
     mono = reverb_ir.impulse_response(SR, ReverbParams(width_pct=0.0))[0].numpy()
     np.testing.assert_array_equal(mono[0], mono[1])
     np.testing.assert_array_equal(ir, reverb_ir.impulse_response(SR, p)[0].numpy())
+
+
+def test_impulse_response_is_the_decaying_noise_low_passed_then_delayed():
+    p = ReverbParams(decay_s=0.3, predelay_ms=7.3, damping_hz=3000.0, width_pct=60.0)
+    with torch.no_grad():
+        got = reverb_ir.impulse_response(SR, p)[0].double().numpy()
+    n = got.shape[-1]
+    time_s = np.arange(n, dtype=np.float32) / np.float32(SR)  # float32 as the response's
+    noise = reverb_ir._noise(SR)[:, :n].double().numpy() * (
+        np.exp(-math.log(1000.0) * time_s / 0.3) * (time_s < np.float32(0.3)))
+    pole = math.exp(-2 * math.pi * 3000.0 / SR)
+    low = scipy.signal.lfilter([1 - pole], [1, -pole], noise, axis=-1)
+    delay = float(np.float32(7.3) * SR / 1000)  # samples
+    whole, frac = int(delay), delay - int(delay)
+    shifted = np.pad(low, ((0, 0), (whole, 0)))[:, :n]
+    mid, side = (1 - frac) * shifted + frac * np.pad(shifted, ((0, 0), (1, 0)))[:, :n]
+    want = np.stack([mid + 0.6 * side, mid - 0.6 * side])
+    want /= np.linalg.norm(want, axis=-1).max()
+    np.testing.assert_allclose(got, want, atol=1e-6 * np.abs(want).max())
 
 
 def test_impulse_response_does_not_depend_on_the_rest_of_the_batch():

@@ -12,8 +12,11 @@ pedalboard really runs, JUCE's DSP, rather than a textbook version of it:
   frequency response in a single FFT (an FIR of `fir_length` samples; the IIR tails beyond
   it are below -150 dB).
 - compressor: JUCE's ``dsp::Compressor``: per-channel peak envelope with one-pole
-  attack/release ballistics, hard-knee power-law gain above the threshold.
+  attack/release ballistics (a compiled loop, with its exact gradient by a reverse pass),
+  hard-knee power-law gain above the threshold.
 - reverb: convolution with `automix.effects.reverb_ir.impulse_response` by FFT.
+
+Convolutions (`fft_convolve`) take their gradients as FFT correlations of the same length.
 
 `optimise` refines settings in normalised 0..1 space by gradient descent through the twin.
 """
@@ -21,18 +24,21 @@ pedalboard really runs, JUCE's DSP, rather than a textbook version of it:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.fft import next_fast_len
 from torch import Tensor
-from torchcomp.core import compressor_core
 
 from automix.effects import biquad, reverb_ir
+from automix.effects.reverb_ir import FLUSH_BELOW, numpy_arrays
 from automix.params import (
     CompressorParams,
     EQParams,
@@ -50,6 +56,8 @@ P = TypeVar("P")
 FIR_SECONDS = 0.25  # linear filters' impulse responses are kept this long (rounded up):
 # 16384 taps at 44.1 kHz, where the slowest tail allowed (a 60 Hz, Q 4 peak) is below -150 dB
 KNEE_SURROGATE_DB = 4.0  # width of the soft knee that only the compressor's gradient sees
+NEPERS_PER_DB = math.log(10.0) / 20.0
+TINY = 1e-30  # envelope floor before its log (silence), a normal float32
 
 
 # --- parameters --------------------------------------------------------------------------
@@ -111,7 +119,8 @@ def frequency_response(biquads: Tensor, n_fft: int) -> Tensor:
     """
     z_inv = torch.exp(-2j * math.pi * torch.fft.rfftfreq(n_fft, dtype=torch.float64))
     powers = torch.stack([torch.ones_like(z_inv), z_inv, z_inv * z_inv])  # (3, bins)
-    polys = (biquads.to(torch.float64).to(torch.complex128) @ powers).prod(dim=1)
+    sections = (biquads.to(torch.float64).to(torch.complex128) @ powers).unbind(dim=1)
+    polys = functools.reduce(torch.mul, sections)  # a product's backward is costlier than these
     return polys[:, 0] / polys[:, 1]  # (batch, bins): all numerators over all denominators
 
 
@@ -119,15 +128,54 @@ def apply_biquads(x: Tensor, sample_rate: int, biquads: Tensor) -> Tensor:
     """Filter ``x`` ``(batch, channels, samples)`` by cascaded biquads, zero initial state.
 
     The cascade's impulse response is sampled as an FIR of `fir_length` samples (frequency
-    sampling) and applied by one linear FFT convolution, so any number of sections costs
-    the same.
+    sampling) and applied by `fft_convolve`, so any number of sections costs the same.
     """
     n_fir = fir_length(sample_rate)
     fir = torch.fft.irfft(frequency_response(biquads, n_fir), n_fir).to(x.dtype)
-    n = x.shape[-1]
-    n_fft = next_fast_len(n + n_fir - 1, real=True)
-    spectrum = torch.fft.rfft(x, n_fft) * torch.fft.rfft(fir, n_fft).unsqueeze(1)
-    return torch.fft.irfft(spectrum, n_fft)[..., :n]
+    return fft_convolve(x, fir.unsqueeze(1))
+
+
+def fft_length(n: int) -> int:
+    """The shortest even 5-smooth length >= ``n`` (real FFTs of odd lengths take twice as long)."""
+    return 2 * next_fast_len((n + 1) // 2, real=True)
+
+
+def fft_convolve(x: Tensor, h: Tensor) -> Tensor:
+    """``x`` ``(batch, channels, n)`` convolved with ``h`` ``(batch, channels or 1, m)``, cut
+    to ``n`` samples (the tail past the end is dropped), by one FFT at `fft_length`."""
+    return _FFTConvolve.apply(x, h)
+
+
+class _FFTConvolve(torch.autograd.Function):
+    """`fft_convolve`, whose gradients are the correlations with the other operand, by FFTs
+    of the same length (torch's backward of ``rfft`` runs a complex FFT on a zero-filled
+    two-sided spectrum, about four times the work)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, h: Tensor) -> Tensor:
+        n_fft = fft_length(x.shape[-1] + h.shape[-1] - 1)
+        spectra = torch.fft.rfft(x, n_fft), torch.fft.rfft(h, n_fft)
+        y = torch.fft.irfft(spectra[0] * spectra[1], n_fft)[..., :x.shape[-1]]
+        # the gradient of each operand is the correlation with the other: keep that one's
+        # conjugate (in place: a product with a lazy .conj() takes twice as long)
+        ctx.conjugates = [spectra[1 - i].conj_physical_() if ctx.needs_input_grad[i] else None
+                          for i in (0, 1)]
+        ctx.n_fft, ctx.shapes = n_fft, (x.shape, h.shape)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        grad_spectrum = torch.fft.rfft(grad, ctx.n_fft)
+        return tuple(None if conjugate is None else
+                     _correlation(grad_spectrum, conjugate, shape, ctx.n_fft)
+                     for conjugate, shape in zip(ctx.conjugates, ctx.shapes, strict=True))
+
+
+def _correlation(grad_spectrum: Tensor, conjugate: Tensor, shape: torch.Size,
+                 n_fft: int) -> Tensor:
+    """The inverse FFT of ``grad_spectrum * conjugate``, summed and cut to ``shape``."""
+    spectrum = (grad_spectrum * conjugate).sum_to_size(*shape[:-1], conjugate.shape[-1])
+    return torch.fft.irfft(spectrum, n_fft)[..., :shape[-1]]
 
 
 def highpass(x: Tensor, sample_rate: int, p: HighpassParams) -> Tensor:
@@ -156,24 +204,81 @@ def ballistics_coefficient(time_ms: Tensor, sample_rate: int) -> Tensor:
 
 
 def peak_envelope(x: Tensor, sample_rate: int, attack_ms: Tensor, release_ms: Tensor) -> Tensor:
-    """JUCE's peak ballistics per channel: y = c y' + (1 - c) |x|, c = attack if |x| > y'.
+    """JUCE's peak ballistics per channel, from 0: y = |x| + c (y' - |x|), c the attack
+    coefficient where |x| > y', else the release's (`ballistics_coefficient`).
 
-    ``torchcomp``'s recursion smooths with ``(1 - coeff) y' + coeff f`` and takes its
-    first coefficient when ``f < y'``; on ``f = -|x|`` that is JUCE's ``|x| > y'`` (ties
-    take the release in both), so it runs on the negated rectified signal, with
-    ``coeff = 1 - c``, and its custom backward gives the gradient.
+    Runs JUCE's float arithmetic in a compiled loop (`_ballistics`); the exact gradient in
+    ``x``, attack and release comes from one reverse pass (`_ballistics_backward`).
     """
-    batch, channels, n = x.shape
-    attack = (1 - ballistics_coefficient(attack_ms, sample_rate)).repeat_interleave(channels)
-    release = (1 - ballistics_coefficient(release_ms, sample_rate)).repeat_interleave(channels)
-    rows = -x.abs().reshape(batch * channels, n).contiguous()
-    start = x.new_zeros(batch * channels)
-    return -compressor_core(rows, start, attack.contiguous(), release.contiguous()).reshape(
-        batch, channels, n)
+    attack, release = (ballistics_coefficient(ms, sample_rate).to(x.dtype).expand(x.shape[0])
+                       for ms in (attack_ms, release_ms))
+    return _PeakBallistics.apply(x, attack, release)
 
 
-def compressor_gain(envelope: Tensor, threshold_db: Tensor, ratio: Tensor) -> Tensor:
-    """JUCE's hard-knee gain: (env / threshold) ** (1 / ratio - 1) above the threshold, else 1.
+class _PeakBallistics(torch.autograd.Function):
+    """`_ballistics` with `_ballistics_backward`, on CPU tensors."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, attack: Tensor, release: Tensor) -> Tensor:
+        envelope = torch.from_numpy(_ballistics(*numpy_arrays(x, attack, release)))
+        ctx.save_for_backward(x, attack, release, envelope)
+        return envelope
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x, attack, release, envelope = ctx.saved_tensors
+        grad_x, grad_attack, grad_release = _ballistics_backward(
+            *numpy_arrays(grad, x, envelope, attack, release))
+        return (torch.from_numpy(grad_x), torch.from_numpy(grad_attack).to(attack.dtype),
+                torch.from_numpy(grad_release).to(release.dtype))
+
+
+@numba.njit(cache=True)
+def _ballistics(x: np.ndarray, attack: np.ndarray, release: np.ndarray) -> np.ndarray:
+    """`peak_envelope` of ``x`` ``(b, c, n)``; coefficients ``(b,)`` of its dtype."""
+    items, channels, n = x.shape
+    y = np.empty_like(x)
+    for item in range(items):
+        level = np.zeros(channels, x.dtype)  # channels interleaved: their recursions overlap
+        for t in range(n):
+            for channel in range(channels):
+                rectified = abs(x[item, channel, t])
+                c = attack[item] if rectified > level[channel] else release[item]
+                new = rectified + c * (level[channel] - rectified)
+                y[item, channel, t] = level[channel] = new if new >= FLUSH_BELOW else 0.0
+    return y
+
+
+@numba.njit(cache=True)
+def _ballistics_backward(grad: np.ndarray, x: np.ndarray, y: np.ndarray, attack: np.ndarray,
+                         release: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of `_ballistics` (output ``y``) in ``x``, attack and release (float64)."""
+    items, channels, n = x.shape
+    grad_x = np.empty_like(x)
+    grad_attack, grad_release = np.zeros(items), np.zeros(items)
+    for item in range(items):
+        carried = np.zeros(channels)  # d loss / d y[t], with all that flows back from later t
+        for t in range(n - 1, -1, -1):
+            for channel in range(channels):
+                total = carried[channel] + grad[item, channel, t]
+                previous = y[item, channel, t - 1] if t > 0 else 0.0
+                rectified = abs(x[item, channel, t])
+                rising = rectified > previous
+                c = attack[item] if rising else release[item]
+                grad_x[item, channel, t] = total * (1.0 - c) * np.sign(x[item, channel, t])
+                if rising:
+                    grad_attack[item] += total * (previous - rectified)
+                else:
+                    grad_release[item] += total * (previous - rectified)
+                total *= c
+                carried[channel] = total if abs(total) >= FLUSH_BELOW else 0.0
+    return grad_x, grad_attack, grad_release
+
+
+def compressor_gain(envelope: Tensor, threshold_db: Tensor, ratio: Tensor,
+                    makeup_db: Tensor) -> Tensor:
+    """JUCE's hard-knee gain, (env / threshold) ** (1 / ratio - 1) above the threshold, else
+    1, times the make-up gain; computed as one exp of the level over the threshold in nepers.
 
     Value and gradient are exactly that's. One exception, for the gradient only: a batch
     item whose envelope never exceeds the threshold (a compressor set above the signal,
@@ -181,24 +286,27 @@ def compressor_gain(envelope: Tensor, threshold_db: Tensor, ratio: Tensor) -> Te
     learn to compress; for those items the threshold and ratio get the gradient of a knee
     softened over `KNEE_SURROGATE_DB` (softplus in dB), which points towards compressing.
     """
-    threshold = _col(db_to_amp(threshold_db))
-    exponent = 1.0 / _col(ratio) - 1.0
-    gain = (torch.maximum(envelope, threshold) * (1.0 / threshold)) ** exponent
-    idle = (envelope <= threshold).flatten(1).all(dim=1).detach()
+    level = torch.log(envelope.clamp_min(TINY))  # nepers
+    threshold = _col(threshold_db * NEPERS_PER_DB)
+    slope = 1.0 / _col(ratio) - 1.0
+    makeup = _col(makeup_db * NEPERS_PER_DB)
+    over = level - threshold
+    gain = torch.exp(slope * over.clamp_min(0.0) + makeup)
+    idle = (over <= 0.0).flatten(1).all(dim=1).detach()
     if not idle.any():
         return gain
-    width = KNEE_SURROGATE_DB * math.log(10.0) / 20.0  # in nepers
-    over = torch.log(envelope.detach().clamp_min(1e-9) / threshold)
-    surrogate = torch.exp(exponent * width * F.softplus(over / width))
-    surrogate = torch.where(_col(idle), surrogate, torch.ones_like(surrogate))
-    return gain + (surrogate - surrogate.detach())
+    rows = idle.nonzero()[:, 0]
+    width = KNEE_SURROGATE_DB * NEPERS_PER_DB
+    knee = width * F.softplus((level.detach()[rows] - threshold[rows]) / width)
+    surrogate = torch.exp(slope[rows] * knee + makeup[rows].detach())
+    return gain.index_add(0, rows, surrogate - surrogate.detach())
 
 
 def compressor(x: Tensor, sample_rate: int, p: CompressorParams) -> Tensor:
     """pedalboard.Compressor (JUCE) followed by the make-up gain."""
     p = batched(p, x.shape[0])
     envelope = peak_envelope(x, sample_rate, p.attack_ms, p.release_ms)
-    return x * compressor_gain(envelope, p.threshold_db, p.ratio) * _col(db_to_amp(p.makeup_db))
+    return x * compressor_gain(envelope, p.threshold_db, p.ratio, p.makeup_db)
 
 
 # --- gain and stereo ---------------------------------------------------------------------
@@ -237,11 +345,8 @@ def reverb_return(x: Tensor, sample_rate: int, p: ReverbParams) -> Tensor:
     """
     p = batched(p, x.shape[0])
     x = x.expand(-1, 2, -1) if x.shape[1] == 1 else x
-    n = x.shape[-1]
-    ir = reverb_ir.impulse_response(sample_rate, p)[..., :n]  # later samples reach past n
-    n_fft = next_fast_len(n + ir.shape[-1] - 1, real=True)
-    wet = torch.fft.irfft(torch.fft.rfft(x, n_fft) * torch.fft.rfft(ir, n_fft), n_fft)[..., :n]
-    return wet * _col(db_to_amp(p.wet_db))
+    ir = reverb_ir.impulse_response(sample_rate, p, samples=x.shape[-1])  # later ones reach past
+    return fft_convolve(x, ir) * _col(db_to_amp(p.wet_db))
 
 
 def reverb(x: Tensor, sample_rate: int, p: ReverbParams) -> Tensor:
