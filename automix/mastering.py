@@ -492,7 +492,9 @@ def _gain_curve(envelope: np.ndarray, sample_rate: int, gain_db: float,
     """The gain then the limiter's, per sample, shape (samples,), for the chain's true-peak
     ``envelope`` (which scales with the gain)."""
     gain = np.float32(10 ** (gain_db / 20))
-    return limiter_gain(envelope * gain, sample_rate, limiter) * gain
+    curve = limiter_gain(envelope * gain, sample_rate, limiter)
+    curve *= gain
+    return curve
 
 
 def finalise(audio: Audio, chain: MasterChain, target: Target,
@@ -549,7 +551,9 @@ def _gain_for_loudness(envelope: np.ndarray, power: np.ndarray, sample_rate: int
     for attempt in range(MAX_GAIN_PASSES):
         gain_db = round(gain_db, 4)
         curve = _gain_curve(envelope, sample_rate, gain_db, limiter)
-        predicted = loudness.integrated_lufs_of_power(power * np.square(curve), sample_rate)
+        limited_power = np.square(curve)
+        limited_power *= power
+        predicted = loudness.integrated_lufs_of_power(limited_power, sample_rate)
         error = lufs - predicted
         if abs(error) <= PREDICTION_TOLERANCE_LU or attempt == MAX_GAIN_PASSES - 1:
             break

@@ -78,14 +78,16 @@ def limiter_gain(envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> np
     smoothed = one_pole(log_gain, release_coefficient(sample_rate, p), log_gain[0])
     release = np.exp(np.minimum(log_gain, smoothed)).astype(np.float32)
     curve = interpolate_blocks(release, np.append(release[1:], release[-1]))
-    return np.minimum(attack, curve[: attack.size])
+    return np.minimum(attack, curve[: attack.size], out=attack)
 
 
 def required_gain(envelope: np.ndarray, p: LimiterParams) -> np.ndarray:
     """The gain (<= 1) that brings each point of a true-peak envelope to the ceiling, less
     `MARGIN_DB`."""
     ceiling = np.float32(10.0 ** ((p.ceiling_dbtp - MARGIN_DB) / 20.0))
-    return np.minimum(np.float32(1.0), ceiling / np.maximum(envelope, np.float32(1e-12)))
+    gain = np.maximum(envelope, np.float32(1e-12))  # one array, updated in place
+    np.divide(ceiling, gain, out=gain)
+    return np.minimum(gain, np.float32(1.0), out=gain)
 
 
 def lookahead_window(sample_rate: int) -> int:
@@ -129,9 +131,11 @@ def _dense_attack(required: np.ndarray, w: int) -> np.ndarray:
 
 def block_minima(attack: np.ndarray) -> np.ndarray:
     """Minimum of every `RELEASE_BLOCK` samples (the last block may be partial), float64."""
-    n_blocks = -(-attack.size // RELEASE_BLOCK)
-    padded = np.pad(attack, (0, n_blocks * RELEASE_BLOCK - attack.size), mode="edge")
-    return padded.reshape(n_blocks, RELEASE_BLOCK).min(axis=1).astype(np.float64)
+    whole = attack.size // RELEASE_BLOCK
+    minima = attack[: whole * RELEASE_BLOCK].reshape(whole, RELEASE_BLOCK).min(axis=1)
+    if attack.size > whole * RELEASE_BLOCK:
+        minima = np.append(minima, attack[whole * RELEASE_BLOCK:].min())
+    return minima.astype(np.float64)
 
 
 def release_coefficient(sample_rate: int, p: LimiterParams) -> float:
@@ -173,7 +177,9 @@ def interpolate_blocks(release: np.ndarray, following: np.ndarray) -> np.ndarray
     """Per-sample curve ramping linearly from each block's value to ``following`` (the next
     block's), shape (blocks * RELEASE_BLOCK,), as one broadcast."""
     ramp = np.arange(RELEASE_BLOCK, dtype=np.float32) / RELEASE_BLOCK
-    return (release[:, None] + (following - release)[:, None] * ramp[None, :]).ravel()
+    curve = np.multiply.outer(following - release, ramp)
+    curve += release[:, None]
+    return curve.ravel()
 
 
 def residue_trim_db(peak_dbtp: float, p: LimiterParams) -> float:
