@@ -29,7 +29,7 @@ from automix.audio import (
     write_text_atomic,
 )
 from automix.effects import biquad, render
-from automix.effects.limiter import apply_gain_curve, limiter_gain, residue_trim_db
+from automix.effects.limiter import LimiterGain, apply_gain_curve, residue_trim_db
 from automix.errors import AudioInputError, OutputError, SettingsError
 from automix.params import (
     CompressorParams,
@@ -397,7 +397,7 @@ def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
         envelope = loudness.true_peak_envelope(y, sample_rate)
         gain_db = (target.integrated_lufs + excerpt_offset
                    - loudness.integrated_lufs_of_power(power, sample_rate))
-        curve = _gain_curve(envelope, sample_rate, gain_db, limiter)
+        curve = _gain_curve(LimiterGain(envelope, sample_rate, limiter), gain_db)
         return (loudness.amp_to_db(np.max(envelope * curve))
                 - loudness.integrated_lufs_of_power(power * np.square(curve), sample_rate)
                 + excerpt_offset)
@@ -482,17 +482,17 @@ def render_master(audio: Audio, settings: MasterSettings) -> Audio:
     """Render settings exactly: chain, gain, true-peak limiter."""
     chained = render.master_chain(audio.samples, audio.sample_rate, settings.chain)
     envelope = loudness.true_peak_envelope(chained, audio.sample_rate)
-    curve = _gain_curve(envelope, audio.sample_rate, settings.gain_db, settings.limiter)
+    curve = _gain_curve(LimiterGain(envelope, audio.sample_rate, settings.limiter),
+                        settings.gain_db)
     return Audio(apply_gain_curve(chained, curve, audio.sample_rate, settings.limiter),
                  audio.sample_rate)
 
 
-def _gain_curve(envelope: np.ndarray, sample_rate: int, gain_db: float,
-                limiter: LimiterParams) -> np.ndarray:
-    """The gain then the limiter's, per sample, shape (samples,), for the chain's true-peak
-    ``envelope`` (which scales with the gain)."""
+def _gain_curve(limiter: LimiterGain, gain_db: float) -> np.ndarray:
+    """The gain then the limiter's, per sample, shape (samples,); ``limiter`` holds the
+    chain's true-peak envelope."""
     gain = np.float32(10 ** (gain_db / 20))
-    curve = limiter_gain(envelope * gain, sample_rate, limiter)
+    curve = limiter(gain)
     curve *= gain
     return curve
 
@@ -515,9 +515,10 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
         power = loudness.weighted_power(chained, sample_rate)
         envelope = envelope.result()
     gain_db = target.integrated_lufs - loudness.integrated_lufs_of_power(power, sample_rate)
+    curves = LimiterGain(envelope, sample_rate, limiter)
     bias = 0.0
     for _ in range(MAX_RENDERS):
-        gain_db, curve, predicted = _gain_for_loudness(envelope, power, sample_rate, limiter,
+        gain_db, curve, predicted = _gain_for_loudness(curves, power, sample_rate,
                                                        target.integrated_lufs - bias, gain_db)
         out = Audio(chained * curve[None, :], sample_rate)
         measured = analysis.analyze(out.samples, sample_rate)
@@ -534,8 +535,7 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
     return settings, out, measured
 
 
-def _gain_for_loudness(envelope: np.ndarray, power: np.ndarray, sample_rate: int,
-                       limiter: LimiterParams, lufs: float,
+def _gain_for_loudness(limiter: LimiterGain, power: np.ndarray, sample_rate: int, lufs: float,
                        gain_db: float) -> tuple[float, np.ndarray, float]:
     """The gain in dB (rounded to 1e-4, as stored) at which the limited chain is predicted to
     read ``lufs``, searched from ``gain_db`` by secant steps; its `_gain_curve`; and the
@@ -544,13 +544,13 @@ def _gain_for_loudness(envelope: np.ndarray, power: np.ndarray, sample_rate: int
     The prediction renders nothing: next to the K-weighting filters the limiter's gain curve
     moves slowly, so the limited signal's weighted power is the chain's (``power``, see
     `loudness.weighted_power`) times the curve squared; off by 0.01-0.2 LU, more under heavy
-    limiting. ``envelope`` is the chain's true-peak envelope; limiting only ever takes
+    limiting. ``limiter`` holds the chain's true-peak envelope; limiting only ever takes
     loudness away, so each dB of gain adds between 0 and 1 dB of loudness.
     """
     previous: tuple[float, float] | None = None
     for attempt in range(MAX_GAIN_PASSES):
         gain_db = round(gain_db, 4)
-        curve = _gain_curve(envelope, sample_rate, gain_db, limiter)
+        curve = _gain_curve(limiter, gain_db)
         limited_power = np.square(curve)
         limited_power *= power
         predicted = loudness.integrated_lufs_of_power(limited_power, sample_rate)

@@ -22,6 +22,7 @@ is known):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -68,10 +69,46 @@ def _hold_edges(x: np.ndarray, before: int, after: int) -> np.ndarray:
 
 def limiter_gain(envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
     """Gain curve, shape ``(samples,)``, for a true-peak ``envelope`` of the same shape."""
-    required = required_gain(envelope, p)
-    if required.min() >= 1.0:
-        return required
-    attack = attack_gain(required, sample_rate)
+    return LimiterGain(envelope, sample_rate, p)()
+
+
+class LimiterGain:
+    """`limiter_gain` of ``envelope * gain`` for any number of gains, as a gain search needs.
+
+    What does not depend on the gain is computed once: the ceiling over the envelope and,
+    the first time most of the signal needs limiting, its running minimum (a minimum and a
+    division by a positive gain commute, exactly in floating point too).
+    """
+
+    def __init__(self, envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> None:
+        self.sample_rate, self.p = sample_rate, p
+        ceiling = np.float32(10.0 ** ((p.ceiling_dbtp - MARGIN_DB) / 20.0))
+        self.headroom = np.maximum(envelope, np.float32(1e-12))  # ceiling / envelope, in place
+        np.divide(ceiling, self.headroom, out=self.headroom)
+        self._minimum: np.ndarray | None = None
+
+    def __call__(self, gain: float = 1.0) -> np.ndarray:
+        """The curve for ``envelope * gain`` (the limiter's gain alone, not times ``gain``)."""
+        gain = np.float32(gain)
+        required = np.divide(self.headroom, gain)
+        np.minimum(required, np.float32(1.0), out=required)
+        if required.min() >= 1.0:
+            return required
+        return _release(attack_gain(required, self.sample_rate,
+                                    lambda: self._running_min(gain)), self.sample_rate, self.p)
+
+    def _running_min(self, gain: np.float32) -> np.ndarray:
+        """`attack_gain`'s running minimum of the edge-held required gain, for ``gain``."""
+        if self._minimum is None:
+            reach = 2 * (lookahead_window(self.sample_rate) - 1)
+            self._minimum = running_min(_hold_edges(self.headroom, reach, reach),
+                                        2 * lookahead_window(self.sample_rate) - 1)
+        minimum = np.divide(self._minimum, gain)
+        return np.minimum(minimum, np.float32(1.0), out=minimum)
+
+
+def _release(attack: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
+    """The attack curve under its program-dependent release (see the module's step 3)."""
     # The release runs on block minima (a few ms): it moves slowly, so that rate is plenty,
     # and min(attack, release) <= attack keeps the guarantee whatever the interpolation does.
     log_gain = np.log(block_minima(attack))
@@ -95,14 +132,16 @@ def lookahead_window(sample_rate: int) -> int:
     return 2 * int(round(LOOKAHEAD_MS * 1e-3 * sample_rate / 2)) + 1
 
 
-def attack_gain(required: np.ndarray, sample_rate: int) -> np.ndarray:
+def attack_gain(required: np.ndarray, sample_rate: int,
+                dense_minimum: Callable[[], np.ndarray] | None = None) -> np.ndarray:
     """Centred minimum over ``2W-1`` then two centred averages over ``W``, at most 1.
 
     ``required``: shape (samples,), held at its first and last values beyond its ends. Each
     output sample depends on ``required`` within ``2 (W - 1)`` samples either side and is
     exactly 1 where all of those are 1; so only the `_ATTACK_CHUNK`-sample chunks within that
     reach of a sample below 1 are computed, gathered with their surroundings into one array
-    (or, when most chunks are, the whole signal at once).
+    (or, when most chunks are, the whole signal at once, whose running minimum
+    ``dense_minimum()`` may supply: edge-held by ``2 (W - 1)`` samples each side).
     """
     w = lookahead_window(sample_rate)
     reach = 2 * (w - 1)
@@ -113,8 +152,12 @@ def attack_gain(required: np.ndarray, sample_rate: int) -> np.ndarray:
     near = limited.reshape(chunks, _ATTACK_CHUNK).any(axis=1)
     spread = -(-reach // _ATTACK_CHUNK)
     active = np.flatnonzero(np.convolve(near, np.ones(2 * spread + 1), "same") > 0)
-    if 2 * active.size > chunks:
-        return _dense_attack(padded, w)[reach:reach + n]
+    # gathered rows carry twice their length in surroundings: with the whole signal's minimum
+    # at hand, the whole signal is cheaper from a quarter of the chunks on
+    if (2 if dense_minimum is None else 4) * active.size > chunks:
+        minimum = (running_min(padded, 2 * w - 1) if dense_minimum is None else
+                   np.pad(dense_minimum(), (0, padded.size - 2 * reach - n), mode="edge"))
+        return _smooth_minimum(minimum, w)[reach:reach + n]
     attack = np.ones((chunks, _ATTACK_CHUNK), dtype=np.float32)
     if active.size == 0:
         return attack.ravel()[:n]
@@ -125,8 +168,13 @@ def attack_gain(required: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def _dense_attack(required: np.ndarray, w: int) -> np.ndarray:
     """`attack_gain` along the last axis of ``required``, every sample computed."""
-    attack = moving_average(moving_average(running_min(required, 2 * w - 1), w), w)
-    return np.minimum(attack, np.float32(1.0))  # float rounding of the sums
+    return _smooth_minimum(running_min(required, 2 * w - 1), w)
+
+
+def _smooth_minimum(minimum: np.ndarray, w: int) -> np.ndarray:
+    """The two centred averages over ``w`` of a running minimum, at most 1."""
+    attack = moving_average(moving_average(minimum, w), w)
+    return np.minimum(attack, np.float32(1.0), out=attack)  # float rounding of the sums
 
 
 def block_minima(attack: np.ndarray) -> np.ndarray:
