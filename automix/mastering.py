@@ -568,8 +568,8 @@ def _gain_for_loudness(limiter: LimiterGain, power: np.ndarray, sample_rate: int
 def master(audio: Audio, reference: Reference, target: Target, *, method: str = "dsp",
            settings: MasterSettings | None = None,
            amounts: dict[str, float] | None = None, refit_gain: bool = False,
-           refine_steps: int = REFINE_STEPS, refine_seconds: float = REFINE_SECONDS,
-           input_analysis: analysis.Analysis | None = None) -> MasterResult:
+           refine_steps: int = REFINE_STEPS,
+           refine_seconds: float = REFINE_SECONDS) -> MasterResult:
     """Master ``audio`` toward ``reference`` at ``target``; or render given ``settings``.
 
     ``amounts`` (see `parse_amounts`) scale the suggestion, or the given settings, toward
@@ -579,10 +579,9 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
     """
     scaled = amounts is not None and any(a != 1.0 for a in amounts.values())
     timings: dict[str, float] = {}
-    if input_analysis is None:  # `analysis.analyze` of ``audio``, unless the caller has it
-        t0 = time.perf_counter()
-        input_analysis = analysis.analyze(audio.samples, audio.sample_rate)
-        timings["analyse"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    input_analysis = analysis.analyze(audio.samples, audio.sample_rate)
+    timings["analyse"] = time.perf_counter() - t0
     if settings is not None and not (scaled or refit_gain):
         t0 = time.perf_counter()
         out = render_master(audio, settings)
@@ -678,22 +677,14 @@ def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: flo
          method: str, settings_path: Path | None, amounts: dict[str, float] | None,
          refit_gain: bool = False, refine_steps: int = REFINE_STEPS,
          refine_seconds: float = REFINE_SECONDS) -> tuple[Audio, MasterResult]:
-    # A reference file is read and analysed beside the song; the song's errors come first.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(resolve_reference, reference, ceiling_dbtp=ceiling_dbtp)
-        song = load(input_path)
-        check_channels(input_path, song.channels)
-        settings = read_settings(settings_path) if settings_path else None
-        t0 = time.perf_counter()
-        song_analysis = analysis.analyze(song.samples, song.sample_rate)
-        analyse_s = time.perf_counter() - t0
-        ref = pending.result()
+    song = load(input_path)
+    check_channels(input_path, song.channels)
+    settings = read_settings(settings_path) if settings_path else None
+    ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
-    result = master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
-                    refit_gain=refit_gain, refine_steps=refine_steps,
-                    refine_seconds=refine_seconds, input_analysis=song_analysis)
-    result.timings_s = {"analyse": analyse_s, **result.timings_s}
-    return song, result
+    return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
+                        refit_gain=refit_gain, refine_steps=refine_steps,
+                        refine_seconds=refine_seconds)
 
 
 def master_file(input_path: Path, *, reference: str = "pop", target: str | None = None,
