@@ -125,7 +125,9 @@ def suggest(
                                   help="A genre preset or an audio file."),
     target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
-    method: Method = typer.Option(Method.dsp, "--method", help="How settings are suggested."),
+    method: Method | None = typer.Option(
+        None, "--method", help="How settings are suggested (default: dsp for a song, network "
+        "for stems)."),
     amount: str | None = typer.Option(None, "--amount", help="As for master."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
@@ -138,11 +140,12 @@ def suggest(
         from automix import mixing
 
         doc = mixing.suggest_mix_file(input_path, output, reference=reference, target=target,
-                                      ceiling_dbtp=ceiling_dbtp, amounts=amounts, force=force)
+                                      ceiling_dbtp=ceiling_dbtp, amounts=amounts, force=force,
+                                      **_given(method=method and method.value))
     else:
         doc = mastering.suggest_file(input_path, output, reference=reference, target=target,
-                                     ceiling_dbtp=ceiling_dbtp, method=method.value,
-                                     amounts=amounts, force=force)
+                                     ceiling_dbtp=ceiling_dbtp, amounts=amounts, force=force,
+                                     **_given(method=method and method.value))
     master = doc["settings"].get("master", doc["settings"])
     out_console.print(f"wrote {output}: master gain {master['gain_db']:+.2f} dB to "
                       f"{doc['target']['integrated_lufs']:g} LUFS")
@@ -210,6 +213,9 @@ def mix(
                                           help="Output file (default STEMS_DIR_mix.wav)."),
     file_format: Format = typer.Option(Format.wav, "--format", help="wav or flac."),
     bit_depth: int = typer.Option(24, "--bit-depth", help="16 (TPDF-dithered), 24, or 32 float."),
+    method: Method | None = typer.Option(
+        None, "--method", help="Per-stem settings from role defaults (dsp) or the stem "
+        "network (network, the default)."),
     settings_path: Path | None = typer.Option(
         None, "--settings", help="Render exactly these settings (a mix's JSON sidecar)."),
     amount: str | None = typer.Option(None, "--amount", help="Scale the master, as for master."),
@@ -227,7 +233,7 @@ def mix(
         stems_dir, reference=reference, target=target, ceiling_dbtp=ceiling_dbtp, output=output,
         file_format=file_format.value, bit_depth=bit_depth, settings_path=settings_path,
         amounts=mastering.parse_amounts(amount), force=force, preview=preview,
-        report_path=report_path, stems_out=stems_out)
+        report_path=report_path, stems_out=stems_out, **_given(method=method and method.value))
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
@@ -334,31 +340,47 @@ def batch(
         raise typer.Exit(1)
 
 
+class Model(str, Enum):
+    master = "master"
+    stems = "stems"
+
+
 @app.command()
 @guarded
 def train(
     data: Path | None = typer.Option(
-        None, "--data", help="Folder of productions: mixes/*.flac (and multitracks/*/mix_sum.flac)."
+        None, "--data", help="Folder of productions: mixes/*.flac (and multitracks/*/mix_sum.flac)"
+        "; for --model stems, multitracks/<song>/stems/*.flac with master.flac or mix_sum.flac."
         " Without it, synthetic audio (only for the tiny config's smoke run)."),
+    model: Model = typer.Option(Model.master, "--model",
+                                help="master (the analysis network) or stems (mix suggestions)."),
     out: Path = typer.Option(Path("automix/model/weights"), "--out",
-                             help="Where master.pt and master.json go."),
+                             help="Where the weights (master.pt or stems.pt) and their JSON go."),
     config: str = typer.Option("default", "--config", help="default, tiny, or a JSON file."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (master model)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Override the fit steps."),
     seed: int = typer.Option(0, "--seed"),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir",
-                                          help="Keep rendered training examples here."),
+                                          help="Keep decoded and measured training data here."),
 ) -> None:
-    """Train the analysis network on a folder of real productions (self-supervised)."""
+    """Train a network on a folder of real productions (self-supervised)."""
     from automix.errors import AudioInputError
-    from automix.model import train as training
 
-    if data is not None and not (data / "mixes").is_dir():
-        raise AudioInputError(f"{data}: no mixes/ folder (see the README's data layout)")
+    folder = "multitracks" if model is Model.stems else "mixes"
+    if data is not None and not (data / folder).is_dir():
+        raise AudioInputError(f"{data}: no {folder}/ folder (see the README's data layout)")
     out.mkdir(parents=True, exist_ok=True)
-    weights = training.train(data, out, config=config, device=device, steps=steps, seed=seed,
-                             threads=threads, cache_dir=cache_dir)
+    if model is Model.stems:
+        from automix.model import stem_net
+
+        weights = stem_net.train(data, out, config=config, steps=steps, seed=seed,
+                                 threads=threads, cache_dir=cache_dir)
+    else:
+        from automix.model import train as training
+
+        weights = training.train(data, out, config=config, device=device, steps=steps,
+                                 seed=seed, threads=threads, cache_dir=cache_dir)
     out_console.print(f"wrote {weights} and {weights.with_suffix('.json')}")
 
 

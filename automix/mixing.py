@@ -11,19 +11,22 @@ here processes channels independently) and each channel is panned with an offset
 a stereo stem as it was. Mono stems (or stereo files with identical channels) are panned.
 
 Settings are suggested in steps (`suggest_mix`): role-based defaults (levels balanced by
-loudness, high-pass, compressor, pan spread, a reverb send for vocals), then a fit of the
-stems' levels so that the sum's mid and side third-octave band powers match the reference's
-(`fit_balance`: stems taken as uncorrelated, so band powers add; least squares in dB with a
-ridge toward the role balance, numpy/scipy only). Optionally (``refine_steps``) a
-refinement of gains, EQ gains, pans and sends by gradient descent (`twin.optimise`) moves
-the summed mix's tonal balance and width toward the reference's. The refinement runs on a
-short excerpt in the STFT domain: the effects after each stem's compressor are
-linear, so each stem's compressed excerpt and its reverb return are transformed once, and a
-step only multiplies them by the twin's EQ response (`twin.frequency_response`), gains and
-pan laws. The gain change is applied before the compressor in the rendered chain with the
-threshold moved by the same amount, which is the same sound; an EQ change is heard after
-compression in the refinement and before it in the render (a small difference for the
-few-dB moves allowed).
+loudness, high-pass, compressor, pan spread, a reverb send for vocals); with ``method``
+"network" (the default), each stem's level, EQ and balance from the stem network
+(`network_chains`, `automix.model.stem_net`: trained on real multitracks to undo a rough
+mix's level, EQ and pan moves, from each stem's band powers beside the others' and the
+reference's); then a fit of the stems' levels so that the sum's mid and side third-octave
+band powers match the reference's (`fit_balance`: stems taken as uncorrelated, so band powers
+add; least squares in dB with a ridge toward the role balance, numpy/scipy only).
+Optionally (``refine_steps``) a refinement of gains, EQ gains, pans and sends by gradient
+descent (`twin.optimise`) moves the summed mix's tonal balance and width toward the
+reference's. The refinement runs on a short excerpt in the STFT domain: the effects after
+each stem's compressor are linear, so each stem's compressed excerpt and its reverb return
+are transformed once, and a step only multiplies them by the twin's EQ response
+(`twin.frequency_response`), gains and pan laws. The gain change is applied before the
+compressor in the rendered chain with the threshold moved by the same amount, which is the
+same sound; an EQ change is heard after compression in the refinement and before it in the
+render (a small difference for the few-dB moves allowed).
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ ACTIVE_RANGE_DB = 50.0  # half-second hops within this of a stem's loudest count
 FIT_EXCERPT_S = 30.0  # the balance fit listens to the loudest excerpt of this length
 FIT_MIN_HZ = 40.0  # bands below this do not count in the fit (few bins, short excerpts)
 FIT_RANGE_DB = 60.0  # nor bands this far below the reference's loudest (or the stems')
+# How `suggest_mix` starts: role defaults ("dsp") or the stem network ("network"); on the stem
+# model's validation multitracks (benchmarks/mixing.py's protocol) the network takes the
+# log-mel distance to the real mix from 4.95 to 3.99 dB.
+DEFAULT_METHOD = "network"
+MIN_EQ_MOVE_DB = 0.5  # the stem network's EQ moves smaller than this are left out
 MAX_FIT_MOVE_DB = 12.0  # the fit moves a stem's level at most this far from its role balance
 FIT_PRIOR_WEIGHT = 0.05  # per dB squared of a level move, against dB squared of band error
 FIT_SIDE_WEIGHT = 0.3  # side bands count this much against mid bands
@@ -205,11 +213,12 @@ def active_excerpt(samples: np.ndarray, sample_rate: int, seconds: float) -> np.
     return framed[:, active].reshape(samples.shape[0], -1)
 
 
-def _as_played(stem: Stem) -> np.ndarray:
-    """The stem as its pan law plays it at the centre: stereo kept, mono at -3 dB per side."""
+def _as_played(stem: Stem, start: int = 0, end: int | None = None) -> np.ndarray:
+    """The stem (samples ``start:end``) as its pan law plays it at the centre: stereo kept,
+    mono at -3 dB per side."""
     if stem.is_stereo:
-        return stem.samples
-    mono = stem.samples.mean(axis=0)
+        return stem.samples[:, start:end]
+    mono = stem.samples[:, start:end].mean(axis=0)
     return np.stack([mono, mono]) * np.float32(math.sqrt(0.5))
 
 
@@ -300,7 +309,7 @@ def render_mix(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain]
 # --- refinement through the twin --------------------------------------------------------------
 
 
-def _band_matrix(freqs_hz: np.ndarray) -> np.ndarray:
+def band_matrix(freqs_hz: np.ndarray) -> np.ndarray:
     """(bands, bins): the share of each STFT bin inside each third-octave band of
     `analysis.BAND_EDGES_HZ` (bins narrower or wider than a band are split by overlap)."""
     width = freqs_hz[1] - freqs_hz[0]
@@ -363,7 +372,7 @@ def _spectra(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     return _Spectra(torch.stack(power).double(), torch.stack(cross).double(),
                     torch.tensor(offsets, dtype=torch.float64), per_bin[0], per_bin[1],
-                    torch.from_numpy(_band_matrix(freqs)).double(), n_fft)
+                    torch.from_numpy(band_matrix(freqs)).double(), n_fft)
 
 
 def _average_bins(response: Any, factor: int) -> Any:
@@ -621,9 +630,11 @@ def fit_levels(mid_db: np.ndarray, side_db: np.ndarray, target_mid_db: np.ndarra
 
 
 def fit_balance(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
-                reference: Reference) -> dict[str, StemChain]:
+                reference: Reference, span: tuple[int, int] | None = None
+                ) -> dict[str, StemChain]:
     """Move each stem's level so that the mix's mid and side band balance matches the
-    reference's (`fit_levels`), measured through the chains on the loudest `FIT_EXCERPT_S`.
+    reference's (`fit_levels`), measured through the chains on samples ``span`` (default:
+    the loudest `FIT_EXCERPT_S`, `loudest_excerpt`).
 
     With a reference track this recovers a balance in the spirit of the reference's (a
     different song is a tonal target, held near the role balance by the prior); with a
@@ -631,23 +642,74 @@ def fit_balance(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain
     thresholds follow the gains, `with_level_move`).
     """
     target_mid, target_side = _reference_tonal(reference)
-    start, end = loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
+    start, end = span or loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
     mid_db, side_db = stem_band_powers_db(stems, sample_rate, chains, start, end)
     moves = fit_levels(mid_db, side_db, target_mid, target_side)
     return {s.name: with_level_move(chains[s.name], float(m))
             for s, m in zip(stems, moves, strict=True)}
 
 
+def network_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+                   reference: Reference, span: tuple[int, int] | None = None
+                   ) -> dict[str, StemChain]:
+    """``chains`` with each stem's level, EQ and balance from the stem network
+    (`automix.model.stem_net`), which hears every stem on samples ``span`` (default: the
+    loudest `FIT_EXCERPT_S`).
+
+    Levels: the network's gains relative to each other, offset so that the stems' summed
+    power on the excerpt stays what ``chains`` give it (the bus keeps its level; compressor
+    thresholds follow, `with_level_move`). EQ: its gains of at least `MIN_EQ_MOVE_DB`
+    (smaller ones stay at 0 dB: inaudible, and a 0-dB section is not rendered) and peak 2's
+    frequency. Balance: for stereo stems only (mono stems keep their role's pan). Stems
+    quieter than `SILENT_STEM_LUFS` in the excerpt (mean-square level) keep ``chains``.
+    """
+    from automix.model import stem_net
+
+    start, end = span or loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
+    grams = np.stack([stem_net.band_grams(_as_played(s, start, end), sample_rate)[0]
+                      for s in stems])
+    power = grams[:, :2].sum((1, 2)) / 2
+    active = 10.0 * np.log10(power + 1e-30) > SILENT_STEM_LUFS
+    if not active.any():
+        return chains
+    mid, side = _reference_tonal(reference)
+    predicted = stem_net.predict(stem_net.load_model(), grams, [s.role for s in stems],
+                                 stem_net.reference_db(mid, side), active)
+    start_db = np.array([chains[s.name].gain.gain_db for s in stems])
+    moves = np.array([p.gain.gain_db for p in predicted]) - start_db
+    summed = [10.0 * np.log10(np.sum((power * 10.0 ** ((start_db + m) / 10.0))[active]))
+              for m in (np.zeros_like(moves), moves)]
+    moves += summed[0] - summed[1]
+    out = dict(chains)
+    for stem, p, move, on in zip(stems, predicted, moves, active, strict=True):
+        if not on:
+            continue
+        chain = with_level_move(chains[stem.name], float(move))
+        eq = replace(p.eq, **{k: (round(v, 2) if abs(v) >= MIN_EQ_MOVE_DB else 0.0)
+                              if k.endswith("_db") else round(v, 1)
+                              for k, v in as_dict(p.eq).items()})
+        pan = PanParams(pan=round(p.pan.pan, 3)) if stem.is_stereo else chain.pan
+        out[stem.name] = replace(chain, eq=eq, pan=pan)
+    return out
+
+
 def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
-                fit: bool = True, refine_steps: int = 0,
+                method: str = DEFAULT_METHOD, fit: bool = True, refine_steps: int = 0,
                 time_budget_s: float = REFINE_BUDGET_S) -> dict[str, StemChain]:
-    """Per-stem settings: role defaults (`default_chains`), levels fitted to the reference's
-    band balance (`fit_balance`, unless ``fit`` is False), then refined through the twin
-    (`refine`) when ``refine_steps`` > 0 (off by default: on held-out real multitracks it
-    moved mixes away from the real ones, 5.3 -> 5.7 dB log-mel, and it costs seconds)."""
+    """Per-stem settings: role defaults (`default_chains`); with ``method`` "network", each
+    stem's level, EQ and balance from the stem network (`network_chains`); levels fitted to
+    the reference's band balance (`fit_balance`, unless ``fit`` is False); then refined
+    through the twin (`refine`) when ``refine_steps`` > 0 (off by default: on held-out real
+    multitracks it moved mixes away from the real ones, 5.3 -> 5.7 dB log-mel, and it costs
+    seconds)."""
+    if method not in mastering.METHODS:
+        raise SettingsError(f"unknown method {method!r}; choose {', '.join(mastering.METHODS)}")
     chains = default_chains(stems, sample_rate)
+    span = loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
+    if method == "network":
+        chains = network_chains(stems, sample_rate, chains, reference, span)
     if fit:
-        chains = fit_balance(stems, sample_rate, chains, reference)
+        chains = fit_balance(stems, sample_rate, chains, reference, span)
     if refine_steps <= 0:
         return chains
     return refine(stems, sample_rate, chains, DEFAULT_REVERB, reference, steps=refine_steps,
@@ -661,7 +723,7 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
 class MixResult:
     audio: Audio  # the mastered mix
     settings: MixSettings
-    method: str  # "suggested" or "settings"
+    method: str  # how the settings were suggested ("dsp" or "network"), or "settings"
     stems: list[Stem]
     processed: list[np.ndarray]  # each stem after its chain, (2, samples), before the master
     master: MasterResult
@@ -686,16 +748,18 @@ class MixResult:
 
 
 def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Target, *,
-        settings: MixSettings | None = None, amounts: dict[str, float] | None = None,
+        method: str = DEFAULT_METHOD, settings: MixSettings | None = None,
+        amounts: dict[str, float] | None = None,
         load_warnings: list[AudioWarning] | None = None) -> MixResult:
-    """Mix ``stems`` toward ``reference`` and master the bus at ``target``; or render given
-    ``settings`` exactly. ``amounts`` (see `mastering.parse_amounts`) scale every stem's and
-    the master's settings toward neutral (eq, dynamics; width also centres the pans)."""
+    """Mix ``stems`` toward ``reference`` (settings by `suggest_mix` with ``method``) and
+    master the bus at ``target``; or render given ``settings`` exactly. ``amounts`` (see
+    `mastering.parse_amounts`) scale every stem's and the master's settings toward neutral
+    (eq, dynamics; width also centres the pans)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if settings is None:
-        chains = suggest_mix(stems, sample_rate, reference)
-        reverb, master_settings, method = DEFAULT_REVERB, None, "suggested"
+        chains = suggest_mix(stems, sample_rate, reference, method=method)
+        reverb, master_settings = DEFAULT_REVERB, None
     else:
         names = [s.name for s in stems]
         missing = [n for n in names if n not in settings.stems]
@@ -721,7 +785,8 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
 
 def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = None,
                ceiling_dbtp: float | None = None, output: Path | None = None,
-               file_format: str = "wav", bit_depth: int = 24, settings_path: Path | None = None,
+               file_format: str = "wav", bit_depth: int = 24, method: str = DEFAULT_METHOD,
+               settings_path: Path | None = None,
                amounts: dict[str, float] | None = None, force: bool = False,
                preview: bool = False, report_path: Path | None = None,
                stems_out: Path | None = None) -> dict[str, Any]:
@@ -757,8 +822,8 @@ def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = 
     settings = read_mix_settings(settings_path) if settings_path else None
     ref = mastering.resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
     tgt = mastering.resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
-    result = mix(stems, sample_rate, ref, tgt, settings=settings, amounts=amounts,
-                 load_warnings=warnings)
+    result = mix(stems, sample_rate, ref, tgt, method=method, settings=settings,
+                 amounts=amounts, load_warnings=warnings)
     with audio_io.all_or_nothing() as written:  # a failure below removes what this run wrote
         written.append(audio_io.save(out_path, result.audio, bit_depth=bit_depth,
                                      file_format=file_format))
@@ -784,7 +849,7 @@ def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = 
 
 def suggest_mix_file(stems_dir: Path, output: Path, *, reference: str = "pop",
                      target: str | None = None, ceiling_dbtp: float | None = None,
-                     amounts: dict[str, float] | None = None,
+                     method: str = DEFAULT_METHOD, amounts: dict[str, float] | None = None,
                      force: bool = False) -> dict[str, Any]:
     """Suggest mix settings (JSON or YAML by suffix): every stem's chain, the reverb and the
     master, in real units, with the measurements behind them; `mix --settings` renders it."""
@@ -795,7 +860,8 @@ def suggest_mix_file(stems_dir: Path, output: Path, *, reference: str = "pop",
     stems, sample_rate, warnings = load_stems(Path(stems_dir))
     ref = mastering.resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
     tgt = mastering.resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
-    full = mix(stems, sample_rate, ref, tgt, amounts=amounts, load_warnings=warnings).to_dict()
+    full = mix(stems, sample_rate, ref, tgt, method=method, amounts=amounts,
+               load_warnings=warnings).to_dict()
     document = {
         "automix": __version__, "input": str(stems_dir), "method": full["method"],
         "reference": {k: full["reference"][k] for k in ("name", "kind")},

@@ -9,15 +9,16 @@ are mixed and timed. Usage::
 
     python benchmarks/mixing.py [--seconds 30] [--speed-only] [--no-speed]
 
-Held-out songs: the model package's hash rule (`automix.model.data`, sha1 of the song name)
-at 20 % instead of 10 %, so it contains the model's own held-out songs; a learned stem model
-must train on the others.
+Held-out songs: the sha1 rule of the song name at 20 % (`automix.model.stem_net.is_held_out`,
+which the stem model's training obeys), a superset of the master model's 10 % held out.
+Perturbations: `stem_net.Perturbation`'s ranges (the stem model trains on that family with its
+own seeds). ``--method`` picks how automix suggests per-stem settings (role defaults: dsp; the
+stem network: network).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
@@ -33,10 +34,10 @@ from _songs import DATA_DIR  # noqa: E402
 
 from automix import analysis, mastering, mixing  # noqa: E402
 from automix.model.features import log_mel_db, mid_side, unit_rms  # noqa: E402
+from automix.model.stem_net import Perturbation, is_held_out  # noqa: E402
 from automix.params import EQParams, GainParams, PanParams, StemChain  # noqa: E402
 from automix.stems import Stem, load_stems  # noqa: E402
 
-EVAL_PERCENT = 20
 SEED = 0
 LOG_MEL_GOAL = 0.7  # automix's log-mel distance at most this times the equal-loudness sum's
 SPEED_GOAL_S = 6.0  # 8 stems x 3 minutes: suggest, render and master
@@ -44,8 +45,7 @@ SPEED_GOAL_S = 6.0  # 8 stems x 3 minutes: suggest, render and master
 
 def held_out(root: Path) -> list[Path]:
     songs = sorted(p for p in (root / "multitracks").glob("*") if (p / "meta.json").exists())
-    return [p for p in songs if int.from_bytes(hashlib.sha1(p.name.encode()).digest()[:4],
-                                               "big") % 100 < EVAL_PERCENT]
+    return [p for p in songs if is_held_out(p.name)]
 
 
 def real_mix(song: Path) -> Path:
@@ -65,16 +65,17 @@ def read(path: Path, start_s: float, seconds: float) -> tuple[np.ndarray, int]:
     return x.T, sr
 
 
-def perturbation(rng: np.random.Generator) -> StemChain:
-    """What a careless rough mix does to a stem: +-6 dB level, +-6 dB shelves and a peak,
-    balance +-0.5."""
-    return StemChain(gain=GainParams(gain_db=float(rng.uniform(-6, 6))),
-                     eq=EQParams(low_shelf_gain_db=float(rng.uniform(-6, 6)),
-                                 peak2_gain_db=float(rng.uniform(-6, 6)),
-                                 peak2_freq_hz=float(np.exp(rng.uniform(np.log(500),
-                                                                        np.log(3000)))),
-                                 high_shelf_gain_db=float(rng.uniform(-6, 6))),
-                     pan=PanParams(pan=float(rng.uniform(-0.5, 0.5))))
+def perturbation(rng: np.random.Generator, p: Perturbation = Perturbation()) -> StemChain:
+    """What a careless rough mix does to a stem: +-6 dB level, +-6 dB shelves and a peak
+    (500-3000 Hz), balance +-0.5 (`stem_net.Perturbation`'s ranges), drawn in this order."""
+    lo, hi = p.peak_hz
+    return StemChain(gain=GainParams(gain_db=float(rng.uniform(-p.gain_db, p.gain_db))),
+                     eq=EQParams(low_shelf_gain_db=float(rng.uniform(-p.shelf_db, p.shelf_db)),
+                                 peak2_gain_db=float(rng.uniform(-p.peak_db, p.peak_db)),
+                                 peak2_freq_hz=float(np.exp(rng.uniform(np.log(lo),
+                                                                        np.log(hi)))),
+                                 high_shelf_gain_db=float(rng.uniform(-p.shelf_db, p.shelf_db))),
+                     pan=PanParams(pan=float(rng.uniform(-p.pan, p.pan))))
 
 
 def log_mel_distance(a: np.ndarray, b: np.ndarray, sr: int) -> float:
@@ -101,7 +102,7 @@ def _tonal(a: analysis.Analysis, r: analysis.Analysis) -> float:
     return float(np.sqrt(np.mean((d - d.mean()) ** 2)))
 
 
-def quality(seconds: float) -> None:
+def quality(seconds: float, method: str) -> None:
     songs = held_out(DATA_DIR)
     if not songs:
         print(f"no multitracks in {DATA_DIR}/multitracks: skipping the quality benchmark")
@@ -134,7 +135,7 @@ def quality(seconds: float) -> None:
                 axis=0)
             reference = mastering.resolve_reference(str(ref_path))
             t0 = time.perf_counter()
-            result = mixing.mix(perturbed, sr, reference, reference.target)
+            result = mixing.mix(perturbed, sr, reference, reference.target, method=method)
             took = time.perf_counter() - t0
         for name, y in (("plain sum", plain), ("equal-loudness sum", equal),
                         ("automix", result.audio.samples)):
@@ -164,7 +165,7 @@ def _verdict(met: bool) -> str:
     return "MET" if met else "MISSED"
 
 
-def speed(stem_count: int = 8, seconds: float = 180.0) -> None:
+def speed(method: str, stem_count: int = 8, seconds: float = 180.0) -> None:
     songs = [p for p in sorted((DATA_DIR / "multitracks").glob("*"))
              if (p / "stems").is_dir() and len(list((p / "stems").glob("*.flac"))) >= stem_count
              and sf.info(real_mix(p)).duration >= seconds]
@@ -187,14 +188,14 @@ def speed(stem_count: int = 8, seconds: float = 180.0) -> None:
         t_load = time.perf_counter() - t0
         reference = mastering.resolve_reference("pop")
         t0 = time.perf_counter()
-        result = mixing.mix(stems, sr, reference, reference.target)
+        result = mixing.mix(stems, sr, reference, reference.target, method=method)
         t_mix = time.perf_counter() - t0
         t0 = time.perf_counter()
-        mixing.mix_folder(folder, output=Path(tmp) / "mix.wav")
+        mixing.mix_folder(folder, output=Path(tmp) / "mix.wav", method=method)
         t_all = time.perf_counter() - t0
     timings = {**result.timings_s, **result.master.timings_s}
-    print(f"\nspeed: {stem_count} stems x {seconds:.0f} s ({source}), torch threads "
-          f"{torch.get_num_threads()}")
+    print(f"\nspeed: {stem_count} stems x {seconds:.0f} s ({source}), --method {method}, "
+          f"torch threads {torch.get_num_threads()}")
     print("| stage | seconds |\n|---|---|")
     print(f"| load stems | {t_load:.2f} |")
     for k, v in timings.items():
@@ -213,12 +214,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--speed-only", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--method", choices=mastering.METHODS, default=mixing.DEFAULT_METHOD,
+                    help="how automix mix suggests per-stem settings")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if not args.speed_only:
-        quality(args.seconds)
+        quality(args.seconds, args.method)
     if not args.no_speed:
-        speed()
+        speed(args.method)
 
 
 if __name__ == "__main__":

@@ -365,16 +365,23 @@ def test_settings_must_name_the_stems(stems_dir: Path, tmp_path: Path) -> None:
     assert "settings do not match the stems: no settings for '01_kick.wav'" in result.output
 
 
-def test_suggest_a_mix_then_render_it_exactly(stems_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["dsp", "network"])
+def test_suggest_a_mix_then_render_it_exactly(stems_dir: Path, tmp_path: Path,
+                                              method: str) -> None:
     settings = tmp_path / "mix.yaml"
-    result = runner.invoke(app, ["suggest", str(stems_dir), "-r", "rock", "-o", str(settings)])
+    result = runner.invoke(app, ["suggest", str(stems_dir), "-r", "rock", "-o", str(settings),
+                                 "--method", method])
     assert result.exit_code == 0, result.output
     doc = yaml.safe_load(settings.read_text())
+    assert doc["method"] == method
     assert set(doc["settings"]["stems"]) == {p.name for p in stems_dir.iterdir()}
     assert doc["measurements"]["reference"]["integrated_lufs"] < 0
+    eq_moves = [v for chain in doc["settings"]["stems"].values()
+                for k, v in chain["eq"].items() if k.endswith("_gain_db") and v != 0.0]
+    assert bool(eq_moves) == (method == "network")  # role defaults leave the stems' EQ flat
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
     assert runner.invoke(app, ["mix", str(stems_dir), "-r", "rock", "-o", str(a),
-                               "--bit-depth", "32"]).exit_code == 0
+                               "--bit-depth", "32", "--method", method]).exit_code == 0
     assert runner.invoke(app, ["mix", str(stems_dir), "--settings", str(settings), "-o", str(b),
                                "--bit-depth", "32"]).exit_code == 0
     np.testing.assert_array_equal(sf.read(a)[0], sf.read(b)[0])

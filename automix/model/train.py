@@ -92,15 +92,16 @@ CONFIGS = {
 }
 
 
-def load_config(config: str | Path) -> TrainConfig:
-    """A named config ("default", "tiny") or a JSON file of `TrainConfig` fields."""
-    if str(config) in CONFIGS:
-        return CONFIGS[str(config)]
+def load_config(config: str | Path, configs: dict[str, Any] = CONFIGS) -> Any:
+    """A named config of ``configs`` ("default", "tiny"; the master model's `CONFIGS` unless
+    told) or a JSON file of fields that replace the default's."""
+    if str(config) in configs:
+        return configs[str(config)]
     if not Path(config).is_file():
         raise SettingsError(f"unknown training config {str(config)!r}; "
-                            f"use {', '.join(CONFIGS)} or a JSON file")
+                            f"use {', '.join(configs)} or a JSON file")
     values = json.loads(Path(config).read_text())
-    return dataclasses.replace(CONFIGS["default"], **values)
+    return dataclasses.replace(configs["default"], **values)
 
 
 # --- priors over settings ------------------------------------------------------------------
@@ -326,7 +327,7 @@ class AudioLoss(torch.nn.Module):
 # --- training ----------------------------------------------------------------------------
 
 
-class _Log:
+class JsonLog:
     """JSON-lines log of losses, one object per logged step."""
 
     def __init__(self, path: Path) -> None:
@@ -364,7 +365,7 @@ def _pool_key(cfg: TrainConfig, seed: int, songs: int) -> str:
 
 
 def build_pool(segments: Segments, cfg: TrainConfig, g: torch.Generator, device: str,
-               log: _Log, progress: Any) -> dict[str, torch.Tensor]:
+               log: JsonLog, progress: Any) -> dict[str, torch.Tensor]:
     """Render `TrainConfig.pool_examples` examples; keep features, targets and weights."""
     sr = segments.cache.sample_rate
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("f_in", "f_ref", "target", "weight",
@@ -391,7 +392,7 @@ def build_pool(segments: Segments, cfg: TrainConfig, g: torch.Generator, device:
 
 
 def fit_pool(model: MasterNet, pool: dict[str, torch.Tensor], cfg: TrainConfig, seed: int,
-             device: str, log: _Log, progress: Any, log_every: int) -> dict[str, float]:
+             device: str, log: JsonLog, progress: Any, log_every: int) -> dict[str, float]:
     """Fit the network on the pool by the parameter and response losses (AdamW, cosine)."""
     sample_rate = cfg.sample_rate
     n = pool["f_in"].shape[0]
@@ -439,7 +440,7 @@ def fit_pool(model: MasterNet, pool: dict[str, torch.Tensor], cfg: TrainConfig, 
 
 
 def fit_twin(model: MasterNet, segments: Segments, cfg: TrainConfig, g: torch.Generator,
-             device: str, log: _Log, progress: Any, log_every: int) -> dict[str, float]:
+             device: str, log: JsonLog, progress: Any, log_every: int) -> dict[str, float]:
     """Fine-tune end to end through the twin: audio loss on twin(x, θ̂) vs y, plus parameters."""
     sr = segments.cache.sample_rate
     audio_loss = AudioLoss(sr, cfg.stft_weight, cfg.feature_weight).to(device)
@@ -517,7 +518,7 @@ def train(data_dir: str | Path | None, out_dir: str | Path, *, config: str | Pat
     segments = Segments(cache, cfg.segment_s, seed)
     g = torch.Generator().manual_seed(seed)
     model = MasterNet(NetConfig(**cfg.net)).to(device)
-    log = _Log(out / "train_log.jsonl")
+    log = JsonLog(out / "train_log.jsonl")
     timings: dict[str, float] = {}
     with Progress(transient=False) as progress:
         t0 = time.perf_counter()
