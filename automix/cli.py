@@ -221,6 +221,9 @@ def mix(
     amount: str | None = typer.Option(None, "--amount", help="Scale the master, as for master."),
     stems_out: Path | None = typer.Option(None, "--stems-out",
                                              help="Also write each processed stem here."),
+    refine_steps: int = typer.Option(
+        0, "--refine-steps", min=0, help="Then refine gains, EQ, pans and sends through the "
+        "twin toward the reference's balance for this many steps (default 0: off)."),
     preview: bool = typer.Option(False, "--preview", help="Write loudness-matched previews."),
     report_path: Path | None = typer.Option(None, "--report", help="Write an HTML report."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
@@ -233,7 +236,8 @@ def mix(
         stems_dir, reference=reference, target=target, ceiling_dbtp=ceiling_dbtp, output=output,
         file_format=file_format.value, bit_depth=bit_depth, settings_path=settings_path,
         amounts=mastering.parse_amounts(amount), force=force, preview=preview,
-        report_path=report_path, stems_out=stems_out, **_given(method=method and method.value))
+        report_path=report_path, stems_out=stems_out, refine_steps=refine_steps,
+        **_given(method=method and method.value))
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return

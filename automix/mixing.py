@@ -750,15 +750,16 @@ class MixResult:
 def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Target, *,
         method: str = DEFAULT_METHOD, settings: MixSettings | None = None,
         amounts: dict[str, float] | None = None,
-        load_warnings: list[AudioWarning] | None = None) -> MixResult:
-    """Mix ``stems`` toward ``reference`` (settings by `suggest_mix` with ``method``) and
-    master the bus at ``target``; or render given ``settings`` exactly. ``amounts`` (see
-    `mastering.parse_amounts`) scale every stem's and the master's settings toward neutral
-    (eq, dynamics; width also centres the pans)."""
+        load_warnings: list[AudioWarning] | None = None, refine_steps: int = 0) -> MixResult:
+    """Mix ``stems`` toward ``reference`` (settings by `suggest_mix` with ``method`` and
+    ``refine_steps``) and master the bus at ``target``; or render given ``settings``
+    exactly. ``amounts`` (see `mastering.parse_amounts`) scale every stem's and the
+    master's settings toward neutral (eq, dynamics; width also centres the pans)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if settings is None:
-        chains = suggest_mix(stems, sample_rate, reference, method=method)
+        chains = suggest_mix(stems, sample_rate, reference, method=method,
+                             refine_steps=refine_steps)
         reverb, master_settings = DEFAULT_REVERB, None
     else:
         names = [s.name for s in stems]
@@ -789,7 +790,7 @@ def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = 
                settings_path: Path | None = None,
                amounts: dict[str, float] | None = None, force: bool = False,
                preview: bool = False, report_path: Path | None = None,
-               stems_out: Path | None = None) -> dict[str, Any]:
+               stems_out: Path | None = None, refine_steps: int = 0) -> dict[str, Any]:
     """Mix one folder of stems end to end; return the JSON report (also written as the sidecar).
 
     Writes the mix (default ``<folder>_mix.<fmt>`` beside the folder), its sidecar (settings
@@ -823,7 +824,7 @@ def mix_folder(stems_dir: Path, *, reference: str = "pop", target: str | None = 
     ref = mastering.resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
     tgt = mastering.resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
     result = mix(stems, sample_rate, ref, tgt, method=method, settings=settings,
-                 amounts=amounts, load_warnings=warnings)
+                 amounts=amounts, load_warnings=warnings, refine_steps=refine_steps)
     with audio_io.all_or_nothing() as written:  # a failure below removes what this run wrote
         written.append(audio_io.save(out_path, result.audio, bit_depth=bit_depth,
                                      file_format=file_format))

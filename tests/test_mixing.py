@@ -347,6 +347,21 @@ def test_cli_mix_end_to_end_and_settings_round_trip(stems_dir: Path, tmp_path: P
     assert result.exit_code == 1 and "exists; use --force" in result.output
 
 
+def test_cli_mix_refines_through_the_twin_on_request(stems_dir: Path, tmp_path: Path) -> None:
+    runs = {}
+    for steps in (0, 10):
+        out = tmp_path / f"mix_{steps}.wav"
+        result = runner.invoke(app, ["mix", str(stems_dir), "-o", str(out), "--method", "dsp",
+                                     "--refine-steps", str(steps)])
+        assert result.exit_code == 0, result.output
+        runs[steps] = json.loads(out.with_suffix(".json").read_text())
+    moved = [name for name, chain in runs[10]["settings"]["stems"].items()
+             if chain != runs[0]["settings"]["stems"][name]]
+    assert moved  # the refinement changed settings; the master still lands on the target
+    target = runs[10]["target"]["integrated_lufs"]
+    assert runs[10]["measurements"]["output"]["integrated_lufs"] == pytest.approx(target, abs=0.5)
+
+
 def test_cli_mix_refuses_bad_folders(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["mix", str(tmp_path / "empty")])
