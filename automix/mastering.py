@@ -29,7 +29,7 @@ from automix.audio import (
     write_text_atomic,
 )
 from automix.effects import biquad, render
-from automix.effects.limiter import LimiterGain, apply_gain_curve, residue_trim_db
+from automix.effects.limiter import LimiterGain, apply_gain_curve, trim_residue
 from automix.errors import AudioInputError, OutputError, SettingsError
 from automix.params import (
     CompressorParams,
@@ -523,9 +523,7 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
         out = Audio(chained * curve[None, :], sample_rate)
         measured = analysis.analyze(out.samples, sample_rate)
         # `apply_gain_curve`'s residue trim, from the true peak the analysis measured
-        trim_db = residue_trim_db(measured.true_peak_dbtp, limiter)
-        if trim_db < 0:
-            out.samples *= np.float32(10.0 ** (trim_db / 20.0))
+        if trim_residue(out.samples, measured.true_peak_dbtp, limiter):
             measured = analysis.analyze(out.samples, sample_rate)
         if abs(target.integrated_lufs - measured.integrated_lufs) <= LOUDNESS_TOLERANCE_LU:
             break

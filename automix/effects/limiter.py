@@ -82,9 +82,7 @@ class LimiterGain:
 
     def __init__(self, envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> None:
         self.sample_rate, self.p = sample_rate, p
-        ceiling = np.float32(10.0 ** ((p.ceiling_dbtp - MARGIN_DB) / 20.0))
-        self.headroom = np.maximum(envelope, np.float32(1e-12))  # ceiling / envelope, in place
-        np.divide(ceiling, self.headroom, out=self.headroom)
+        self.headroom = headroom(envelope, p)
         self._minimum: np.ndarray | None = None
 
     def __call__(self, gain: float = 1.0) -> np.ndarray:
@@ -118,12 +116,17 @@ def _release(attack: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarr
     return np.minimum(attack, curve[: attack.size], out=attack)
 
 
-def required_gain(envelope: np.ndarray, p: LimiterParams) -> np.ndarray:
-    """The gain (<= 1) that brings each point of a true-peak envelope to the ceiling, less
-    `MARGIN_DB`."""
+def headroom(envelope: np.ndarray, p: LimiterParams) -> np.ndarray:
+    """The gain that brings each point of a true-peak envelope to the ceiling, less
+    `MARGIN_DB` (above 1 where the envelope is under it), float32."""
     ceiling = np.float32(10.0 ** ((p.ceiling_dbtp - MARGIN_DB) / 20.0))
     gain = np.maximum(envelope, np.float32(1e-12))  # one array, updated in place
-    np.divide(ceiling, gain, out=gain)
+    return np.divide(ceiling, gain, out=gain)
+
+
+def required_gain(envelope: np.ndarray, p: LimiterParams) -> np.ndarray:
+    """`headroom`, at most 1."""
+    gain = headroom(envelope, p)
     return np.minimum(gain, np.float32(1.0), out=gain)
 
 
@@ -245,8 +248,15 @@ def apply_gain_curve(samples: np.ndarray, gain: np.ndarray, sample_rate: int,
                      p: LimiterParams) -> np.ndarray:
     """``samples`` (channels, samples) times a `limiter_gain` curve (samples,), then trimmed
     by a constant gain if any true peak still exceeds the ceiling (see `residue_trim_db`)."""
-    out = samples * gain[None, :]
-    trim_db = residue_trim_db(true_peak_dbtp(out, sample_rate), p)
+    out = (samples * gain[None, :]).astype(np.float32, copy=False)
+    trim_residue(out, true_peak_dbtp(out, sample_rate), p)
+    return out
+
+
+def trim_residue(out: np.ndarray, peak_dbtp: float, p: LimiterParams) -> bool:
+    """Apply `residue_trim_db` for a limited output's measured true peak to ``out`` in
+    place; whether it changed anything."""
+    trim_db = residue_trim_db(peak_dbtp, p)
     if trim_db < 0:
         out *= np.float32(10.0 ** (trim_db / 20.0))
-    return out.astype(np.float32, copy=False)
+    return trim_db < 0
