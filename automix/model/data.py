@@ -25,10 +25,15 @@ def song_name(path: str | Path) -> str:
     return p.parent.name if p.parent.parent.name == "multitracks" else p.stem
 
 
+def song_percentile(name: str) -> int:
+    """Where a song falls in 0..99 by the sha1 of its name: stable across runs and machines,
+    the one rule every train/held-out split here uses."""
+    return int.from_bytes(hashlib.sha1(name.encode("utf-8")).digest()[:4], "big") % 100
+
+
 def is_eval_song(name: str) -> bool:
-    """True for the held-out songs (about `EVAL_PERCENT` %), stable across runs and machines."""
-    digest = hashlib.sha1(name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") % 100 < EVAL_PERCENT
+    """True for the held-out songs (about `EVAL_PERCENT` %)."""
+    return song_percentile(name) < EVAL_PERCENT
 
 
 def production_files(data_dir: str | Path) -> list[Path]:

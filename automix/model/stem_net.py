@@ -46,6 +46,7 @@ from torch import nn
 
 from automix import analysis
 from automix.mixing import band_matrix
+from automix.model.data import song_percentile
 from automix.params import (
     EQParams,
     StemChain,
@@ -73,19 +74,14 @@ VALIDATION_SEED = 1000  # validation examples are drawn from seed + this (member
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "stems.pt"
 
 
-def _song_percentile(name: str) -> int:
-    """Where a song falls in 0..99 by the sha1 of its name (as `automix.model.data`)."""
-    return int.from_bytes(hashlib.sha1(name.encode("utf-8")).digest()[:4], "big") % 100
-
-
 def is_held_out(name: str) -> bool:
     """True for the songs benchmarks/mixing.py scores: the stem model never trains on them."""
-    return _song_percentile(name) < HELD_OUT_PERCENT
+    return song_percentile(name) < HELD_OUT_PERCENT
 
 
 def is_validation(name: str) -> bool:
     """True for the songs whose loss chooses the kept weights (not fitted, not held out)."""
-    return 0 <= _song_percentile(name) - HELD_OUT_PERCENT < VALIDATION_PERCENT
+    return 0 <= song_percentile(name) - HELD_OUT_PERCENT < VALIDATION_PERCENT
 
 
 # --- band powers (numpy) ------------------------------------------------------------------------
