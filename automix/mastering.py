@@ -29,7 +29,7 @@ from automix.audio import (
     write_text_atomic,
 )
 from automix.effects import biquad, render
-from automix.effects.limiter import LimiterGain, apply_gain_curve, trim_residue
+from automix.effects.limiter import COARSE_FACTOR, LimiterGain, apply_gain_curve, trim_residue
 from automix.errors import AudioInputError, OutputError, SettingsError
 from automix.params import (
     CompressorParams,
@@ -48,7 +48,8 @@ from automix.presets import Target
 
 LOUDNESS_TOLERANCE_LU = 0.1  # a rendered master this close to the target is done
 PREDICTION_TOLERANCE_LU = 0.02  # the gain search's aim, on its prediction
-MAX_GAIN_PASSES = 10  # predictions per search (each about 0.1 s for a 3-min song)
+MAX_GAIN_PASSES = 10  # predictions per search on the coarse model (~0.03 s each, 3-min song)
+MAX_EXACT_CURVES = 3  # full-rate limiter curves per search (~0.15 s each)
 MAX_RENDERS = 3
 EXCERPT_S = 10.0  # the compressor is chosen on the loudest excerpt of this length
 MAX_EQ_MOVE_DB = 6.0  # the tonal-balance difference is followed at most this far (mastering moves)
@@ -536,22 +537,52 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
 def _gain_for_loudness(limiter: LimiterGain, power: np.ndarray, sample_rate: int, lufs: float,
                        gain_db: float) -> tuple[float, np.ndarray, float]:
     """The gain in dB (rounded to 1e-4, as stored) at which the limited chain is predicted to
-    read ``lufs``, searched from ``gain_db`` by secant steps; its `_gain_curve`; and the
-    prediction.
+    read ``lufs``, searched from ``gain_db``; its `_gain_curve`; and the prediction.
 
     The prediction renders nothing: next to the K-weighting filters the limiter's gain curve
     moves slowly, so the limited signal's weighted power is the chain's (``power``, see
     `loudness.weighted_power`) times the curve squared; off by 0.01-0.2 LU, more under heavy
-    limiting. ``limiter`` holds the chain's true-peak envelope; limiting only ever takes
-    loudness away, so each dB of gain adds between 0 and 1 dB of loudness.
+    limiting. ``limiter`` holds the chain's true-peak envelope. Gains are tried on its
+    `LimiterGain.coarse` model (an eighth of the work); the full-rate curve is computed for
+    the gain found, and when its prediction misses by more than `PREDICTION_TOLERANCE_LU`
+    the model's bias there is taken off and the search runs on.
     """
+    coarse = limiter.coarse(COARSE_FACTOR)
+    whole = power.size // COARSE_FACTOR
+    pooled = power[: whole * COARSE_FACTOR].reshape(whole, COARSE_FACTOR).mean(axis=1)
+
+    def coarse_lufs(gain_db: float) -> float:
+        return _limited_lufs(_gain_curve(coarse, gain_db)[:whole], pooled,
+                             sample_rate / COARSE_FACTOR)
+
+    bias = 0.0
+    for _ in range(MAX_EXACT_CURVES):
+        gain_db, modelled = _secant_search(coarse_lufs, lufs - bias, gain_db)
+        curve = _gain_curve(limiter, gain_db)
+        predicted = _limited_lufs(curve, power, sample_rate)
+        if abs(lufs - predicted) <= PREDICTION_TOLERANCE_LU:
+            break
+        bias = predicted - modelled
+    return gain_db, curve, predicted
+
+
+def _limited_lufs(curve: np.ndarray, power: np.ndarray, sample_rate: float) -> float:
+    """Predicted integrated loudness of a chain with weighted ``power`` under a gain
+    ``curve`` (both (samples,))."""
+    limited_power = np.square(curve)
+    limited_power *= power
+    return loudness.integrated_lufs_of_power(limited_power, sample_rate)
+
+
+def _secant_search(lufs_at: Callable[[float], float], lufs: float,
+                   gain_db: float) -> tuple[float, float]:
+    """The gain in dB (rounded to 1e-4) where ``lufs_at`` reads ``lufs`` within
+    `PREDICTION_TOLERANCE_LU`, by secant steps from ``gain_db``, and its reading. Limiting
+    only ever takes loudness away, so each dB of gain adds between 0 and 1 dB of loudness."""
     previous: tuple[float, float] | None = None
     for attempt in range(MAX_GAIN_PASSES):
         gain_db = round(gain_db, 4)
-        curve = _gain_curve(limiter, gain_db)
-        limited_power = np.square(curve)
-        limited_power *= power
-        predicted = loudness.integrated_lufs_of_power(limited_power, sample_rate)
+        predicted = lufs_at(gain_db)
         error = lufs - predicted
         if abs(error) <= PREDICTION_TOLERANCE_LU or attempt == MAX_GAIN_PASSES - 1:
             break
@@ -560,7 +591,7 @@ def _gain_for_loudness(limiter: LimiterGain, power: np.ndarray, sample_rate: int
             slope = (predicted - previous[1]) / (gain_db - previous[0])
         previous = (gain_db, predicted)
         gain_db += error / min(max(slope, 0.1), 1.0)
-    return gain_db, curve, predicted
+    return gain_db, predicted
 
 
 def master(audio: Audio, reference: Reference, target: Target, *, method: str = "dsp",

@@ -68,3 +68,25 @@ def test_running_min_and_moving_average_match_their_definitions(rng, size: int) 
     windows = np.lib.stride_tricks.sliding_window_view(padded, size)
     np.testing.assert_array_equal(running_min(x, size), windows.min(axis=1))
     np.testing.assert_allclose(moving_average(x, size), windows.mean(axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("gain_db", [0.0, 6.0, 12.0])
+def test_coarse_limiter_predicts_the_limited_loudness(rng, gain_db: float) -> None:
+    # what the gain search relies on: the 1/8-rate model reads the loudness of the full-rate
+    # limiter's output (predicted from the weighted power) within a few hundredths of a LU
+    from automix.effects.limiter import LimiterGain
+    from automix.loudness import integrated_lufs_of_power, weighted_power
+
+    sr, factor = 44100, 8
+    x = music_like(rng, sr, 20.0)
+    power = weighted_power(x, sr)
+    limiter = LimiterGain(true_peak_envelope(x, sr), sr, LimiterParams(ceiling_dbtp=-1.0))
+    gain = np.float32(10 ** (gain_db / 20))
+    exact = integrated_lufs_of_power(power * np.square(limiter(gain) * gain), sr)
+    whole = power.size // factor
+    pooled = power[: whole * factor].reshape(whole, factor).mean(axis=1)
+    coarse = limiter.coarse(factor)(gain)[:whole] * gain
+    assert integrated_lufs_of_power(pooled * np.square(coarse), sr / factor) == pytest.approx(
+        exact, abs=0.05)
+    if gain_db == 12.0:  # heavy limiting, where a coarser release would miss by tenths
+        assert integrated_lufs_of_power(power * gain**2, sr) - exact > 1.0

@@ -2,7 +2,7 @@
 
 pedalboard's ``Limiter`` clips at 0 dBFS and does not look between samples, and its
 ``BrickwallLimiter(true_peak=True)`` costs 1.4-2 s per 3-min song, so the mastering bus uses
-this vectorised one instead (about 0.1 s per 3-min stereo song once its true-peak envelope
+this vectorised one instead (0.1-0.2 s per 3-min stereo song once its true-peak envelope
 is known):
 
 1. ``required[n]``: the gain that brings the true-peak envelope at ``n`` to the ceiling.
@@ -33,6 +33,7 @@ from automix.params import LimiterParams
 LOOKAHEAD_MS = 1.5
 MARGIN_DB = 0.1  # aim this far under the ceiling so the residue trim rarely acts
 RELEASE_BLOCK = 32  # samples per step of the release smoother
+COARSE_FACTOR = 8  # `LimiterGain.coarse`: a gain search's model runs at 1/8 of the rate
 _ATTACK_CHUNK = 256  # samples: `attack_gain` computes whole chunks near limiting
 _MAX_GROWTH = 600.0  # `one_pole` scales segments by at most e**600 (float64 reaches e**709)
 
@@ -40,17 +41,17 @@ _MAX_GROWTH = 600.0  # `one_pole` scales segments by at most e**600 (float64 rea
 def running_min(x: np.ndarray, size: int) -> np.ndarray:
     """Centred running minimum over an odd ``size`` along the last axis, edges held.
 
-    Van Herk / Gil-Werman, vectorised: per block of ``size`` samples, a prefix minimum and a
-    suffix minimum; any window of ``size`` spans at most two blocks, so its minimum is the
-    min of one suffix and one prefix.
+    By doubling: after k passes ``m[i]`` is the minimum of the ``2**k`` samples from ``i``;
+    the window of ``size`` is covered by two such spans, from its start and to its end
+    (``ceil(log2(size))`` elementwise minima, no per-block scans).
     """
     half = size // 2
     n = x.shape[-1]
-    padded = _hold_edges(x, half, half + (-(n + 2 * half)) % size)
-    blocks = padded.reshape(*x.shape[:-1], -1, size)
-    prefix = np.minimum.accumulate(blocks, axis=-1).reshape(padded.shape)
-    suffix = np.minimum.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
-    return np.minimum(suffix[..., :n], prefix[..., size - 1: size - 1 + n])
+    m, span = _hold_edges(x, half, half), 1
+    while 2 * span <= size:
+        m = np.minimum(m[..., :-span], m[..., span:])
+        span *= 2
+    return np.minimum(m[..., :n], m[..., size - span: size - span + n])
 
 
 def moving_average(x: np.ndarray, size: int) -> np.ndarray:
@@ -80,10 +81,24 @@ class LimiterGain:
     division by a positive gain commute, exactly in floating point too).
     """
 
-    def __init__(self, envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> None:
-        self.sample_rate, self.p = sample_rate, p
+    def __init__(self, envelope: np.ndarray, sample_rate: float, p: LimiterParams, *,
+                 block: int = RELEASE_BLOCK) -> None:
+        self.sample_rate, self.p, self.block = sample_rate, p, block
+        self.envelope = envelope
         self.headroom = headroom(envelope, p)
         self._minimum: np.ndarray | None = None
+
+    def coarse(self, factor: int = COARSE_FACTOR) -> LimiterGain:
+        """This limiter at ``1 / factor`` of the rate, on the envelope's maxima over ``factor``
+        samples, its release stepping every `RELEASE_BLOCK` samples of the full rate still:
+        a curve of ``ceil(samples / factor)`` points for a gain search to try gains on.
+        Loudness predicted with it reads 0-0.03 LU above the full-rate curve's, up to 3 LU of
+        limiting (8 real songs, 4 targets, factor 8).
+        """
+        if self.block % factor:
+            raise ValueError(f"factor must divide the release block {self.block}, got {factor}")
+        pooled = block_reduce(self.envelope, factor, np.maximum).astype(np.float32)
+        return LimiterGain(pooled, self.sample_rate / factor, self.p, block=self.block // factor)
 
     def __call__(self, gain: float = 1.0) -> np.ndarray:
         """The curve for ``envelope * gain`` (the limiter's gain alone, not times ``gain``)."""
@@ -93,7 +108,8 @@ class LimiterGain:
         if required.min() >= 1.0:
             return required
         return _release(attack_gain(required, self.sample_rate,
-                                    lambda: self._running_min(gain)), self.sample_rate, self.p)
+                                    lambda: self._running_min(gain)),
+                        self.sample_rate, self.p, self.block)
 
     def _running_min(self, gain: np.float32) -> np.ndarray:
         """`attack_gain`'s running minimum of the edge-held required gain, for ``gain``."""
@@ -105,14 +121,16 @@ class LimiterGain:
         return np.minimum(minimum, np.float32(1.0), out=minimum)
 
 
-def _release(attack: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
-    """The attack curve under its program-dependent release (see the module's step 3)."""
+def _release(attack: np.ndarray, sample_rate: float, p: LimiterParams,
+             block: int = RELEASE_BLOCK) -> np.ndarray:
+    """The attack curve under its program-dependent release (see the module's step 3), the
+    smoother stepping every ``block`` samples."""
     # The release runs on block minima (a few ms): it moves slowly, so that rate is plenty,
     # and min(attack, release) <= attack keeps the guarantee whatever the interpolation does.
-    log_gain = np.log(block_minima(attack))
-    smoothed = one_pole(log_gain, release_coefficient(sample_rate, p), log_gain[0])
+    log_gain = np.log(block_minima(attack, block))
+    smoothed = one_pole(log_gain, release_coefficient(sample_rate, p, block), log_gain[0])
     release = np.exp(np.minimum(log_gain, smoothed)).astype(np.float32)
-    curve = interpolate_blocks(release, np.append(release[1:], release[-1]))
+    curve = interpolate_blocks(release, np.append(release[1:], release[-1]), block)
     return np.minimum(attack, curve[: attack.size], out=attack)
 
 
@@ -180,18 +198,25 @@ def _smooth_minimum(minimum: np.ndarray, w: int) -> np.ndarray:
     return np.minimum(attack, np.float32(1.0), out=attack)  # float rounding of the sums
 
 
-def block_minima(attack: np.ndarray) -> np.ndarray:
-    """Minimum of every `RELEASE_BLOCK` samples (the last block may be partial), float64."""
-    whole = attack.size // RELEASE_BLOCK
-    minima = attack[: whole * RELEASE_BLOCK].reshape(whole, RELEASE_BLOCK).min(axis=1)
-    if attack.size > whole * RELEASE_BLOCK:
-        minima = np.append(minima, attack[whole * RELEASE_BLOCK:].min())
-    return minima.astype(np.float64)
+def block_minima(attack: np.ndarray, block: int = RELEASE_BLOCK) -> np.ndarray:
+    """Minimum of every ``block`` samples (the last block may be partial), float64."""
+    return block_reduce(attack, block, np.minimum).astype(np.float64)
 
 
-def release_coefficient(sample_rate: int, p: LimiterParams) -> float:
-    """Pole of the release smoother, which steps once per `RELEASE_BLOCK` samples."""
-    return float(np.exp(-RELEASE_BLOCK / (p.release_ms * 1e-3 * sample_rate)))
+def block_reduce(x: np.ndarray, block: int, ufunc: np.ufunc) -> np.ndarray:
+    """``ufunc.reduce`` over every ``block`` samples of ``x`` (samples,), the last block
+    possibly partial: shape (ceil(samples / block),)."""
+    whole = x.size // block
+    out = ufunc.reduce(x[: whole * block].reshape(whole, block), axis=1)
+    if x.size > whole * block:
+        out = np.append(out, ufunc.reduce(x[whole * block:]))
+    return out
+
+
+def release_coefficient(sample_rate: float, p: LimiterParams,
+                        block: int = RELEASE_BLOCK) -> float:
+    """Pole of the release smoother, which steps once per ``block`` samples."""
+    return float(np.exp(-block / (p.release_ms * 1e-3 * sample_rate)))
 
 
 def one_pole(x: np.ndarray, alpha: float, previous: float) -> np.ndarray:
@@ -224,10 +249,11 @@ def one_pole(x: np.ndarray, alpha: float, previous: float) -> np.ndarray:
     return local.ravel()[: x.size]
 
 
-def interpolate_blocks(release: np.ndarray, following: np.ndarray) -> np.ndarray:
+def interpolate_blocks(release: np.ndarray, following: np.ndarray,
+                       block: int = RELEASE_BLOCK) -> np.ndarray:
     """Per-sample curve ramping linearly from each block's value to ``following`` (the next
-    block's), shape (blocks * RELEASE_BLOCK,), as one broadcast."""
-    ramp = np.arange(RELEASE_BLOCK, dtype=np.float32) / RELEASE_BLOCK
+    block's), shape (blocks * block,), as one broadcast."""
+    ramp = np.arange(block, dtype=np.float32) / block
     curve = np.multiply.outer(following - release, ramp)
     curve += release[:, None]
     return curve.ravel()
