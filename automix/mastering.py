@@ -29,7 +29,13 @@ from automix.audio import (
     write_text_atomic,
 )
 from automix.effects import biquad, render
-from automix.effects.limiter import COARSE_FACTOR, LimiterGain, apply_gain_curve, trim_residue
+from automix.effects.limiter import (
+    COARSE_FACTOR,
+    LimiterGain,
+    apply_gain_curve,
+    block_reduce,
+    trim_residue,
+)
 from automix.errors import AudioInputError, OutputError, SettingsError
 from automix.params import (
     CompressorParams,
@@ -549,7 +555,7 @@ def _gain_for_loudness(limiter: LimiterGain, power: np.ndarray, sample_rate: int
     """
     coarse = limiter.coarse(COARSE_FACTOR)
     whole = power.size // COARSE_FACTOR
-    pooled = power[: whole * COARSE_FACTOR].reshape(whole, COARSE_FACTOR).mean(axis=1)
+    pooled = block_reduce(power, COARSE_FACTOR, np.add)[:whole] / np.float32(COARSE_FACTOR)
 
     def coarse_lufs(gain_db: float) -> float:
         return _limited_lufs(_gain_curve(coarse, gain_db)[:whole], pooled,
