@@ -135,22 +135,39 @@ def _welch_segment(sample_rate: int) -> int:
     return 2 ** round(math.log2(WELCH_SEGMENT_AT_44K * sample_rate / 44100))
 
 
-def _welch_psd(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """One-sided power spectral density by Welch's method: Hann, 50 % overlap, no detrending.
+def _mid_side_psd(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-sided power spectral densities of mid (L + R) / 2 and side (L - R) / 2 (all mid
+    for mono) by Welch's method: Hann, 50 % overlap, no detrending.
 
     Written out rather than `scipy.signal.welch`, which is several times slower on long files.
-    Frames are transformed in float64 by `numpy.fft` (twice as fast as its float32 path;
-    `scipy.fft` is faster still, but importing it costs 0.2 s of every master).
+    Mid and side are formed a batch of frames at a time, never as whole signals. Frames are
+    transformed in float64 by `numpy.fft` (twice as fast as its float32 path; `scipy.fft` is
+    faster still, but importing it costs 0.2 s of every master).
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (channels, samples), the first two channels taken as L and R
 
     Returns
     -------
     freqs_hz : np.ndarray, shape (bins,)
-    psd : np.ndarray, shape (bins,), power per Hz (sums to the mean square times the bin width)
+    mid_psd, side_psd : np.ndarray, shape (bins,), power per Hz (each sums to the mean square
+        times the bin width)
     """
-    segment = min(_welch_segment(sample_rate), x.size)
+    segment = min(_welch_segment(sample_rate), x.shape[1])
     window = welch_window(segment)
-    frames = sliding_window_view(x, segment)[:: welch_step(segment)]
-    return welch_psd_from_power(welch_power(frames, window), len(frames), window, sample_rate)
+    frames = sliding_window_view(x[:2], segment, axis=-1)[:, :: welch_step(segment)]
+    power = np.zeros((2, segment // 2 + 1))
+    for start in range(0, frames.shape[1], _WELCH_FRAMES_PER_FFT):
+        batch = frames[:, start : start + _WELCH_FRAMES_PER_FFT]
+        if len(batch) == 1:
+            power[0] += welch_power(batch[0], window)
+        else:
+            power[0] += welch_power(0.5 * (batch[0] + batch[1]), window)
+            power[1] += welch_power(0.5 * (batch[0] - batch[1]), window)
+    n_frames = frames.shape[1]
+    freqs_hz, mid_psd = welch_psd_from_power(power[0], n_frames, window, sample_rate)
+    return freqs_hz, mid_psd, welch_psd_from_power(power[1], n_frames, window, sample_rate)[1]
 
 
 def welch_window(segment: int) -> np.ndarray:
@@ -203,7 +220,8 @@ def tonal_balance_db(
     -------
     np.ndarray, shape (len(BAND_CENTERS_HZ),), dB; NaN for bands above 0.9 x Nyquist
     """
-    freqs_hz, psd = _welch_psd(np.asarray(samples_mono, dtype=np.float32), sample_rate)
+    mono = np.asarray(samples_mono, dtype=np.float32)[np.newaxis]
+    freqs_hz, psd, _ = _mid_side_psd(mono, sample_rate)
     return band_power_db(freqs_hz, psd, sample_rate, loudness_lufs)
 
 
@@ -413,11 +431,7 @@ def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
         peak = pool.submit(loudness.true_peak_dbtp, x, sample_rate)
         moments = Moments.of(x)
         sample_peak = amp_to_db(np.float32(max(x.max(), -x.min())))  # no |x| copy
-        if x.shape[0] == 1:
-            mid, side = x[0], np.zeros_like(x[0])
-        else:
-            mid, side = 0.5 * (x[0] + x[1]), 0.5 * (x[0] - x[1])
-        mid_psd, side_psd = _welch_psd(mid, sample_rate), _welch_psd(side, sample_rate)
+        freqs_hz, mid_psd, side_psd = _mid_side_psd(x, sample_rate)
         integrated, loudness_range = levels.result()
         true_peak = peak.result()
     rms = amp_to_db(moments.overall_rms())
@@ -434,8 +448,8 @@ def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
         plr_db=true_peak - integrated,
         width=width_ratio(*moments.mid_side_rms()),
         correlation=1.0 if x.shape[0] == 1 else moments.correlation(),
-        tonal_mid_db=tuple(band_power_db(*mid_psd, sample_rate, integrated).tolist()),
-        tonal_side_db=tuple(band_power_db(*side_psd, sample_rate, integrated).tolist()),
+        tonal_mid_db=tuple(band_power_db(freqs_hz, mid_psd, sample_rate, integrated).tolist()),
+        tonal_side_db=tuple(band_power_db(freqs_hz, side_psd, sample_rate, integrated).tolist()),
         warnings=(),
     )
     return replace(measured, warnings=_input_warnings(x, measured))
