@@ -25,7 +25,7 @@ from automix.errors import AudioInputError, OutputError, SettingsError
 READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3")
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
 BIT_DEPTHS = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
-_READ_BLOCK = 65536  # frames decoded at a time by `load`
+_READ_BLOCK = 65536  # frames decoded or encoded at a time by `load` and `save`
 MIN_DURATION_S = 0.4  # one BS.1770 gating block: nothing shorter has a loudness
 MAX_ABS_SAMPLE = 1e6  # 120 dB over full scale: float data beyond this is not audio (and its
 # squares overflow the float32 loudness sums)
@@ -170,9 +170,17 @@ def save(
     samples = audio.samples
     if bit_depth == 16 and dither:
         samples = tpdf_dither(samples, 16)
-    with atomic_path(Path(path)) as tmp:
-        sf.write(tmp, samples.T, audio.sample_rate, subtype=BIT_DEPTHS[bit_depth],
-                 format=FORMATS[file_format])
+    with atomic_path(Path(path)) as tmp, sf.SoundFile(
+            tmp, "w", audio.sample_rate, samples.shape[0], subtype=BIT_DEPTHS[bit_depth],
+            format=FORMATS[file_format]) as f:
+        # interleaved a block at a time: no transposed copy of the whole file (writing the
+        # transposed view took twice as long)
+        block = np.empty((_READ_BLOCK, samples.shape[0]), dtype=np.float32)
+        for start in range(0, samples.shape[1], _READ_BLOCK):
+            part = samples[:, start:start + _READ_BLOCK]
+            frames = block[: part.shape[1]]
+            frames[:] = part.T
+            f.write(frames)
     return Path(path)
 
 

@@ -110,7 +110,7 @@ def test_failed_write_leaves_nothing_and_keeps_existing(tmp_path: Path, monkeypa
     def broken_write(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sf, "write", broken_write)
+    monkeypatch.setattr(sf.SoundFile, "write", broken_write)
     with pytest.raises(OutputError, match="disk full"):
         save(existing, Audio(_sine(44100, 2).astype(np.float32), 44100))
     assert existing.read_bytes() == b"keep me"

@@ -253,7 +253,7 @@ def test_disk_full_on_the_audio(mode: str, good: Path, stems: Path, tmp_path: Pa
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from automix import audio
 
-    monkeypatch.setattr(audio.sf, "write", _disk_full)
+    monkeypatch.setattr(audio.sf.SoundFile, "write", _disk_full)
     out = tmp_path / "out"
     out.mkdir()
     result = invoke(mode, good if mode == "master" else stems, "-o", out / "x.wav")
