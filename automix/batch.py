@@ -110,9 +110,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _init_worker() -> None:
-    """One thread per worker: the pool's processes share the cores."""
+    """One thread per worker: the pool's processes share the cores; and freed memory kept
+    for the next song (see `automix.memory`)."""
     import torch
 
+    from automix import memory
+
+    memory.keep_freed_memory()
     torch.set_num_threads(1)
 
 

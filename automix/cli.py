@@ -6,7 +6,6 @@ exception (set ``AUTOMIX_DEBUG=1`` for the traceback).
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import os
@@ -20,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from automix import memory
 from automix.errors import AutomixError, OutputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -40,26 +40,11 @@ class Format(str, Enum):
 
 @app.callback()
 def tune_memory(ctx: typer.Context) -> None:
-    """Make fresh memory cheap for the arrays of tens of MB a command allocates and frees.
-
-    On these machines first touches of fresh pages dominate the kernel time (0.9-1.8 s per
-    3-min master): numpy's huge-page advice makes each fault wait for compaction (5x slower
-    here, where transparent huge pages are "madvise"), and glibc hands every large freed
-    array back to the kernel, so the next one faults again. Both are turned off for this
-    process (and the workers it starts) unless the user set NUMPY_MADVISE_HUGEPAGE; the
-    commands import numpy after this runs. The second is for short-lived commands, not the
-    server, and only on glibc.
-    """
-    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
-    if ctx.invoked_subcommand == "serve":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_max = -1, -4  # mallopt's parameter numbers (malloc.h)
-    libc.mallopt(m_mmap_max, 0)
-    libc.mallopt(m_trim_threshold, 2**31 - 1)
+    """Cheap fresh memory for the commands (see `automix.memory`); numpy is imported after
+    this runs. The server process keeps glibc's defaults (its workers tune their own)."""
+    memory.skip_huge_page_advice()
+    if ctx.invoked_subcommand != "serve":
+        memory.keep_freed_memory()
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from automix import memory
 from automix.service.problems import problem
 from automix.service.store import Job, JobStore
 
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    memory.keep_freed_memory()  # a job process (see automix.memory)
     import automix.mastering  # noqa: F401 - warm up before the first claim, not inside a job
 
     work(JobStore(args.db), args.jobs, lease_s=args.lease_seconds, parent_pid=args.parent_pid)
