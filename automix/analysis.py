@@ -326,10 +326,12 @@ def _count_clips(x: np.ndarray) -> int:
     return int(clips)
 
 
-def _input_warnings(x: np.ndarray, a: Analysis) -> tuple[AudioWarning, ...]:
-    """The numbered warnings W01..W07 that apply to ``x`` given its measurements ``a``."""
+def _input_warnings(x: np.ndarray, a: Analysis,
+                    dc_offsets: np.ndarray) -> tuple[AudioWarning, ...]:
+    """The numbered warnings W01..W07 that apply to ``x`` given its measurements ``a`` and
+    its channels' absolute means."""
     clips = _count_clips(x) if a.sample_peak_dbfs >= amp_to_db(CLIP_LEVEL) else 0
-    return input_warnings(a, clips, np.abs(np.mean(x, axis=-1)))
+    return input_warnings(a, clips, dc_offsets)
 
 
 def input_warnings(a: Analysis, clips: int, dc_offsets: np.ndarray) -> tuple[AudioWarning, ...]:
@@ -429,11 +431,12 @@ def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
     with ThreadPoolExecutor(max_workers=2) as pool:
         levels = pool.submit(loudness.loudness_and_range, x, sample_rate)
         peak = pool.submit(loudness.true_peak_dbtp, x, sample_rate)
-        moments = Moments.of(x)
+        pending_moments = pool.submit(Moments.of, x)  # after the true peak, the shorter one
         sample_peak = amp_to_db(np.float32(max(x.max(), -x.min())))  # no |x| copy
         freqs_hz, mid_psd, side_psd = _mid_side_psd(x, sample_rate)
         integrated, loudness_range = levels.result()
         true_peak = peak.result()
+        moments = pending_moments.result()
     rms = amp_to_db(moments.overall_rms())
     measured = Analysis(
         sample_rate=int(sample_rate),
@@ -452,7 +455,7 @@ def analyze(samples: np.ndarray, sample_rate: int) -> Analysis:
         tonal_side_db=tuple(band_power_db(freqs_hz, side_psd, sample_rate, integrated).tolist()),
         warnings=(),
     )
-    return replace(measured, warnings=_input_warnings(x, measured))
+    return replace(measured, warnings=_input_warnings(x, measured, np.abs(moments.mean)))
 
 
 def loudest_excerpt(samples: np.ndarray, sample_rate: int, seconds: float) -> tuple[int, int]:
