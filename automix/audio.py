@@ -26,6 +26,7 @@ READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
 BIT_DEPTHS = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
 _READ_BLOCK = 65536  # frames decoded or encoded at a time by `load` and `save`
+_DECODED_BYTES_PER_FILE_BYTE = 32  # float32 samples per byte of file `load` expects at most
 MIN_DURATION_S = 0.4  # one BS.1770 gating block: nothing shorter has a loudness
 MAX_ABS_SAMPLE = 1e6  # 120 dB over full scale: float data beyond this is not audio (and its
 # squares overflow the float32 loudness sums)
@@ -95,23 +96,24 @@ def _read_channels_first(path: Path) -> tuple[np.ndarray, int]:
     """The file's samples, (channels, samples) float32, and its sample rate.
 
     Decoded in blocks straight into that layout: no second, transposed copy of the whole
-    file (64 MB and a strided pass for 3 min of stereo).
+    file (64 MB and a strided pass for 3 min of stereo). The header's frame count sizes the
+    array only as far as the file's size makes it plausible (a damaged header may claim
+    billions); beyond that the array grows as the decoder delivers.
     """
     with sf.SoundFile(str(path)) as f:
-        samples = np.empty((f.channels, max(f.frames, 0)), dtype=np.float32)
+        plausible = _DECODED_BYTES_PER_FILE_BYTE * path.stat().st_size // (4 * f.channels)
+        samples = np.empty((f.channels, max(min(f.frames, plausible), _READ_BLOCK)),
+                           dtype=np.float32)
         block = np.empty((_READ_BLOCK, f.channels), dtype=np.float32)
         filled = 0
-        while True:
-            got = f.read(_READ_BLOCK, dtype="float32", always_2d=True, out=block)
-            if len(got) == 0:
-                break
-            if filled + len(got) > samples.shape[1]:  # a decoder's frame count was short
-                samples = np.concatenate(
-                    [samples[:, :filled], np.empty((f.channels, samples.shape[1] + len(got)),
-                                                   dtype=np.float32)], axis=1)
+        while len(got := f.read(_READ_BLOCK, dtype="float32", always_2d=True, out=block)):
+            if filled + len(got) > samples.shape[1]:
+                grown = np.empty((f.channels, 2 * samples.shape[1]), dtype=np.float32)
+                grown[:, :filled] = samples[:, :filled]
+                samples = grown
             samples[:, filled:filled + len(got)] = got.T
             filled += len(got)
-        if filled < samples.shape[1]:  # or long
+        if filled < samples.shape[1]:
             samples = np.ascontiguousarray(samples[:, :filled])
         return samples, f.samplerate
 

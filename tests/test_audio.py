@@ -103,6 +103,19 @@ def test_bad_input_gives_one_line_error(tmp_path: Path, make, message: str) -> N
     assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_reads_files_that_decode_to_far_more_than_their_size(tmp_path: Path) -> None:
+    # a near-constant FLAC is tiny: reading it outgrows what the file size suggests, and
+    # every sample must still arrive in order
+    x = np.full((2, 44100 * 20), 0.25, dtype=np.float32)
+    x[:, ::1000] = -0.25
+    path = tmp_path / "flat.flac"
+    sf.write(path, x.T, 44100, subtype="PCM_16")
+    assert path.stat().st_size * 8 < x.nbytes / 4  # the array must grow while reading
+    got = load(path)
+    np.testing.assert_array_equal(got.samples, sf.read(path, dtype="float32")[0].T)
+    assert got.samples.flags.c_contiguous
+
+
 def test_failed_write_leaves_nothing_and_keeps_existing(tmp_path: Path, monkeypatch) -> None:
     existing = tmp_path / "out.wav"
     existing.write_bytes(b"keep me")
