@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -169,12 +170,74 @@ def save(
     (FLAC has no float: 32 is refused).
     """
     check_format(file_format, bit_depth)
+    with atomic_path(Path(path)) as tmp:
+        _write_samples(tmp, audio, bit_depth, file_format, dither)
+    return Path(path)
+
+
+class BackgroundWriter:
+    """Writes audio to ``path`` as `save` does, in a thread of its own (libsndfile releases
+    the GIL) while the caller goes on measuring it: `write` starts writing (dropping any
+    earlier write), `commit` waits for the last one and moves it into place, raising what
+    `save` would; `discard` drops it. Audio given to `write` must not change until the next
+    `write`, `commit` or `discard`."""
+
+    def __init__(self, path: str | os.PathLike, *, bit_depth: int = 24,
+                 file_format: str = "wav", dither: bool = True) -> None:
+        check_format(file_format, bit_depth)
+        self.path = Path(path)
+        self._options = (bit_depth, file_format, dither)
+        self._thread: threading.Thread | None = None
+        self._tmp = ""
+        self._error: BaseException | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def write(self, audio: Audio) -> None:
+        self.discard()
+        self._tmp, self._error = _temporary_beside(self.path), None
+        self._thread = threading.Thread(target=self._run, args=(self._tmp, audio), daemon=True)
+        self._thread.start()
+
+    def _run(self, tmp: str, audio: Audio) -> None:
+        try:
+            _write_samples(tmp, audio, *self._options)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by commit
+            self._error = exc
+
+    def commit(self) -> Path:
+        if self._thread is None:
+            raise RuntimeError("commit before write")
+        self._thread.join()
+        self._thread = None
+        try:
+            if self._error is not None:
+                raise self._error
+            os.replace(self._tmp, self.path)
+        except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+            _remove_quietly(self._tmp)
+            raise _write_error(self.path, exc) from None
+        except BaseException:
+            _remove_quietly(self._tmp)
+            raise
+        return self.path
+
+    def discard(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            _remove_quietly(self._tmp)
+
+
+def _write_samples(tmp: str, audio: Audio, bit_depth: int, file_format: str,
+                   dither: bool) -> None:
     samples = audio.samples
     if bit_depth == 16 and dither:
         samples = tpdf_dither(samples, 16)
-    with atomic_path(Path(path)) as tmp, sf.SoundFile(
-            tmp, "w", audio.sample_rate, samples.shape[0], subtype=BIT_DEPTHS[bit_depth],
-            format=FORMATS[file_format]) as f:
+    with sf.SoundFile(tmp, "w", audio.sample_rate, samples.shape[0],
+                      subtype=BIT_DEPTHS[bit_depth], format=FORMATS[file_format]) as f:
         # interleaved a block at a time: no transposed copy of the whole file (writing the
         # transposed view took twice as long)
         block = np.empty((_READ_BLOCK, samples.shape[0]), dtype=np.float32)
@@ -183,7 +246,6 @@ def save(
             frames = block[: part.shape[1]]
             frames[:] = part.T
             f.write(frames)
-    return Path(path)
 
 
 @contextlib.contextmanager
@@ -212,6 +274,20 @@ def atomic_path(dest: Path) -> Iterator[str]:
     On any failure (Ctrl-C included) the temporary file is removed and ``dest`` is left as it
     was; I/O errors become a one-line `OutputError` ("disk full" for ENOSPC).
     """
+    tmp = _temporary_beside(dest)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+        _remove_quietly(tmp)
+        raise _write_error(dest, exc) from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _temporary_beside(dest: Path) -> str:
+    """A new, empty file beside ``dest`` with ordinary permissions, for writing ``dest``."""
     folder = dest.parent if str(dest.parent) else Path(".")
     check_folder(folder)
     try:
@@ -221,15 +297,15 @@ def atomic_path(dest: Path) -> Iterator[str]:
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)
-        yield tmp
-        os.replace(tmp, dest)
-    except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+    except OSError as exc:
         _remove_quietly(tmp)
-        reason = "disk full" if getattr(exc, "errno", None) == errno.ENOSPC else _first_line(exc)
-        raise OutputError(f"{dest}: could not write ({reason})") from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
+        raise _write_error(dest, exc) from None
+    return tmp
+
+
+def _write_error(dest: Path, exc: BaseException) -> OutputError:
+    reason = "disk full" if getattr(exc, "errno", None) == errno.ENOSPC else _first_line(exc)
+    return OutputError(f"{dest}: could not write ({reason})")
 
 
 def check_folder(folder: Path) -> None:

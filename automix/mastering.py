@@ -22,6 +22,7 @@ import numpy as np
 from automix import __version__, analysis, loudness, presets
 from automix.audio import (
     Audio,
+    BackgroundWriter,
     all_or_nothing,
     check_format,
     check_writable,
@@ -34,6 +35,7 @@ from automix.effects.limiter import (
     LimiterGain,
     apply_gain_curve,
     block_reduce,
+    residue_trim_db,
     trim_residue,
 )
 from automix.errors import AudioInputError, OutputError, SettingsError
@@ -505,14 +507,16 @@ def _gain_curve(limiter: LimiterGain, gain_db: float) -> np.ndarray:
 
 
 def finalise(audio: Audio, chain: MasterChain, target: Target,
-             release_ms: float = LimiterParams().release_ms
+             release_ms: float = LimiterParams().release_ms, *,
+             writer: BackgroundWriter | None = None
              ) -> tuple[MasterSettings, Audio, analysis.Analysis]:
     """Find the gain that lands the limited result on the target loudness; render it and
     analyse the result.
 
     The gain is searched on a prediction (`_gain_for_loudness`); the rendered result is
     analysed, and when it misses the target by more than `LOUDNESS_TOLERANCE_LU` the search
-    runs again with the prediction's bias removed.
+    runs again with the prediction's bias removed. A ``writer`` writes each rendered result
+    while it is analysed (the last one is the answer: the caller commits it).
     """
     sample_rate = audio.sample_rate
     chained = render.master_chain(audio.samples, sample_rate, chain)
@@ -528,10 +532,17 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
         gain_db, curve, predicted = _gain_for_loudness(curves, power, sample_rate,
                                                        target.integrated_lufs - bias, gain_db)
         out = Audio(chained * curve[None, :], sample_rate)
+        if writer is not None:
+            writer.write(out)
         measured = analysis.analyze(out.samples, sample_rate)
         # `apply_gain_curve`'s residue trim, from the true peak the analysis measured
-        if trim_residue(out.samples, measured.true_peak_dbtp, limiter):
+        if residue_trim_db(measured.true_peak_dbtp, limiter) < 0:
+            if writer is not None:
+                writer.discard()  # before `out` changes
+            trim_residue(out.samples, measured.true_peak_dbtp, limiter)
             measured = analysis.analyze(out.samples, sample_rate)
+            if writer is not None:
+                writer.write(out)
         if abs(target.integrated_lufs - measured.integrated_lufs) <= LOUDNESS_TOLERANCE_LU:
             break
         bias = measured.integrated_lufs - predicted
@@ -604,13 +615,15 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
            settings: MasterSettings | None = None,
            amounts: dict[str, float] | None = None, refit_gain: bool = False,
            refine_steps: int = REFINE_STEPS,
-           refine_seconds: float = REFINE_SECONDS) -> MasterResult:
+           refine_seconds: float = REFINE_SECONDS,
+           writer: BackgroundWriter | None = None) -> MasterResult:
     """Master ``audio`` toward ``reference`` at ``target``; or render given ``settings``.
 
     ``amounts`` (see `parse_amounts`) scale the suggestion, or the given settings, toward
     neutral; the gain is then found again so the loudness target still holds. Given settings
     render exactly as stored, unless amounts scale them or ``refit_gain`` asks for the gain to
-    be found again (after editing EQ or the target, say).
+    be found again (after editing EQ or the target, say). A ``writer`` (see `finalise`)
+    writes the result while it is measured, when the gain is searched.
     """
     scaled = amounts is not None and any(a != 1.0 for a in amounts.values())
     timings: dict[str, float] = {}
@@ -629,7 +642,7 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
                          ceiling_dbtp=settings.limiter.ceiling_dbtp)
         chain = scale_chain(settings.chain, amounts) if scaled else settings.chain
         settings, out, output_analysis = finalise(audio, chain, target,
-                                                  settings.limiter.release_ms)
+                                                  settings.limiter.release_ms, writer=writer)
         timings["render"] = time.perf_counter() - t0
         method = "settings"
     else:
@@ -640,7 +653,7 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
             chain = scale_chain(chain, amounts)
         timings["suggest"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        settings, out, output_analysis = finalise(audio, chain, target)
+        settings, out, output_analysis = finalise(audio, chain, target, writer=writer)
         timings["render"] = time.perf_counter() - t0  # with the analysis that verifies it
     return MasterResult(out, settings, method, input_analysis, output_analysis, reference, target,
                         timings)
@@ -711,7 +724,8 @@ def write_document(path: Path, document: dict[str, Any]) -> Path:
 def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: float | None,
          method: str, settings_path: Path | None, amounts: dict[str, float] | None,
          refit_gain: bool = False, refine_steps: int = REFINE_STEPS,
-         refine_seconds: float = REFINE_SECONDS) -> tuple[Audio, MasterResult]:
+         refine_seconds: float = REFINE_SECONDS,
+         writer: BackgroundWriter | None = None) -> tuple[Audio, MasterResult]:
     song = load(input_path)
     check_channels(input_path, song.channels)
     settings = read_settings(settings_path) if settings_path else None
@@ -719,7 +733,7 @@ def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: flo
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
     return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
                         refit_gain=refit_gain, refine_steps=refine_steps,
-                        refine_seconds=refine_seconds)
+                        refine_seconds=refine_seconds, writer=writer)
 
 
 def master_file(input_path: Path, *, reference: str = "pop", target: str | None = None,
@@ -752,11 +766,17 @@ def master_file(input_path: Path, *, reference: str = "pop", target: str | None 
             output=output, file_format=file_format, bit_depth=bit_depth, method=method,
             settings_path=settings_path, amounts=amounts, force=force, preview=preview,
             report_path=report_path, refit_gain=refit_gain)  # (refine: dsp only)
-    song, result = _run(input_path, reference, target, ceiling_dbtp, method, settings_path,
-                        amounts, refit_gain, refine_steps, refine_seconds)
+    # the master is written while it is measured (and discarded if anything fails first)
+    writer = audio_io.BackgroundWriter(out_path, bit_depth=bit_depth, file_format=file_format)
+    try:
+        song, result = _run(input_path, reference, target, ceiling_dbtp, method, settings_path,
+                            amounts, refit_gain, refine_steps, refine_seconds, writer)
+    except BaseException:
+        writer.discard()
+        raise
     with all_or_nothing() as written:  # a failure below removes what this run wrote
-        written.append(audio_io.save(out_path, result.audio, bit_depth=bit_depth,
-                                     file_format=file_format))
+        written.append(writer.commit() if writer.started else audio_io.save(
+            out_path, result.audio, bit_depth=bit_depth, file_format=file_format))
         report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
                   **result.to_dict()}
         write_extras(report, written, out_path=out_path, sidecar=sidecar,

@@ -116,6 +116,38 @@ def test_reads_files_that_decode_to_far_more_than_their_size(tmp_path: Path) -> 
     assert got.samples.flags.c_contiguous
 
 
+def test_background_writer_keeps_the_last_write_and_leaves_no_temporaries(
+        tmp_path: Path) -> None:
+    from automix.audio import BackgroundWriter
+
+    dest = tmp_path / "o.wav"
+    first, last = (Audio(_sine(44100, 2, amp=a).astype(np.float32), 44100) for a in (0.1, 0.5))
+    writer = BackgroundWriter(dest)
+    writer.write(first)
+    writer.write(last)  # the result changed while the first was being written
+    assert writer.commit() == dest
+    got, _ = sf.read(dest, dtype="float32")
+    assert np.max(np.abs(got.T - last.samples)) < 2 ** -22  # 24-bit
+    dropped = BackgroundWriter(tmp_path / "dropped.wav")
+    dropped.write(first)
+    dropped.discard()
+    assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]
+
+
+def test_background_writer_reports_a_full_disk_on_commit(tmp_path: Path, monkeypatch) -> None:
+    from automix.audio import BackgroundWriter
+
+    def broken_write(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sf.SoundFile, "write", broken_write)
+    writer = BackgroundWriter(tmp_path / "o.wav")
+    writer.write(Audio(_sine(44100, 2).astype(np.float32), 44100))
+    with pytest.raises(OutputError, match="disk full"):
+        writer.commit()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_write_leaves_nothing_and_keeps_existing(tmp_path: Path, monkeypatch) -> None:
     existing = tmp_path / "out.wav"
     existing.write_bytes(b"keep me")
