@@ -98,8 +98,10 @@ def check_channels(path: Path, channels: int) -> None:
                               "downmix to stereo first")
 
 
-def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None) -> Reference:
-    """A genre preset by name, else an audio file by path (analysed here)."""
+def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None,
+                      audio: Audio | None = None) -> Reference:
+    """A genre preset by name, else an audio file by path (analysed here; ``audio``, when
+    given, is that file's content, already loaded)."""
     names = [g.name for g in presets.list_genres()]
     if spec in names:
         profile = presets.load_genre(spec)
@@ -111,7 +113,7 @@ def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None) -> Refere
     if not path.exists():
         raise SettingsError(f"unknown reference {spec!r}: not a preset ({', '.join(names)}) "
                             "and no such file")
-    ref = load(path)
+    ref = load(path) if audio is None else audio
     check_channels(path, ref.channels)
     features = analysis.analyze(ref.samples, ref.sample_rate).to_dict()
     ceiling = DEFAULT_CEILING_DBTP if ceiling_dbtp is None else ceiling_dbtp
@@ -726,10 +728,17 @@ def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: flo
          refit_gain: bool = False, refine_steps: int = REFINE_STEPS,
          refine_seconds: float = REFINE_SECONDS,
          writer: BackgroundWriter | None = None) -> tuple[Audio, MasterResult]:
-    song = load(input_path)
-    check_channels(input_path, song.channels)
-    settings = read_settings(settings_path) if settings_path else None
-    ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # a reference file is decoded beside the song (libsndfile releases the GIL); its
+        # errors still come after the song's
+        is_file = (reference not in [g.name for g in presets.list_genres()]
+                   and Path(reference).is_file())
+        ref_audio = pool.submit(load, Path(reference)) if is_file else None
+        song = load(input_path)
+        check_channels(input_path, song.channels)
+        settings = read_settings(settings_path) if settings_path else None
+        ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp,
+                                audio=None if ref_audio is None else ref_audio.result())
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
     return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
                         refit_gain=refit_gain, refine_steps=refine_steps,
