@@ -342,7 +342,8 @@ def true_peak_envelope(samples: np.ndarray, sample_rate: int, *, oversample: int
             points = np.ascontiguousarray(windows) @ matrix
             np.abs(points, out=points)
             rows_peak = peak.reshape(-1, block)
-            for phase in points.reshape(x.shape[0], -1, oversample - 1, block).transpose(2, 0, 1, 3):
+            phases = points.reshape(x.shape[0], -1, oversample - 1, block).transpose(2, 0, 1, 3)
+            for phase in phases:
                 for channel in phase:
                     np.maximum(rows_peak, channel, out=rows_peak)
     return envelope[:n]
