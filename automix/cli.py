@@ -41,9 +41,10 @@ class Format(str, Enum):
 @app.callback()
 def tune_memory(ctx: typer.Context) -> None:
     """Cheap fresh memory for the commands (see `automix.memory`); numpy is imported after
-    this runs. The server process keeps glibc's defaults (its workers tune their own)."""
+    this runs. The long-running ones (the server, whose workers tune their own, and training)
+    keep glibc's defaults, which return freed memory."""
     memory.skip_huge_page_advice()
-    if ctx.invoked_subcommand != "serve":
+    if ctx.invoked_subcommand not in ("serve", "train"):
         memory.keep_freed_memory()
 
 
