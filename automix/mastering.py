@@ -8,6 +8,7 @@ by the DSP matcher here (``method="dsp"``, the baseline) or by the analysis netw
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -113,14 +114,31 @@ def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None,
     if not path.exists():
         raise SettingsError(f"unknown reference {spec!r}: not a preset ({', '.join(names)}) "
                             "and no such file")
-    ref = load(path) if audio is None else audio
-    check_channels(path, ref.channels)
-    features = analysis.analyze(ref.samples, ref.sample_rate).to_dict()
+    key = _file_identity(path)
+    if key not in _analysed_references:
+        ref = load(path) if audio is None else audio
+        check_channels(path, ref.channels)
+        if len(_analysed_references) >= MAX_ANALYSED_REFERENCES:
+            del _analysed_references[next(iter(_analysed_references))]
+        _analysed_references[key] = analysis.analyze(ref.samples, ref.sample_rate).to_dict()
+    features = copy.deepcopy(_analysed_references[key])
     ceiling = DEFAULT_CEILING_DBTP if ceiling_dbtp is None else ceiling_dbtp
     target = Target(name=f"reference loudness ({path.name})",
                     integrated_lufs=round(features["integrated_lufs"], 2), ceiling_dbtp=ceiling,
                     description="the reference's own integrated loudness")
     return Reference(path.stem, "file", features, target, (path,))
+
+
+# Reference files this process has analysed, by `_file_identity`: a batch worker masters many
+# songs against one reference, and analyses it once.
+_analysed_references: dict[tuple[str, int, int], dict[str, Any]] = {}
+MAX_ANALYSED_REFERENCES = 8
+
+
+def _file_identity(path: Path) -> tuple[str, int, int]:
+    """Resolved path, size and modification time: a file changed in place is a new one."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
 def resolve_target(name: str | None, reference: Reference, *,
@@ -733,7 +751,10 @@ def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: flo
         # errors still come after the song's
         is_file = (reference not in [g.name for g in presets.list_genres()]
                    and Path(reference).is_file())
-        ref_audio = pool.submit(load, Path(reference)) if is_file else None
+        if is_file and _file_identity(Path(reference)) not in _analysed_references:
+            ref_audio = pool.submit(load, Path(reference))
+        else:
+            ref_audio = None
         song = load(input_path)
         check_channels(input_path, song.channels)
         settings = read_settings(settings_path) if settings_path else None

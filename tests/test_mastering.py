@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -94,3 +95,27 @@ def test_default_chain_is_only_the_subsonic_high_pass(song: Audio) -> None:
     a, b = analysis.analyze(song.samples, SR), analysis.analyze(out, SR)
     diff = np.array(b.tonal_mid_db[3:]) - np.array(a.tonal_mid_db[3:])
     assert np.nanmax(np.abs(diff - np.nanmean(diff))) < 0.3
+
+
+def test_a_reference_file_is_analysed_once_per_process_until_it_changes(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import soundfile as sf
+
+    from automix import mastering
+
+    path = tmp_path / "ref.wav"
+    sf.write(path, music_like(np.random.default_rng(5), 44100, 3.0).T, 44100, subtype="FLOAT")
+    calls = []
+    real = analysis.analyze
+    monkeypatch.setattr(analysis, "analyze", lambda *a: calls.append(1) or real(*a))
+    first = mastering.resolve_reference(str(path))
+    first.features["integrated_lufs"] = 0.0  # a caller's edit stays its own
+    again = mastering.resolve_reference(str(path))
+    assert len(calls) == 1 and again.features["integrated_lufs"] < -5
+    louder = music_like(np.random.default_rng(5), 44100, 3.0) * np.float32(2.0)
+    sf.write(path, louder.T, 44100, subtype="FLOAT")
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))  # a new modification time
+    changed = mastering.resolve_reference(str(path))
+    assert len(calls) == 2
+    assert changed.features["integrated_lufs"] == pytest.approx(
+        again.features["integrated_lufs"] + 6.02, abs=0.05)
