@@ -509,12 +509,38 @@ def dsp_match(audio: Audio, input_analysis: analysis.Analysis, reference: Refere
 
 def render_master(audio: Audio, settings: MasterSettings) -> Audio:
     """Render settings exactly: chain, gain, true-peak limiter."""
-    chained = render.master_chain(audio.samples, audio.sample_rate, settings.chain)
-    envelope = loudness.true_peak_envelope(chained, audio.sample_rate)
-    curve = _gain_curve(LimiterGain(envelope, audio.sample_rate, settings.limiter),
-                        settings.gain_db)
+    chained, curve = _chained_and_curve(audio, settings)
     return Audio(apply_gain_curve(chained, curve, audio.sample_rate, settings.limiter),
                  audio.sample_rate)
+
+
+def _chained_and_curve(audio: Audio, settings: MasterSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The chain's output (channels, samples) and the gain-and-limiter curve (samples,) that
+    settings render with."""
+    chained = render.master_chain(audio.samples, audio.sample_rate, settings.chain)
+    envelope = loudness.true_peak_envelope(chained, audio.sample_rate)
+    return chained, _gain_curve(LimiterGain(envelope, audio.sample_rate, settings.limiter),
+                                settings.gain_db)
+
+
+def _limited_and_measured(chained: np.ndarray, curve: np.ndarray, sample_rate: int,
+                          limiter: LimiterParams, writer: BackgroundWriter | None
+                          ) -> tuple[Audio, analysis.Analysis]:
+    """``chained`` under the gain ``curve``, analysed, with `apply_gain_curve`'s residue trim
+    taken from the true peak that analysis measures (no second measurement); a ``writer``
+    writes it meanwhile."""
+    out = Audio(chained * curve[None, :], sample_rate)
+    if writer is not None:
+        writer.write(out)
+    measured = analysis.analyze(out.samples, sample_rate)
+    if residue_trim_db(measured.true_peak_dbtp, limiter) < 0:
+        if writer is not None:
+            writer.discard()  # before `out` changes
+        trim_residue(out.samples, measured.true_peak_dbtp, limiter)
+        measured = analysis.analyze(out.samples, sample_rate)
+        if writer is not None:
+            writer.write(out)
+    return out, measured
 
 
 def _gain_curve(limiter: LimiterGain, gain_db: float) -> np.ndarray:
@@ -551,18 +577,7 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
     for _ in range(MAX_RENDERS):
         gain_db, curve, predicted = _gain_for_loudness(curves, power, sample_rate,
                                                        target.integrated_lufs - bias, gain_db)
-        out = Audio(chained * curve[None, :], sample_rate)
-        if writer is not None:
-            writer.write(out)
-        measured = analysis.analyze(out.samples, sample_rate)
-        # `apply_gain_curve`'s residue trim, from the true peak the analysis measured
-        if residue_trim_db(measured.true_peak_dbtp, limiter) < 0:
-            if writer is not None:
-                writer.discard()  # before `out` changes
-            trim_residue(out.samples, measured.true_peak_dbtp, limiter)
-            measured = analysis.analyze(out.samples, sample_rate)
-            if writer is not None:
-                writer.write(out)
+        out, measured = _limited_and_measured(chained, curve, sample_rate, limiter, writer)
         if abs(target.integrated_lufs - measured.integrated_lufs) <= LOUDNESS_TOLERANCE_LU:
             break
         bias = measured.integrated_lufs - predicted
@@ -643,7 +658,7 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
     neutral; the gain is then found again so the loudness target still holds. Given settings
     render exactly as stored, unless amounts scale them or ``refit_gain`` asks for the gain to
     be found again (after editing EQ or the target, say). A ``writer`` (see `finalise`)
-    writes the result while it is measured, when the gain is searched.
+    writes the result while it is measured.
     """
     scaled = amounts is not None and any(a != 1.0 for a in amounts.values())
     timings: dict[str, float] = {}
@@ -652,8 +667,8 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
     timings["analyse"] = time.perf_counter() - t0
     if settings is not None and not (scaled or refit_gain):
         t0 = time.perf_counter()
-        out = render_master(audio, settings)
-        output_analysis = analysis.analyze(out.samples, out.sample_rate)
+        out, output_analysis = _limited_and_measured(
+            *_chained_and_curve(audio, settings), audio.sample_rate, settings.limiter, writer)
         timings["render"] = time.perf_counter() - t0
         method = "settings"
     elif settings is not None:
