@@ -26,7 +26,7 @@ from automix.errors import AudioInputError, OutputError, SettingsError
 READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3")
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
 BIT_DEPTHS = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
-_READ_BLOCK = 65536  # frames decoded or encoded at a time by `load` and `save`
+_IO_BLOCK = 65536  # frames decoded or encoded at a time by `load` and `save`
 _DECODED_BYTES_PER_FILE_BYTE = 32  # float32 samples per byte of file `load` expects at most
 MIN_DURATION_S = 0.4  # one BS.1770 gating block: nothing shorter has a loudness
 MAX_ABS_SAMPLE = 1e6  # 120 dB over full scale: float data beyond this is not audio (and its
@@ -103,11 +103,11 @@ def _read_channels_first(path: Path) -> tuple[np.ndarray, int]:
     """
     with sf.SoundFile(str(path)) as f:
         plausible = _DECODED_BYTES_PER_FILE_BYTE * path.stat().st_size // (4 * f.channels)
-        samples = np.empty((f.channels, max(min(f.frames, plausible), _READ_BLOCK)),
+        samples = np.empty((f.channels, max(min(f.frames, plausible), _IO_BLOCK)),
                            dtype=np.float32)
-        block = np.empty((_READ_BLOCK, f.channels), dtype=np.float32)
+        block = np.empty((_IO_BLOCK, f.channels), dtype=np.float32)
         filled = 0
-        while len(got := f.read(_READ_BLOCK, dtype="float32", always_2d=True, out=block)):
+        while len(got := f.read(_IO_BLOCK, dtype="float32", always_2d=True, out=block)):
             if filled + len(got) > samples.shape[1]:
                 grown = np.empty((f.channels, 2 * samples.shape[1]), dtype=np.float32)
                 grown[:, :filled] = samples[:, :filled]
@@ -212,16 +212,9 @@ class BackgroundWriter:
             raise RuntimeError("commit before write")
         self._thread.join()
         self._thread = None
-        try:
+        with _moved_into_place(self._tmp, self.path):
             if self._error is not None:
                 raise self._error
-            os.replace(self._tmp, self.path)
-        except (OSError, sf.LibsndfileError, RuntimeError) as exc:
-            _remove_quietly(self._tmp)
-            raise _write_error(self.path, exc) from None
-        except BaseException:
-            _remove_quietly(self._tmp)
-            raise
         return self.path
 
     def discard(self) -> None:
@@ -240,9 +233,9 @@ def _write_samples(tmp: str, audio: Audio, bit_depth: int, file_format: str,
                       subtype=BIT_DEPTHS[bit_depth], format=FORMATS[file_format]) as f:
         # interleaved a block at a time: no transposed copy of the whole file (writing the
         # transposed view took twice as long)
-        block = np.empty((_READ_BLOCK, samples.shape[0]), dtype=np.float32)
-        for start in range(0, samples.shape[1], _READ_BLOCK):
-            part = samples[:, start:start + _READ_BLOCK]
+        block = np.empty((_IO_BLOCK, samples.shape[0]), dtype=np.float32)
+        for start in range(0, samples.shape[1], _IO_BLOCK):
+            part = samples[:, start:start + _IO_BLOCK]
             frames = block[: part.shape[1]]
             frames[:] = part.T
             f.write(frames)
@@ -275,8 +268,16 @@ def atomic_path(dest: Path) -> Iterator[str]:
     was; I/O errors become a one-line `OutputError` ("disk full" for ENOSPC).
     """
     tmp = _temporary_beside(dest)
-    try:
+    with _moved_into_place(tmp, dest):
         yield tmp
+
+
+@contextlib.contextmanager
+def _moved_into_place(tmp: str, dest: Path) -> Iterator[None]:
+    """Run the block, then rename ``tmp`` to ``dest``; on any failure remove ``tmp`` instead
+    (I/O errors become a one-line `OutputError`, "disk full" for ENOSPC)."""
+    try:
+        yield
         os.replace(tmp, dest)
     except (OSError, sf.LibsndfileError, RuntimeError) as exc:
         _remove_quietly(tmp)
