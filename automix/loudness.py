@@ -20,6 +20,7 @@ import pedalboard as pb
 from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import ThreadpoolController
 
+from automix.effects import render
 from automix.errors import AudioInputError
 
 LEVEL_FLOOR_DB = -120.0  # what silence reads, in dBFS, dBTP and LUFS
@@ -48,7 +49,6 @@ TRUE_PEAK_TAPS = 16
 TRUE_PEAK_KAISER_BETA = 5.0
 _TRUE_PEAK_BLOCK = 32  # output samples per row of the block matrix product
 _TRUE_PEAK_ROWS = 1024  # rows per matrix product: a few hundred kB, stays in cache
-_K_WEIGHTING_CHUNK = 1 << 17  # samples per pedalboard call in `weighted_power`
 
 
 def db_to_amp(db: float | np.ndarray) -> float | np.ndarray:
@@ -148,13 +148,10 @@ def weighted_power(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     board = k_weighting_board(sample_rate)
     weights = channel_power_weights(x.shape[0], sample_rate)
     power = np.empty(x.shape[1], dtype=np.float32)
-    # in chunks, the filters' state carried over (bit-identical to one call): nothing of the
-    # signal's size but the result, and twice as fast as filtering the whole file at once
-    for start in range(0, x.shape[1], _K_WEIGHTING_CHUNK):
-        y = board(x[:, start:start + _K_WEIGHTING_CHUNK], float(sample_rate), reset=start == 0)
+    for where, y in render.chunks_through(board, x, sample_rate):  # nothing else whole-size
         np.square(y, out=y)
         y *= weights
-        np.sum(y, axis=0, out=power[start:start + _K_WEIGHTING_CHUNK])
+        np.sum(y, axis=0, out=power[where])
     return power
 
 

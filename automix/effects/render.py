@@ -9,6 +9,7 @@ be pickled: settings travel, plugins do not.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,7 +29,7 @@ from automix.params import (
 )
 
 CONVOLUTION_NORM = 0.125  # pedalboard.Convolution rescales a response to this L2 norm
-_CHUNK = 1 << 17  # samples per pedalboard call: see `_run_in_chunks`
+CHUNK = 1 << 17  # samples per pedalboard call: see `chunks_through`
 
 
 def db_to_amp(db: float) -> float:
@@ -83,12 +84,20 @@ def _run(plugins: list[pb.Plugin], samples: np.ndarray, sample_rate: int) -> np.
 
 def _run_in_chunks(board: pb.Pedalboard, x: np.ndarray, out: np.ndarray,
                    sample_rate: int) -> None:
-    """``board`` over ``x`` (channels, samples) into ``out``, `_CHUNK` samples at a time with
-    the plugins' state carried over: bit-identical to one call, and twice as fast on a long
-    signal (each plugin's pass over a chunk finds it still in cache)."""
-    for start in range(0, x.shape[1], _CHUNK):
-        out[:, start:start + _CHUNK] = board(x[:, start:start + _CHUNK], float(sample_rate),
-                                             reset=start == 0)
+    """``board`` over ``x`` (channels, samples) into ``out`` (see `chunks_through`)."""
+    for where, y in chunks_through(board, x, sample_rate):
+        out[:, where] = y
+
+
+def chunks_through(board: pb.Pedalboard, x: np.ndarray,
+                   sample_rate: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """``board`` over ``x`` (channels, samples), `CHUNK` samples at a time with the plugins'
+    state carried over: each chunk's place in ``x`` and its output. Bit-identical to one call,
+    and twice as fast on a long signal (each plugin's pass over a chunk finds it still in
+    cache), with nothing of the signal's size allocated."""
+    for start in range(0, x.shape[1], CHUNK):
+        where = slice(start, start + CHUNK)
+        yield where, board(x[:, where], float(sample_rate), reset=start == 0)
 
 
 def _clone(plugins: list[pb.Plugin]) -> list[pb.Plugin]:
