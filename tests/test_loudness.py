@@ -6,7 +6,9 @@ import pytest
 from scipy.signal.windows import tukey
 
 from automix import loudness
+from automix.audio import load
 from automix.errors import AudioInputError
+from conftest import excerpt_files, music_like
 
 
 def sine(level_dbfs: float, seconds: float, sample_rate: int, freq_hz: float = 1000.0):
@@ -159,6 +161,45 @@ def test_true_peak_envelope_stays_local_to_an_impulse():
     assert envelope[500] == pytest.approx(0.8)
     assert np.all(envelope[: 500 - reach] == 0) and np.all(envelope[500 + reach :] == 0)
     assert np.all(envelope[495:505] > 0)
+
+
+def dense_true_peak_dbtp(x: np.ndarray, sample_rate: int, oversample: int = 4) -> float:
+    """The true peak from every row: the maximum of the whole envelope."""
+    envelope = loudness.true_peak_envelope(x, sample_rate, oversample=oversample)
+    return loudness.amp_to_db(envelope.max())
+
+
+def test_interpolation_gain_bounds_the_worst_case_and_is_reached_by_it():
+    # The samples that push one in-between point highest carry the signs of its taps: that
+    # point is the sum of |taps| times the amplitude, the bound the sparse search relies on.
+    matrix = loudness._interpolation_matrix(4)
+    column = int(np.argmax(np.abs(matrix.astype(np.float64)).sum(axis=0)))
+    x = np.zeros(4000, np.float32)
+    start = 32 * 60 - (loudness.TRUE_PEAK_TAPS // 2 - 1)  # row 60's window
+    x[start: start + matrix.shape[0]] = 0.3 * np.sign(matrix[:, column])
+    worst = 0.3 * np.abs(matrix[:, column].astype(np.float64)).sum()
+    assert loudness.db_to_amp(loudness.true_peak_dbtp(x, 48000)) == pytest.approx(worst, rel=1e-5)
+    assert worst <= 0.3 * loudness._interpolation_gain(4)
+    assert loudness.true_peak_dbtp(x, 48000) == dense_true_peak_dbtp(x, 48000)
+
+
+@pytest.mark.parametrize("oversample", [1, 2, 4, 8])
+def test_true_peak_skips_only_rows_that_cannot_hold_it(oversample):
+    # Equal to the whole envelope's maximum, bit for bit: music-like and real audio (few rows
+    # interpolated), a steady sine (every row), a lone peak at either end (the zero-extended
+    # first and last rows), and lengths shorter than one row or one window.
+    rng = np.random.default_rng(5)
+    n = np.arange(44100 * 3 + 7)
+    signals = [music_like(rng, 44100, 3.1), 0.5 * np.sin(0.3 * n), rng.standard_normal(20)]
+    signals += [load(path).samples for path in excerpt_files()[:3]]
+    for edge in (0, 1, 31, -1, -2, -33):
+        x = 0.01 * rng.standard_normal((2, 3001))
+        x[1, edge] = 0.9
+        signals.append(x)
+    for x in signals:
+        x = np.asarray(x, np.float32)
+        assert loudness.true_peak_dbtp(x, 44100, oversample=oversample) == \
+            dense_true_peak_dbtp(x, 44100, oversample)
 
 
 def test_level_helpers():
