@@ -328,9 +328,10 @@ def fit_eq(input_features: dict[str, Any], reference_features: dict[str, Any],
         """Weighted errors and gain penalties, (k, bands + gains), of vectors (k, n)."""
         hp, eq = unpack(v)
         smooth = biquad.SMOOTH
-        sections = [biquad.first_order_highpass(hp.freq_hz, sample_rate, xp=smooth)] * 2
-        sections += biquad.eq_sections(eq, sample_rate, xp=smooth)
-        resp = biquad.magnitude_db(sections, freqs, sample_rate)
+        highpass = biquad.first_order_highpass(hp.freq_hz, sample_rate, xp=smooth)
+        cascade = biquad.stack_sections([highpass, highpass,
+                                         biquad.eq_cascade(eq, sample_rate, xp=smooth)])
+        resp = biquad.magnitude_db([cascade], freqs, sample_rate)
         gains = np.concatenate([getattr(eq, names[i]) for i in gain_idx], axis=-1)
         return np.concatenate([weights * (resp + v[..., -1:] - target), EQ_GAIN_PENALTY * gains],
                               axis=-1)

@@ -13,7 +13,7 @@ from automix.audio import Audio
 from automix.effects import biquad, render
 from automix.errors import SettingsError
 from automix.mastering import MasterSettings, Reference, fit_eq, master, render_master
-from automix.params import EQParams, MasterChain
+from automix.params import EQParams, MasterChain, ranges
 from automix.presets import Target
 from conftest import music_like
 
@@ -51,6 +51,23 @@ def test_eq_fit_moves_tonal_balance_to_a_known_eq(song: Audio) -> None:
                               + biquad.eq_sections(fitted, SR), f, SR)
     err = (got - got.mean()) - (want - want.mean())
     assert np.sqrt(np.mean(err**2)) < 0.6
+
+
+def test_stacked_eq_sections_respond_as_the_listed_ones_bit_for_bit():
+    # The EQ fit evaluates every section kind at once (shelves of both kinds, three peaks,
+    # parameters of shape (batch, 1)); its response must be the one section at a time.
+    rng = np.random.default_rng(3)
+    batch = {name: r.denormalize(rng.uniform(size=(6, 1)))
+             for name, r in ranges(EQParams).items()}
+    eq = EQParams(**batch)
+    highpass = biquad.first_order_highpass(np.full((6, 1), 35.0), SR, xp=biquad.SMOOTH)
+    f = analysis.BAND_CENTERS_HZ
+    listed = biquad.magnitude_db([highpass, highpass]
+                                 + biquad.eq_sections(eq, SR, xp=biquad.SMOOTH), f, SR)
+    stacked = biquad.stack_sections([highpass, highpass,
+                                     biquad.eq_cascade(eq, SR, xp=biquad.SMOOTH)])
+    assert stacked[0][0].shape == (6, 7)
+    np.testing.assert_array_equal(biquad.magnitude_db([stacked], f, SR), listed)
 
 
 @pytest.mark.parametrize("target_lufs,ceiling", [(-14.0, -1.0), (-9.0, -1.0), (-23.0, -2.0)])

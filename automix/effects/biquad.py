@@ -78,7 +78,9 @@ def peak(freq_hz: Any, gain_db: Any, q: Any, sample_rate: float, xp: Any = np) -
 
 def shelf(freq_hz: Any, gain_db: Any, sample_rate: float, *, high: bool, q: float = SHELF_Q,
           xp: Any = np) -> tuple[list, list]:
-    """JUCE ``makeLowShelf`` / ``makeHighShelf`` (RBJ shelves with a Q)."""
+    """JUCE ``makeLowShelf`` / ``makeHighShelf`` (RBJ shelves with a Q); numpy also takes
+    ``high`` as a boolean array that broadcasts with the parameters (shelves of both kinds at
+    once)."""
     o = _ops(xp)
     amp = _sqrt_gain(o, gain_db)
     am1, ap1 = o.f32(amp - 1), o.f32(amp + 1)
@@ -86,7 +88,8 @@ def shelf(freq_hz: Any, gain_db: Any, sample_rate: float, *, high: bool, q: floa
     cos = o.f32(o.cos(omega))
     beta = o.f32(o.f32(o.f32(o.sin(omega)) * o.f32(o.sqrt(amp))) / float(np.float32(q)))
     am1_cos = o.f32(am1 * cos)
-    s = -1.0 if high else 1.0  # the high shelf flips the sign of every cos(omega) term
+    # the high shelf flips the sign of every cos(omega) term
+    s = (-1.0 if high else 1.0) if isinstance(high, bool) else np.where(high, -1.0, 1.0)
     sum_ = o.f32(ap1 - s * am1_cos)
     den = o.f32(ap1 + s * am1_cos)
     b = [o.f32(amp * o.f32(sum_ + beta)), o.f32(s * 2 * amp * o.f32(am1 - s * o.f32(ap1 * cos))),
@@ -114,14 +117,43 @@ def eq_sections(p: EQParams, sample_rate: float, xp: Any = np) -> list[tuple[lis
     ]
 
 
+def eq_cascade(p: EQParams, sample_rate: float, xp: Any = np) -> tuple[list, list]:
+    """`eq_sections` as one section of stacked coefficients (see `stack_sections`), each kind
+    computed at once: shape (..., 5) for parameters of shape (..., 1) (numpy)."""
+    def joined(names: list[str]) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for name in names], axis=-1)
+
+    shelves = shelf(joined(["low_shelf_freq_hz", "high_shelf_freq_hz"]),
+                    joined(["low_shelf_gain_db", "high_shelf_gain_db"]), sample_rate,
+                    high=np.array([False, True]), xp=xp)
+    peaks = peak(*(joined([f"peak{i}_{name}" for i in (1, 2, 3)])
+                   for name in ("freq_hz", "gain_db", "q")), sample_rate, xp=xp)
+    low, high = (tuple([c[..., i:i + 1] for c in coefs] for coefs in shelves) for i in (0, 1))
+    return stack_sections([low, peaks, high])
+
+
+def stack_sections(sections: list[tuple[list, list]]) -> tuple[list, list]:
+    """Cascaded sections as one: each coefficient concatenated along a last axis of sections,
+    in cascade order (numpy arrays of shape (..., 1) or (..., m), the same ``...``)."""
+    return tuple([np.concatenate([section[which][k] for section in sections], axis=-1)
+                  for k in range(3)] for which in (0, 1))
+
+
 def magnitude_db(sections: list[tuple[list, list]], freqs_hz: np.ndarray,
                  sample_rate: float) -> np.ndarray:
-    """Summed magnitude response in dB of cascaded sections at ``freqs_hz`` (numpy)."""
+    """Summed magnitude response in dB of cascaded sections at ``freqs_hz`` (numpy).
+
+    Coefficients are scalars or arrays of shape (..., m): a last axis of ``m`` cascaded
+    sections (`stack_sections`), summed in that order; the result has shape
+    (..., freqs).
+    """
     w = 2.0 * math.pi * np.asarray(freqs_hz, dtype=np.float64) / sample_rate
     c1, s1, c2, s2 = np.cos(w), np.sin(w), np.cos(2 * w), np.sin(2 * w)
     total = np.zeros_like(w)
     for b, a in sections:
+        b, a = ([np.atleast_1d(c)[..., np.newaxis] for c in coefs] for coefs in (b, a))
         num = (b[0] + b[1] * c1 + b[2] * c2) ** 2 + (b[1] * s1 + b[2] * s2) ** 2
         den = (a[0] + a[1] * c1 + a[2] * c2) ** 2 + (a[1] * s1 + a[2] * s2) ** 2
-        total = total + 10.0 * np.log10(num / den)
+        for section_db in np.moveaxis(10.0 * np.log10(num / den), -2, 0):
+            total = total + section_db
     return total
