@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pedalboard as pb
 import pytest
 
 from automix import analysis, loudness
@@ -13,7 +14,7 @@ from automix.audio import Audio
 from automix.effects import biquad, render
 from automix.errors import SettingsError
 from automix.mastering import MasterSettings, Reference, fit_eq, master, render_master
-from automix.params import EQParams, MasterChain, ranges
+from automix.params import CompressorParams, EQParams, MasterChain, ranges
 from automix.presets import Target
 from conftest import music_like
 
@@ -51,6 +52,24 @@ def test_eq_fit_moves_tonal_balance_to_a_known_eq(song: Audio) -> None:
                               + biquad.eq_sections(fitted, SR), f, SR)
     err = (got - got.mean()) - (want - want.mean())
     assert np.sqrt(np.mean(err**2)) < 0.6
+
+
+def test_compressor_plugins_leave_out_only_exact_identities(song: Audio):
+    # A master's compressor is often off (ratio 1) and its make-up 0 dB: JUCE's gain is then
+    # x ** 0 = 1 and the make-up a product by 1, so leaving them out changes no bit.
+    x = song.samples
+    for threshold_db in (0.0, -40.0):
+        off = CompressorParams(threshold_db=threshold_db, ratio=1.0, attack_ms=1.0)
+        assert render.compressor_plugins(off) == []
+        full = render.process([pb.Compressor(threshold_db=threshold_db, ratio=1.0,
+                                             attack_ms=1.0, release_ms=off.release_ms),
+                               pb.Gain(gain_db=0.0)], x, SR)
+        np.testing.assert_array_equal(render.compressor(x, SR, off), full)
+        np.testing.assert_array_equal(full, x)
+    kinds = [type(p) for p in render.compressor_plugins(CompressorParams(makeup_db=2.0))]
+    assert kinds == [pb.Gain]
+    kinds = [type(p) for p in render.compressor_plugins(CompressorParams(ratio=2.0))]
+    assert kinds == [pb.Compressor]
 
 
 def test_stacked_eq_sections_respond_as_the_listed_ones_bit_for_bit():

@@ -53,11 +53,16 @@ def eq_plugins(p: EQParams) -> list[pb.Plugin]:
 
 
 def compressor_plugins(p: CompressorParams) -> list[pb.Plugin]:
-    return [
-        pb.Compressor(threshold_db=p.threshold_db, ratio=p.ratio, attack_ms=p.attack_ms,
-                      release_ms=p.release_ms),
-        pb.Gain(gain_db=p.makeup_db),
-    ]
+    """The compressor and its make-up gain, less either where it is an identity, bit for bit:
+    at ratio 1 JUCE's gain is ``x ** 0``, exactly 1, and 0 dB of make-up multiplies by 1
+    (a master's compressor is often off: this saves its per-sample envelope pass)."""
+    plugins: list[pb.Plugin] = []
+    if p.ratio != 1.0:
+        plugins.append(pb.Compressor(threshold_db=p.threshold_db, ratio=p.ratio,
+                                     attack_ms=p.attack_ms, release_ms=p.release_ms))
+    if p.makeup_db != 0.0:
+        plugins.append(pb.Gain(gain_db=p.makeup_db))
+    return plugins
 
 
 def _run(plugins: list[pb.Plugin], samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -159,14 +164,10 @@ def master_chain(samples: np.ndarray, sample_rate: int, chain: MasterChain) -> n
 
 def stem_plugins(chain: StemChain) -> list[pb.Plugin]:
     """A stem chain's high-pass, EQ and compressor (with make-up) as one plugin list, less
-    the ones that are identities: EQ sections at 0 dB, a compressor at ratio 1, a 0 dB
-    make-up (what `stem_chain` renders, up to float rounding, in fewer passes)."""
+    the ones that are identities: EQ sections at 0 dB, and those `compressor_plugins` leaves
+    out (what `stem_chain` renders, up to float rounding, in fewer passes)."""
     eq = [plugin for plugin in eq_plugins(chain.eq) if plugin.gain_db != 0.0]
-    comp = chain.compressor
-    dynamics = compressor_plugins(comp)[:1] if comp.ratio != 1.0 else []
-    if comp.makeup_db != 0.0:
-        dynamics.append(pb.Gain(gain_db=comp.makeup_db))
-    return highpass_plugins(chain.highpass) + eq + dynamics
+    return highpass_plugins(chain.highpass) + eq + compressor_plugins(chain.compressor)
 
 
 def process(plugins: list[pb.Plugin], samples: np.ndarray, sample_rate: int) -> np.ndarray:
