@@ -241,23 +241,55 @@ def _write_samples(tmp: str, audio: Audio, bit_depth: int, file_format: str,
             f.write(frames)
 
 
-@contextlib.contextmanager
-def quiet_decoders() -> Iterator[None]:
-    """Silence what C decoders print on file descriptor 2 (libmpg123's "Note: Trying to
-    resync..."): automix reports a bad file in one line of its own."""
+class _QuietStderr:
+    """File descriptor 2 pointed at /dev/null while any thread is inside (see
+    `quiet_decoders`): the first to enter saves the real one, the last to leave puts it back.
+    (Each saving and restoring on its own, a reference decoded in a thread beside the song
+    could save the other's /dev/null and restore it for good: every later warning and error
+    line was lost.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved: int | None = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._inside == 0:
+                self._saved = _redirect_stderr_to_devnull()
+            self._inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0 and self._saved is not None:
+                os.dup2(self._saved, 2)
+                os.close(self._saved)
+                self._saved = None
+
+
+def _redirect_stderr_to_devnull() -> int | None:
+    """Point file descriptor 2 at /dev/null; return a copy of what it was (None: no stderr)."""
     try:
         saved = os.dup(2)
-    except OSError:  # no stderr to silence
-        yield
-        return
+    except OSError:
+        return None
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
         os.close(devnull)
+    return saved
+
+
+_quiet_stderr = _QuietStderr()
+
+
+def quiet_decoders() -> _QuietStderr:
+    """Silence what C decoders print on file descriptor 2 (libmpg123's "Note: Trying to
+    resync..."): automix reports a bad file in one line of its own. Safe to use from several
+    threads at once."""
+    return _quiet_stderr
 
 
 @contextlib.contextmanager

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from automix.audio import Audio, load, save, tpdf_dither
+from automix.audio import Audio, load, quiet_decoders, save, tpdf_dither
 from automix.errors import AudioInputError, OutputError
 
 
@@ -176,3 +177,36 @@ def test_outputs_get_ordinary_permissions(tmp_path: Path) -> None:
     txt = write_text_atomic(tmp_path / "o.json", "{}")
     for path in (wav, txt):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_quiet_decoders_gives_stderr_back_when_threads_overlap():
+    # A reference file is decoded in a thread beside the song: the first in, the second in,
+    # the first out, the second out. stderr is silent while either is inside, and the real
+    # one comes back at the end (each restoring its own copy left /dev/null in place).
+    def identity(stat: os.stat_result) -> tuple[int, int]:
+        return stat.st_dev, stat.st_ino
+
+    real, devnull = identity(os.fstat(2)), identity(os.stat(os.devnull))
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first() -> None:
+        with quiet_decoders():
+            first_in.set()
+            second_in.wait(5)
+        seen.append(identity(os.fstat(2)))  # the second is still inside
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(5)
+        with quiet_decoders():
+            second_in.set()
+            first_out.wait(5)
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [devnull]
+    assert identity(os.fstat(2)) == real
