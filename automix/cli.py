@@ -42,10 +42,11 @@ class Format(str, Enum):
 def tune_memory(ctx: typer.Context) -> None:
     """Cheap fresh memory for the commands (see `automix.memory`); numpy is imported after
     this runs. The long-running ones (the server, whose workers tune their own, and training)
-    keep glibc's defaults, which return freed memory."""
+    keep glibc's defaults, which return freed memory. No command collects garbage at exit."""
     memory.skip_huge_page_advice()
     if ctx.invoked_subcommand not in ("serve", "train"):
         memory.keep_freed_memory()
+    memory.skip_exit_collection()
 
 
 def _fail(message: str, code: int = 1) -> None:
