@@ -762,9 +762,20 @@ def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: flo
          refit_gain: bool = False, refine_steps: int = REFINE_STEPS,
          refine_seconds: float = REFINE_SECONDS,
          writer: BackgroundWriter | None = None) -> tuple[Audio, MasterResult]:
+    song, settings, ref = _inputs(input_path, reference, ceiling_dbtp, settings_path)
+    tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
+    return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
+                        refit_gain=refit_gain, refine_steps=refine_steps,
+                        refine_seconds=refine_seconds, writer=writer)
+
+
+def _inputs(input_path: Path, reference: str, ceiling_dbtp: float | None,
+            settings_path: Path | None) -> tuple[Audio, MasterSettings | None, Reference]:
+    """The song, loaded; the settings, read; the reference, resolved. A reference file is
+    decoded beside the song (libsndfile releases the GIL), its errors still coming after the
+    song's and the settings'; its audio is gone when this returns (the master need not hold
+    64 MB of it for 3 min of stereo)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # a reference file is decoded beside the song (libsndfile releases the GIL); its
-        # errors still come after the song's
         is_file = (reference not in [g.name for g in presets.list_genres()]
                    and Path(reference).is_file())
         if is_file and _file_identity(Path(reference)) not in _analysed_references:
@@ -774,12 +785,9 @@ def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: flo
         song = load(input_path)
         check_channels(input_path, song.channels)
         settings = read_settings(settings_path) if settings_path else None
-        ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp,
-                                audio=None if ref_audio is None else ref_audio.result())
-    tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
-    return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
-                        refit_gain=refit_gain, refine_steps=refine_steps,
-                        refine_seconds=refine_seconds, writer=writer)
+        return song, settings, resolve_reference(
+            reference, ceiling_dbtp=ceiling_dbtp,
+            audio=None if ref_audio is None else ref_audio.result())
 
 
 def master_file(input_path: Path, *, reference: str = "pop", target: str | None = None,
