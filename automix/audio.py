@@ -229,16 +229,28 @@ def _write_samples(tmp: str, audio: Audio, bit_depth: int, file_format: str,
     samples = audio.samples
     if bit_depth == 16 and dither:
         samples = tpdf_dither(samples, 16)
+    as_codes = bit_depth == 24 and file_format == "wav"
     with sf.SoundFile(tmp, "w", audio.sample_rate, samples.shape[0],
                       subtype=BIT_DEPTHS[bit_depth], format=FORMATS[file_format]) as f:
         # interleaved a block at a time: no transposed copy of the whole file (writing the
         # transposed view took twice as long)
-        block = np.empty((_IO_BLOCK, samples.shape[0]), dtype=np.float32)
+        block = np.empty((_IO_BLOCK, samples.shape[0]),
+                         dtype=np.int32 if as_codes else np.float32)
         for start in range(0, samples.shape[1], _IO_BLOCK):
             part = samples[:, start:start + _IO_BLOCK]
             frames = block[: part.shape[1]]
-            frames[:] = part.T
+            frames[:] = (_wav24_codes(part) if as_codes else part).T
             f.write(frames)
+
+
+def _wav24_codes(x: np.ndarray) -> np.ndarray:
+    """libsndfile's float to 24-bit WAV conversion, in numpy (a quarter of the writing time
+    less than its per-sample lrintf): each sample times 2**31, rounded half to even and held
+    to the int32 range, as float32 of the same shape; written as int32, whose top 24 bits
+    libsndfile keeps, as it does of its own rounding. The same bytes (tested)."""
+    scaled = x * np.float32(2.0**31)
+    np.rint(scaled, out=scaled)
+    return np.clip(scaled, -(2.0**31), 2147483520.0, out=scaled)  # the largest float32 < 2**31
 
 
 class _QuietStderr:

@@ -210,3 +210,17 @@ def test_quiet_decoders_gives_stderr_back_when_threads_overlap():
         t.join()
     assert seen == [devnull]
     assert identity(os.fstat(2)) == real
+
+
+def test_24_bit_wav_has_the_bytes_libsndfile_writes_from_floats(tmp_path: Path):
+    # automix converts to 24-bit codes itself: the same bytes as libsndfile's own conversion,
+    # at full scale and beyond, at ties between codes (rounded half to even) and near zero.
+    rng = np.random.default_rng(11)
+    edges = np.array([1.0, -1.0, 1.5, -1.7, 0.99999994, -0.99999994, 2.0**-24, -(2.0**-24),
+                      1.5 * 2.0**-23, 2.5 * 2.0**-23, -3.5 * 2.0**-23, 2.0**-31, 0.0, -0.0,
+                      (2**23 - 0.5) / 2**23, 1e-30], dtype=np.float32)
+    x = rng.uniform(-1.05, 1.05, size=(2, 3 * 65536 + 17)).astype(np.float32)
+    x[0, : edges.size], x[1, -edges.size:] = edges, -edges
+    ours = save(tmp_path / "ours.wav", Audio(x, 44100), bit_depth=24)
+    sf.write(tmp_path / "theirs.wav", x.T, 44100, subtype="PCM_24")
+    assert ours.read_bytes() == (tmp_path / "theirs.wav").read_bytes()
