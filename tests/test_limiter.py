@@ -90,3 +90,21 @@ def test_coarse_limiter_predicts_the_limited_loudness(rng, gain_db: float) -> No
         exact, abs=0.05)
     if gain_db == 12.0:  # heavy limiting, where a coarser release would miss by tenths
         assert integrated_lufs_of_power(power * gain**2, sr) - exact > 1.0
+
+
+def test_attack_gain_in_batches_of_chunks_equals_all_at_once(rng, monkeypatch) -> None:
+    # Chunks near limiting are computed a batch at a time (their temporaries stay small):
+    # each chunk's values depend on its own surroundings only, so batching changes no bit.
+    from automix.effects import limiter
+
+    required = np.ones(4000 * limiter._ATTACK_CHUNK, dtype=np.float32)
+    required[rng.choice(required.size, 80, replace=False)] = rng.uniform(0.3, 0.99, 80)
+    calls = []
+    dense_attack = limiter._dense_attack
+    monkeypatch.setattr(limiter, "_dense_attack", lambda rows, w: (calls.append(len(rows)),
+                                                                   dense_attack(rows, w))[1])
+    batched = limiter.attack_gain(required, 44100)
+    assert len(calls) > 1 and max(calls) <= limiter._ATTACK_ROWS  # the chunks' path, batched
+    monkeypatch.setattr(limiter, "_ATTACK_ROWS", 10**9)
+    np.testing.assert_array_equal(batched, limiter.attack_gain(required, 44100))
+    assert (batched < 1.0).any()

@@ -35,6 +35,7 @@ MARGIN_DB = 0.1  # aim this far under the ceiling so the residue trim rarely act
 RELEASE_BLOCK = 32  # samples per step of the release smoother
 COARSE_FACTOR = 8  # `LimiterGain.coarse`: a gain search's model runs at 1/8 of the rate
 _ATTACK_CHUNK = 256  # samples: `attack_gain` computes whole chunks near limiting
+_ATTACK_ROWS = 64  # chunks `attack_gain` computes at once: their float64 sums stay in cache
 _MAX_GROWTH = 600.0  # `one_pole` scales segments by at most e**600 (float64 reaches e**709)
 
 
@@ -182,8 +183,11 @@ def attack_gain(required: np.ndarray, sample_rate: int,
     attack = np.ones((chunks, _ATTACK_CHUNK), dtype=np.float32)
     if active.size == 0:
         return attack.ravel()[:n]
-    rows = sliding_window_view(padded, _ATTACK_CHUNK + 2 * reach)[active * _ATTACK_CHUNK]
-    attack[active] = _dense_attack(rows, w)[:, reach:reach + _ATTACK_CHUNK]
+    windows = sliding_window_view(padded, _ATTACK_CHUNK + 2 * reach)
+    for start in range(0, active.size, _ATTACK_ROWS):  # a batch of rows at a time, in cache
+        rows = active[start:start + _ATTACK_ROWS]
+        dense = _dense_attack(windows[rows * _ATTACK_CHUNK], w)
+        attack[rows] = dense[:, reach:reach + _ATTACK_CHUNK]
     return attack.ravel()[:n]
 
 
