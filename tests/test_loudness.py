@@ -169,7 +169,7 @@ def dense_true_peak_dbtp(x: np.ndarray, sample_rate: int, oversample: int = 4) -
     return loudness.amp_to_db(envelope.max())
 
 
-def test_interpolation_gain_bounds_the_worst_case_and_is_reached_by_it():
+def test_interpolation_bounds_hold_for_the_worst_case_and_are_reached_by_it():
     # The samples that push one in-between point highest carry the signs of its taps: that
     # point is the sum of |taps| times the amplitude, the bound the sparse search relies on.
     matrix = loudness._interpolation_matrix(4)
@@ -179,15 +179,18 @@ def test_interpolation_gain_bounds_the_worst_case_and_is_reached_by_it():
     x[start: start + matrix.shape[0]] = 0.3 * np.sign(matrix[:, column])
     worst = 0.3 * np.abs(matrix[:, column].astype(np.float64)).sum()
     assert loudness.db_to_amp(loudness.true_peak_dbtp(x, 48000)) == pytest.approx(worst, rel=1e-5)
-    assert worst <= 0.3 * loudness._interpolation_gain(4)
-    assert loudness.true_peak_dbtp(x, 48000) == dense_true_peak_dbtp(x, 48000)
+    near, far = loudness._interpolation_bounds(4)
+    assert worst <= 0.3 * np.max(near + far) <= worst * 1.001
+    assert loudness.true_peak_dbtp(x, 48000) == pytest.approx(dense_true_peak_dbtp(x, 48000),
+                                                              abs=1e-5)
 
 
 @pytest.mark.parametrize("oversample", [1, 2, 4, 8])
 def test_true_peak_skips_only_rows_that_cannot_hold_it(oversample):
-    # Equal to the whole envelope's maximum, bit for bit: music-like and real audio (few rows
+    # Equal to the whole envelope's maximum: music-like and real audio (few rows
     # interpolated), a steady sine (every row), a lone peak at either end (the zero-extended
-    # first and last rows), and lengths shorter than one row or one window.
+    # first and last rows), and lengths shorter than one row or one window. Up to the last
+    # float32 bit: BLAS rounds a row's products differently in batches of other sizes.
     rng = np.random.default_rng(5)
     n = np.arange(44100 * 3 + 7)
     signals = [music_like(rng, 44100, 3.1), 0.5 * np.sin(0.3 * n), rng.standard_normal(20)]
@@ -198,8 +201,8 @@ def test_true_peak_skips_only_rows_that_cannot_hold_it(oversample):
         signals.append(x)
     for x in signals:
         x = np.asarray(x, np.float32)
-        assert loudness.true_peak_dbtp(x, 44100, oversample=oversample) == \
-            dense_true_peak_dbtp(x, 44100, oversample)
+        assert loudness.true_peak_dbtp(x, 44100, oversample=oversample) == pytest.approx(
+            dense_true_peak_dbtp(x, 44100, oversample), abs=1e-5)
 
 
 def test_level_helpers():
