@@ -76,8 +76,8 @@ def peak(freq_hz: Any, gain_db: Any, q: Any, sample_rate: float, xp: Any = np) -
                       [o.f32(1 + alpha_over_a), c2, o.f32(1 - alpha_over_a)])
 
 
-def shelf(freq_hz: Any, gain_db: Any, sample_rate: float, *, high: bool, q: float = SHELF_Q,
-          xp: Any = np) -> tuple[list, list]:
+def shelf(freq_hz: Any, gain_db: Any, sample_rate: float, *, high: bool | np.ndarray,
+          q: float = SHELF_Q, xp: Any = np) -> tuple[list, list]:
     """JUCE ``makeLowShelf`` / ``makeHighShelf`` (RBJ shelves with a Q); numpy also takes
     ``high`` as a boolean array that broadcasts with the parameters (shelves of both kinds at
     once)."""
