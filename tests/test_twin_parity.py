@@ -223,7 +223,8 @@ def test_impulse_response_is_the_decaying_noise_low_passed_then_delayed():
     mid, side = (1 - frac) * shifted + frac * np.pad(shifted, ((0, 0), (1, 0)))[:, :n]
     want = np.stack([mid + 0.6 * side, mid - 0.6 * side])
     want /= np.linalg.norm(want, axis=-1).max()
-    np.testing.assert_allclose(got, want, atol=1e-6 * np.abs(want).max())
+    # float32 exp differs by a few ulps between CPUs' vector paths (seen: 1.4e-6 of the peak)
+    np.testing.assert_allclose(got, want, atol=5e-6 * np.abs(want).max())
 
 
 def test_impulse_response_does_not_depend_on_the_rest_of_the_batch():
