@@ -7,7 +7,9 @@ different time) as the reference, and its output is scored against the original 
 loudness-matching it to A.
 
 Systems: identity (the degraded input), the DSP matcher (`automix.mastering.dsp_match`), the
-network alone, the network plus refinement through the twin, and Matchering 2.0.
+network alone, the network plus refinement through the twin, and Matchering 2.0. One more row
+is a ceiling, not a system: the exact inverse of the degradation's EQ and width (it knows the
+settings; the compressor it cannot undo), i.e. the best any prediction of this chain can do.
 
 Run::
 
@@ -76,6 +78,15 @@ def degradation(rng: np.random.Generator, level_dbfs: float) -> tuple[MasterChai
     return chain, float(rng.uniform(-12, 6))
 
 
+def inverse(chain: MasterChain) -> MasterChain:
+    """The exact inverse of ``chain``'s EQ (RBJ sections of opposite gain at the same frequency
+    and Q cancel) and width; no compressor (it has none)."""
+    eq = {name: -value if name.endswith("_gain_db") else value
+          for name, value in vars(chain.eq).items()}
+    return MasterChain(eq=EQParams(**eq),
+                       width=StereoWidthParams(width_pct=1e4 / chain.width.width_pct))
+
+
 def segments(samples: np.ndarray, sample_rate: int,
              seconds: float) -> tuple[np.ndarray, np.ndarray]:
     """The loudest ``seconds`` of the first half (A) and of the second half (B)."""
@@ -114,6 +125,15 @@ def scores(out: np.ndarray, a: np.ndarray, a_an: analysis.Analysis, sample_rate:
         "crest_err_db": abs(o_an.crest_db - a_an.crest_db),
         "width_err": abs(o_an.width - a_an.width),
     }
+
+
+CEILING = "ceiling: exact EQ + width inverse"
+
+
+def tonal_band_error_db(out: np.ndarray, a_an: analysis.Analysis, sample_rate: int) -> np.ndarray:
+    """Per third-octave band, the output's mid tonal balance minus A's (dB, loudness-matched)."""
+    o_an = analysis.analyze(match_loudness(out, a_an.integrated_lufs, sample_rate), sample_rate)
+    return np.asarray(o_an.tonal_mid_db) - np.asarray(a_an.tonal_mid_db)
 
 
 def matchering(x: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -155,7 +175,7 @@ def dsp_system() -> Callable | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="/work/data")
-    parser.add_argument("--songs", type=int, default=16)
+    parser.add_argument("--songs", type=int, default=None, help="at most this many (all)")
     parser.add_argument("--segment-s", type=float, default=10.0)
     parser.add_argument("--refine-steps", type=int, default=40)
     parser.add_argument("--refine-budget-s", type=float, default=15.0)
@@ -168,6 +188,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-matchering", action="store_true")
     parser.add_argument("--json", default=None, help="write per-song scores here")
+    parser.add_argument("--bands", action="store_true",
+                        help="also print each system's RMS tonal error per third-octave band")
     args = parser.parse_args()
     torch.set_num_threads(2)
     import auraloss
@@ -199,6 +221,8 @@ def main() -> None:
     files = data.split_files(args.data, eval_split=True)
     files = [f for f in files if sf.info(f).duration >= 2.5 * args.segment_s][:args.songs]
     rows: dict[str, list[dict[str, float]]] = {k: [] for k, v in systems.items() if v}
+    rows[CEILING] = []
+    band_errors: dict[str, list[np.ndarray]] = {k: [] for k in rows}
     for k, path in enumerate(files):
         samples, sr = sf.read(path, dtype="float32", always_2d=True)
         samples = np.ascontiguousarray(samples.T[:2])
@@ -209,16 +233,20 @@ def main() -> None:
         chain, gain_db = degradation(rng, loudness.amp_to_db(float(np.sqrt(np.mean(a**2)))))
         x = render.gain(render.master_chain(a, sr, chain), sr, GainParams(gain_db=gain_db))
         a_an = analysis.analyze(a, sr)
-        for name, system in systems.items():
-            if system is None:
-                continue
+        ceiling = inverse(chain)
+        for name in rows:
             t0 = time.perf_counter()
-            out = system(x, b, sr)
+            out = (render.master_chain(x, sr, ceiling) if name == CEILING
+                   else systems[name](x, b, sr))
             seconds = time.perf_counter() - t0
             rows[name].append({**scores(out, a, a_an, sr, stft), "seconds": seconds})
+            if args.bands:
+                band_errors[name].append(tonal_band_error_db(out, a_an, sr))
         print(f"{k + 1}/{len(files)} {path.stem}: " + ", ".join(
             f"{n} {r[-1]['logmel_db']:.2f}" for n, r in rows.items()), flush=True)
     print_table(rows, len(files), args.segment_s)
+    if args.bands:
+        print_bands(band_errors)
     if args.json:
         Path(args.json).write_text(json.dumps({"songs": [f.stem for f in files], "rows": rows},
                                               indent=1))
@@ -243,6 +271,17 @@ def print_table(rows: dict[str, list[dict[str, float]]], songs: int, segment_s: 
         for name, m in means.items():
             cells = [m[k] / means[base][k] if means[base][k] else math.nan for k in METRICS]
             print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+
+
+def print_bands(band_errors: dict[str, list[np.ndarray]]) -> None:
+    """RMS over songs of each band's tonal error: where in frequency each system misses."""
+    centres = analysis.BAND_CENTERS_HZ
+    print("\nRMS tonal error per third-octave band (dB, over songs)")
+    print("| system | " + " | ".join(f"{c:g}" for c in centres) + " |")
+    print("|---" * (len(centres) + 1) + "|")
+    for name, errors in band_errors.items():
+        rms = np.sqrt(np.nanmean(np.square(errors), axis=0))
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in rms) + " |")
 
 
 if __name__ == "__main__":
