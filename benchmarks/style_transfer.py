@@ -13,7 +13,7 @@ settings; the compressor it cannot undo), i.e. the best any prediction of this c
 
 Run::
 
-    python benchmarks/style_transfer.py --data /work/data --songs 16 --segment-s 10
+    python benchmarks/style_transfer.py --data /work/data --segment-s 10 [--songs N] [--bands]
 
 Lower is better for every metric; the table ends with each system's ratio to Matchering and
 to the DSP matcher (below 1: better than that baseline).
