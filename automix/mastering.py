@@ -411,9 +411,12 @@ def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
     is shifted by how much louder the excerpt is than the whole song (``whole_lufs``). Ties
     within 0.5 dB go to the gentler setting.
     """
-    pre = render.master_chain(excerpt, sample_rate, chain)
-    pre_lufs = loudness.integrated_lufs(pre, sample_rate)
-    excerpt_offset = loudness.integrated_lufs(excerpt, sample_rate) - whole_lufs
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the excerpt's loudness beside the chain
+        excerpt_lufs = pool.submit(loudness.integrated_lufs, excerpt, sample_rate)
+        pre = render.master_chain(excerpt, sample_rate, chain)
+        pre_power = loudness.weighted_power(pre, sample_rate)
+        excerpt_offset = excerpt_lufs.result() - whole_lufs
+    pre_lufs = loudness.integrated_lufs_of_power(pre_power, sample_rate)
     limiter = LimiterParams(ceiling_dbtp=target.ceiling_dbtp)
     candidates = [CompressorParams()] + [
         CompressorParams(threshold_db=round(max(-60.0, min(0.0, pre_lufs + offset)), 2),
@@ -422,8 +425,10 @@ def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
     ]
 
     def master_plr(comp: CompressorParams) -> float:
-        y = render.compressor(pre, sample_rate, comp)
-        power = loudness.weighted_power(y, sample_rate)
+        # one thread per candidate; the one without plugins (ratio 1) is ``pre`` itself
+        plugins = render.compressor_plugins(comp)
+        y = render.process(plugins, pre, sample_rate, threads=False) if plugins else pre
+        power = loudness.weighted_power(y, sample_rate) if plugins else pre_power
         envelope = loudness.true_peak_envelope(y, sample_rate)
         gain_db = (target.integrated_lufs + excerpt_offset
                    - loudness.integrated_lufs_of_power(power, sample_rate))

@@ -72,6 +72,16 @@ def test_compressor_plugins_leave_out_only_exact_identities(song: Audio):
     assert kinds == [pb.Compressor]
 
 
+def test_rendering_without_channel_threads_changes_no_bit(song: Audio):
+    # choose_compressor renders its candidates two at a time, each in one thread: the
+    # channels' boards carry their own state, so one thread or two give the same samples.
+    plugins = (render.eq_plugins(EQParams(peak2_gain_db=3.0))
+               + render.compressor_plugins(CompressorParams(threshold_db=-20.0, ratio=4.0)))
+    assert song.samples.shape[1] >= 1 << 16  # long enough for a thread per channel
+    np.testing.assert_array_equal(render.process(plugins, song.samples, SR, threads=False),
+                                  render.process(plugins, song.samples, SR))
+
+
 def test_stacked_eq_sections_respond_as_the_listed_ones_bit_for_bit():
     # The EQ fit evaluates every section kind at once (shelves of both kinds, three peaks,
     # parameters of shape (batch, 1)); its response must be the one section at a time.

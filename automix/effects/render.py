@@ -65,7 +65,8 @@ def compressor_plugins(p: CompressorParams) -> list[pb.Plugin]:
     return plugins
 
 
-def _run(plugins: list[pb.Plugin], samples: np.ndarray, sample_rate: int) -> np.ndarray:
+def _run(plugins: list[pb.Plugin], samples: np.ndarray, sample_rate: int, *,
+         threads: bool = True) -> np.ndarray:
     """Run plugins over each channel in its own thread (pedalboard releases the GIL).
 
     Valid because every plugin used here processes channels independently (JUCE's compressor
@@ -75,7 +76,7 @@ def _run(plugins: list[pb.Plugin], samples: np.ndarray, sample_rate: int) -> np.
     if not plugins:
         return samples.copy()
     out = np.empty_like(samples)
-    if samples.shape[0] == 1 or samples.shape[1] < 1 << 16:
+    if not threads or samples.shape[0] == 1 or samples.shape[1] < 1 << 16:
         _run_in_chunks(pb.Pedalboard(plugins), samples, out, sample_rate)
         return out
     boards = [pb.Pedalboard(plugins)] + [
@@ -170,10 +171,12 @@ def stem_plugins(chain: StemChain) -> list[pb.Plugin]:
     return highpass_plugins(chain.highpass) + eq + compressor_plugins(chain.compressor)
 
 
-def process(plugins: list[pb.Plugin], samples: np.ndarray, sample_rate: int) -> np.ndarray:
+def process(plugins: list[pb.Plugin], samples: np.ndarray, sample_rate: int, *,
+            threads: bool = True) -> np.ndarray:
     """Run ``plugins`` over every channel of ``samples`` (channels, samples) independently,
-    long signals one thread per channel; returns a new float32 array of the same shape."""
-    return _run(plugins, samples, sample_rate)
+    long signals one thread per channel unless ``threads`` is false (a caller that runs
+    several at once); returns a new float32 array of the same shape."""
+    return _run(plugins, samples, sample_rate, threads=threads)
 
 
 def balance(samples: np.ndarray, sample_rate: int, p: PanParams) -> np.ndarray:
