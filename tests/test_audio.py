@@ -135,30 +135,35 @@ def test_background_writer_keeps_the_last_write_and_leaves_no_temporaries(
     assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]
 
 
-def test_background_writer_reports_a_full_disk_on_commit(tmp_path: Path, monkeypatch) -> None:
-    from automix.audio import BackgroundWriter
+@pytest.fixture(params=[24, 32])
+def full_disk(request, monkeypatch) -> int:
+    """A disk that fills at the first block of audio, written by libsndfile (32-bit float)
+    or by automix's own 24-bit WAV packing; the bit depth to write."""
+    from automix import audio
 
     def broken_write(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(sf.SoundFile, "write", broken_write)
-    writer = BackgroundWriter(tmp_path / "o.wav")
+    monkeypatch.setattr(audio, "_packed24", broken_write)
+    return request.param
+
+
+def test_background_writer_reports_a_full_disk_on_commit(tmp_path: Path, full_disk: int) -> None:
+    from automix.audio import BackgroundWriter
+
+    writer = BackgroundWriter(tmp_path / "o.wav", bit_depth=full_disk)
     writer.write(Audio(_sine(44100, 2).astype(np.float32), 44100))
     with pytest.raises(OutputError, match="disk full"):
         writer.commit()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_write_leaves_nothing_and_keeps_existing(tmp_path: Path, monkeypatch) -> None:
+def test_failed_write_leaves_nothing_and_keeps_existing(tmp_path: Path, full_disk: int) -> None:
     existing = tmp_path / "out.wav"
     existing.write_bytes(b"keep me")
-
-    def broken_write(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(sf.SoundFile, "write", broken_write)
     with pytest.raises(OutputError, match="disk full"):
-        save(existing, Audio(_sine(44100, 2).astype(np.float32), 44100))
+        save(existing, Audio(_sine(44100, 2).astype(np.float32), 44100), bit_depth=full_disk)
     assert existing.read_bytes() == b"keep me"
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
 
@@ -223,4 +228,15 @@ def test_24_bit_wav_has_the_bytes_libsndfile_writes_from_floats(tmp_path: Path):
     x[0, : edges.size], x[1, -edges.size:] = edges, -edges
     ours = save(tmp_path / "ours.wav", Audio(x, 44100), bit_depth=24)
     sf.write(tmp_path / "theirs.wav", x.T, 44100, subtype="PCM_24")
+    assert ours.read_bytes() == (tmp_path / "theirs.wav").read_bytes()
+
+
+@pytest.mark.parametrize("channels,frames", [(1, 65536 + 3), (1, 10), (2, 1), (3, 1001)])
+def test_24_bit_wav_header_and_padding_are_libsndfile_s(tmp_path: Path, channels: int,
+                                                         frames: int):
+    # automix packs mono and stereo 24-bit WAV itself (header, frames, the pad byte after an
+    # odd number of data bytes); more channels go through libsndfile (its extensible header)
+    x = np.random.default_rng(channels).uniform(-1, 1, (channels, frames)).astype(np.float32)
+    ours = save(tmp_path / "ours.wav", Audio(x, 48000), bit_depth=24)
+    sf.write(tmp_path / "theirs.wav", x.T, 48000, subtype="PCM_24")
     assert ours.read_bytes() == (tmp_path / "theirs.wav").read_bytes()

@@ -254,6 +254,7 @@ def test_disk_full_on_the_audio(mode: str, good: Path, stems: Path, tmp_path: Pa
     from automix import audio
 
     monkeypatch.setattr(audio.sf.SoundFile, "write", _disk_full)
+    monkeypatch.setattr(audio, "_packed24", _disk_full)  # automix's own 24-bit WAV writing
     out = tmp_path / "out"
     out.mkdir()
     result = invoke(mode, good if mode == "master" else stems, "-o", out / "x.wav")
