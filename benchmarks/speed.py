@@ -78,15 +78,20 @@ def main() -> None:
     except ImportError:
         print("matchering not installed (pip install -e '.[bench]'): its row is skipped")
         systems.pop("matchering 2.0 (reference FILE)")
+    # Round-robin: every system once per repeat, so that a machine whose speed drifts during
+    # the run (a shared host) slows every system alike and the ratios stay fair.
+    runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in systems}
+    for _ in range(args.repeats):
+        for name, cmd in systems.items():
+            runs[name].append(run(cmd))
     results = {}
-    for name, cmd in systems.items():
-        runs = [run(cmd) for _ in range(args.repeats)]
-        ok = [r for r in runs if r[2] == 0]
+    for name, rs in runs.items():
+        ok = [r for r in rs if r[2] == 0]
         results[name] = (statistics.median(r[0] for r in ok) if ok else float("nan"),
-                         max(r[1] for r in runs))
+                         max(r[1] for r in rs))
     base = results.get("matchering 2.0 (reference FILE)", (float("nan"),))[0]
     floor = results["floor (read + write 24-bit)"][0]
-    print(f"\nsong: {args.seconds:.0f} s, {args.repeats} runs each, median wall time")
+    print(f"\nsong: {args.seconds:.0f} s, {args.repeats} runs each (round-robin), median wall time")
     print("| system | seconds | peak RSS MiB | x Matchering time | x floor |")
     print("|---|---|---|---|---|")
     for name, (wall, rss) in results.items():
