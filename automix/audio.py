@@ -236,15 +236,21 @@ def _write_samples(tmp: str, audio: Audio, bit_depth: int, file_format: str,
         return
     with sf.SoundFile(tmp, "w", audio.sample_rate, samples.shape[0],
                       subtype=BIT_DEPTHS[bit_depth], format=FORMATS[file_format]) as f:
-        # interleaved a block at a time: no transposed copy of the whole file (writing the
-        # transposed view took twice as long)
-        block = np.empty((_IO_BLOCK, samples.shape[0]),
-                         dtype=np.int32 if as_codes else np.float32)
-        for start in range(0, samples.shape[1], _IO_BLOCK):
-            part = samples[:, start:start + _IO_BLOCK]
-            frames = block[: part.shape[1]]
-            frames[:] = (_wav24_codes(part) if as_codes else part).T
+        for frames in _interleaved(samples, as_codes):
             f.write(frames)
+
+
+def _interleaved(samples: np.ndarray, as_codes: bool) -> Iterator[np.ndarray]:
+    """``samples`` (channels, samples) as interleaved (frames, channels) blocks of up to
+    `_IO_BLOCK` frames, float32 or, ``as_codes``, int32 24-bit WAV codes (`_wav24_codes`); one
+    buffer reused, so each block is valid until the next. No transposed copy of the whole
+    file (writing the transposed view took twice as long)."""
+    block = np.empty((_IO_BLOCK, samples.shape[0]), dtype=np.int32 if as_codes else np.float32)
+    for start in range(0, samples.shape[1], _IO_BLOCK):
+        part = samples[:, start:start + _IO_BLOCK]
+        frames = block[: part.shape[1]]
+        frames[:] = (_wav24_codes(part) if as_codes else part).T
+        yield frames
 
 
 def _fits_plain_wav24(shape: tuple[int, int]) -> bool:
@@ -264,13 +270,9 @@ def _write_wav24(path: str, samples: np.ndarray, sample_rate: int) -> None:
     header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data + pad, b"WAVE", b"fmt ", 16,
                          1, channels, sample_rate, 3 * channels * sample_rate, 3 * channels, 24,
                          b"data", data)
-    block = np.empty((_IO_BLOCK, channels), dtype=np.int32)
     with open(path, "wb") as f:
         f.write(header)
-        for start in range(0, frames, _IO_BLOCK):
-            part = samples[:, start:start + _IO_BLOCK]
-            codes = block[: part.shape[1]]
-            codes[:] = _wav24_codes(part).T
+        for codes in _interleaved(samples, as_codes=True):
             f.write(_packed24(codes))
         f.write(b"\0" * pad)
 
