@@ -111,11 +111,14 @@ def log_mel_distance_db(x: np.ndarray, y: np.ndarray, sample_rate: int) -> float
 
 
 def scores(out: np.ndarray, a: np.ndarray, a_an: analysis.Analysis, sample_rate: int,
-           stft: Callable) -> dict[str, float]:
+           stft: Callable) -> tuple[dict[str, float], np.ndarray]:
+    """The metrics of ``out`` against A, and per third-octave band its mid tonal balance minus
+    A's (dB), both after matching its loudness to A's."""
     out = match_loudness(out, a_an.integrated_lufs, sample_rate)
     o_an = analysis.analyze(out, sample_rate)
     with torch.no_grad():
         mr = float(stft(torch.from_numpy(out)[None], torch.from_numpy(a)[None]))
+    bands = np.asarray(o_an.tonal_mid_db) - np.asarray(a_an.tonal_mid_db)
     return {
         "logmel_db": log_mel_distance_db(out, a, sample_rate),
         "mrstft": mr,
@@ -124,16 +127,10 @@ def scores(out: np.ndarray, a: np.ndarray, a_an: analysis.Analysis, sample_rate:
         "plr_err_db": abs(o_an.plr_db - a_an.plr_db),
         "crest_err_db": abs(o_an.crest_db - a_an.crest_db),
         "width_err": abs(o_an.width - a_an.width),
-    }
+    }, bands
 
 
 CEILING = "ceiling: exact EQ + width inverse"
-
-
-def tonal_band_error_db(out: np.ndarray, a_an: analysis.Analysis, sample_rate: int) -> np.ndarray:
-    """Per third-octave band, the output's mid tonal balance minus A's (dB, loudness-matched)."""
-    o_an = analysis.analyze(match_loudness(out, a_an.integrated_lufs, sample_rate), sample_rate)
-    return np.asarray(o_an.tonal_mid_db) - np.asarray(a_an.tonal_mid_db)
 
 
 def matchering(x: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -239,9 +236,9 @@ def main() -> None:
             out = (render.master_chain(x, sr, ceiling) if name == CEILING
                    else systems[name](x, b, sr))
             seconds = time.perf_counter() - t0
-            rows[name].append({**scores(out, a, a_an, sr, stft), "seconds": seconds})
-            if args.bands:
-                band_errors[name].append(tonal_band_error_db(out, a_an, sr))
+            metrics, bands = scores(out, a, a_an, sr, stft)
+            rows[name].append({**metrics, "seconds": seconds})
+            band_errors[name].append(bands)
         print(f"{k + 1}/{len(files)} {path.stem}: " + ", ".join(
             f"{n} {r[-1]['logmel_db']:.2f}" for n, r in rows.items()), flush=True)
     print_table(rows, len(files), args.segment_s)
