@@ -767,11 +767,15 @@ def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: flo
          refit_gain: bool = False, refine_steps: int = REFINE_STEPS,
          refine_seconds: float = REFINE_SECONDS,
          writer: BackgroundWriter | None = None) -> tuple[Audio, MasterResult]:
+    t0 = time.perf_counter()
     song, settings, ref = _inputs(input_path, reference, ceiling_dbtp, settings_path)
+    read_s = time.perf_counter() - t0  # with a reference file's analysis
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
-    return song, master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
-                        refit_gain=refit_gain, refine_steps=refine_steps,
-                        refine_seconds=refine_seconds, writer=writer)
+    result = master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
+                    refit_gain=refit_gain, refine_steps=refine_steps,
+                    refine_seconds=refine_seconds, writer=writer)
+    result.timings_s = {"read": read_s, **result.timings_s}
+    return song, result
 
 
 def _inputs(input_path: Path, reference: str, ceiling_dbtp: float | None,

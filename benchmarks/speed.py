@@ -12,6 +12,7 @@ Needs `pip install -e ".[bench]"` for Matchering (skipped with a note when missi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -81,9 +82,13 @@ def main() -> None:
     # Round-robin: every system once per repeat, so that a machine whose speed drifts during
     # the run (a shared host) slows every system alike and the ratios stay fair.
     runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in systems}
+    stages: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
     for _ in range(args.repeats):
         for name, cmd in systems.items():
             runs[name].append(run(cmd))
+            sidecar = Path(cmd[cmd.index("-o") + 1]).with_suffix(".json") if "-o" in cmd else None
+            if sidecar is not None and runs[name][-1][2] == 0:
+                stages[name].append(json.loads(sidecar.read_text())["timings_s"])
     results = {}
     for name, rs in runs.items():
         ok = [r for r in rs if r[2] == 0]
@@ -97,6 +102,14 @@ def main() -> None:
     for name, (wall, rss) in results.items():
         print(f"| {name} | {wall:.2f} | {rss:.0f} | {wall / base:.2f} | {wall / floor:.1f} |")
     print("\ngoal: automix at most 0.33 x Matchering's time")
+    print("\nautomix's stages in the process (sidecar timings_s, median seconds); the rest of the"
+          "\nwall time is starting Python, imports, writing the sidecar and exiting:")
+    for name, timings in stages.items():
+        if timings:
+            medians = {k: statistics.median(t[k] for t in timings) for k in timings[0]}
+            rest = results[name][0] - sum(medians.values())
+            print(f"- {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items())
+                  + f", rest {rest:.2f}")
 
 
 if __name__ == "__main__":

@@ -165,3 +165,25 @@ def test_a_reference_file_is_analysed_once_per_process_until_it_changes(
     assert len(calls) == 2
     assert changed.features["integrated_lufs"] == pytest.approx(
         again.features["integrated_lufs"] + 6.02, abs=0.05)
+
+
+def test_the_sidecar_times_each_stage_of_a_master(tmp_path) -> None:
+    # timings_s: read (with the reference file's analysis), analyse, suggest, render; each
+    # stage is inside the call's own wall time, so their sum is too
+    import time
+
+    import soundfile as sf
+
+    from automix import mastering
+
+    song_path, ref_path = tmp_path / "song.wav", tmp_path / "ref.wav"
+    sf.write(song_path, music_like(np.random.default_rng(3), SR, 6.0).T, SR, subtype="FLOAT")
+    sf.write(ref_path, music_like(np.random.default_rng(4), SR, 6.0).T, SR, subtype="FLOAT")
+    t0 = time.perf_counter()
+    report = mastering.master_file(song_path, reference=str(ref_path))
+    wall = time.perf_counter() - t0
+    timings = report["timings_s"]
+    assert list(timings) == ["read", "analyse", "suggest", "render"]
+    assert all(v > 0 for v in timings.values()) and sum(timings.values()) <= wall
+    sidecar = json.loads((tmp_path / "song_master.json").read_text())
+    assert sidecar["timings_s"] == timings
