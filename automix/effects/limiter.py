@@ -22,7 +22,7 @@ is known):
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -35,8 +35,7 @@ MARGIN_DB = 0.1  # aim this far under the ceiling so the residue trim rarely act
 RELEASE_BLOCK = 32  # samples per step of the release smoother
 COARSE_FACTOR = 8  # `LimiterGain.coarse`: a gain search's model runs at 1/8 of the rate
 _ATTACK_CHUNK = 256  # samples: `attack_gain` computes whole chunks near limiting
-_DENSE_CHUNK = 1 << 15  # samples: its rows where most chunks are near limiting
-_ATTACK_BATCH = 1 << 17  # samples of rows computed at once: their float64 sums stay in cache
+_ATTACK_ROWS = 64  # chunks `attack_gain` computes at once: their float64 sums stay in cache
 _MAX_GROWTH = 600.0  # `one_pole` scales segments by at most e**600 (float64 reaches e**709)
 
 
@@ -78,7 +77,9 @@ def limiter_gain(envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> np
 class LimiterGain:
     """`limiter_gain` of ``envelope * gain`` for any number of gains, as a gain search needs.
 
-    What does not depend on the gain is computed once: the ceiling over the envelope.
+    What does not depend on the gain is computed once: the ceiling over the envelope and,
+    the first time most of the signal needs limiting, its running minimum (a minimum and a
+    division by a positive gain commute, exactly in floating point too).
     """
 
     def __init__(self, envelope: np.ndarray, sample_rate: float, p: LimiterParams, *,
@@ -86,6 +87,7 @@ class LimiterGain:
         self.sample_rate, self.p, self.block = sample_rate, p, block
         self.envelope = envelope
         self.headroom = headroom(envelope, p)
+        self._minimum: np.ndarray | None = None
 
     def coarse(self, factor: int = COARSE_FACTOR) -> LimiterGain:
         """This limiter at ``1 / factor`` of the rate, on the envelope's maxima over ``factor``
@@ -106,8 +108,18 @@ class LimiterGain:
         np.minimum(required, np.float32(1.0), out=required)
         if required.min() >= 1.0:
             return required
-        return _release(attack_gain(required, self.sample_rate), self.sample_rate, self.p,
-                        self.block)
+        return _release(attack_gain(required, self.sample_rate,
+                                    lambda: self._running_min(gain)),
+                        self.sample_rate, self.p, self.block)
+
+    def _running_min(self, gain: np.float32) -> np.ndarray:
+        """`attack_gain`'s running minimum of the edge-held required gain, for ``gain``."""
+        if self._minimum is None:
+            reach = 2 * (lookahead_window(self.sample_rate) - 1)
+            self._minimum = running_min(_hold_edges(self.headroom, reach, reach),
+                                        2 * lookahead_window(self.sample_rate) - 1)
+        minimum = np.divide(self._minimum, gain)
+        return np.minimum(minimum, np.float32(1.0), out=minimum)
 
 
 def _release(attack: np.ndarray, sample_rate: float, p: LimiterParams,
@@ -142,44 +154,40 @@ def lookahead_window(sample_rate: int) -> int:
     return 2 * int(round(LOOKAHEAD_MS * 1e-3 * sample_rate / 2)) + 1
 
 
-def attack_gain(required: np.ndarray, sample_rate: int) -> np.ndarray:
+def attack_gain(required: np.ndarray, sample_rate: int,
+                dense_minimum: Callable[[], np.ndarray] | None = None) -> np.ndarray:
     """Centred minimum over ``2W-1`` then two centred averages over ``W``, at most 1.
 
     ``required``: shape (samples,), held at its first and last values beyond its ends. Each
     output sample depends on ``required`` within ``2 (W - 1)`` samples either side and is
     exactly 1 where all of those are 1; so only the `_ATTACK_CHUNK`-sample chunks within that
-    reach of a sample below 1 are computed, each with its surroundings, as rows of a batch
-    (whose temporaries stay in cache); two threads share the batches. Where most chunks need
-    computing, rows of `_DENSE_CHUNK` samples carry less surroundings per sample.
+    reach of a sample below 1 are computed, gathered with their surroundings into one array
+    (or, when most chunks are, the whole signal at once, whose running minimum
+    ``dense_minimum()`` may supply: edge-held by ``2 (W - 1)`` samples each side).
     """
     w = lookahead_window(sample_rate)
     reach = 2 * (w - 1)
     n = required.size
     chunks = -(-n // _ATTACK_CHUNK)
-    below = np.pad(required < 1.0, (0, chunks * _ATTACK_CHUNK - n), mode="edge")
-    near = below.reshape(chunks, _ATTACK_CHUNK).any(axis=1)
+    padded = _hold_edges(required, reach, reach + chunks * _ATTACK_CHUNK - n)
+    limited = padded[reach:reach + chunks * _ATTACK_CHUNK] < 1.0
+    near = limited.reshape(chunks, _ATTACK_CHUNK).any(axis=1)
     spread = -(-reach // _ATTACK_CHUNK)
-    active = np.convolve(near, np.ones(2 * spread + 1), "same") > 0
-    chunk = _ATTACK_CHUNK
-    if 4 * np.count_nonzero(active) > chunks and n > _DENSE_CHUNK:
-        chunk, per_row = _DENSE_CHUNK, _DENSE_CHUNK // _ATTACK_CHUNK
-        active = np.pad(active, (0, -chunks % per_row)).reshape(-1, per_row).any(axis=1)
-    rows = np.flatnonzero(active)
-    attack = np.ones((active.size, chunk), dtype=np.float32)
-    padded = _hold_edges(required, reach, reach + attack.size - n)
-    windows = sliding_window_view(padded, chunk + 2 * reach)
-    per_batch = max(1, _ATTACK_BATCH // chunk)
-
-    def batch(start: int) -> None:
-        picked = rows[start:start + per_batch]
-        attack[picked] = _dense_attack(windows[picked * chunk], w)[:, reach:reach + chunk]
-
-    starts = range(0, rows.size, per_batch)
-    if len(starts) > 1:
-        with ThreadPoolExecutor(max_workers=2) as pool:  # numpy releases the GIL
-            list(pool.map(batch, starts))
-    elif starts:
-        batch(0)
+    active = np.flatnonzero(np.convolve(near, np.ones(2 * spread + 1), "same") > 0)
+    # gathered rows carry twice their length in surroundings: with the whole signal's minimum
+    # at hand, the whole signal is cheaper from a quarter of the chunks on
+    if (2 if dense_minimum is None else 4) * active.size > chunks:
+        minimum = (running_min(padded, 2 * w - 1) if dense_minimum is None else
+                   np.pad(dense_minimum(), (0, padded.size - 2 * reach - n), mode="edge"))
+        return _smooth_minimum(minimum, w)[reach:reach + n]
+    attack = np.ones((chunks, _ATTACK_CHUNK), dtype=np.float32)
+    if active.size == 0:
+        return attack.ravel()[:n]
+    windows = sliding_window_view(padded, _ATTACK_CHUNK + 2 * reach)
+    for start in range(0, active.size, _ATTACK_ROWS):  # a batch of rows at a time, in cache
+        rows = active[start:start + _ATTACK_ROWS]
+        dense = _dense_attack(windows[rows * _ATTACK_CHUNK], w)
+        attack[rows] = dense[:, reach:reach + _ATTACK_CHUNK]
     return attack.ravel()[:n]
 
 
