@@ -113,6 +113,7 @@ def master(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
 ) -> None:
     """Master INPUT toward a reference and a delivery target."""
+    memory.prefault(memory.prefault_bytes(input_path))  # while the imports below run
     from automix import mastering
 
     report = mastering.master_file(
