@@ -100,9 +100,9 @@ def check_channels(path: Path, channels: int) -> None:
 
 
 def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None,
-                      audio: Audio | None = None) -> Reference:
-    """A genre preset by name, else an audio file by path (analysed here; ``audio``, when
-    given, is that file's content, already loaded)."""
+                      analysed: analysis.Analysis | None = None) -> Reference:
+    """A genre preset by name, else an audio file by path (analysed here, unless
+    ``analysed`` is that file's analysis, already made)."""
     names = [g.name for g in presets.list_genres()]
     if spec in names:
         profile = presets.load_genre(spec)
@@ -116,11 +116,13 @@ def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None,
                             "and no such file")
     key = _file_identity(path)
     if key not in _analysed_references:
-        ref = load(path) if audio is None else audio
-        check_channels(path, ref.channels)
+        if analysed is None:
+            ref = load(path)
+            check_channels(path, ref.channels)
+            analysed = analysis.analyze(ref.samples, ref.sample_rate)
         if len(_analysed_references) >= MAX_ANALYSED_REFERENCES:
             del _analysed_references[next(iter(_analysed_references))]
-        _analysed_references[key] = analysis.analyze(ref.samples, ref.sample_rate).to_dict()
+        _analysed_references[key] = analysed.to_dict()
     features = copy.deepcopy(_analysed_references[key])
     ceiling = DEFAULT_CEILING_DBTP if ceiling_dbtp is None else ceiling_dbtp
     target = Target(name=f"reference loudness ({path.name})",
@@ -657,20 +659,23 @@ def master(audio: Audio, reference: Reference, target: Target, *, method: str = 
            amounts: dict[str, float] | None = None, refit_gain: bool = False,
            refine_steps: int = REFINE_STEPS,
            refine_seconds: float = REFINE_SECONDS,
-           writer: BackgroundWriter | None = None) -> MasterResult:
+           writer: BackgroundWriter | None = None,
+           input_analysis: analysis.Analysis | None = None) -> MasterResult:
     """Master ``audio`` toward ``reference`` at ``target``; or render given ``settings``.
 
     ``amounts`` (see `parse_amounts`) scale the suggestion, or the given settings, toward
     neutral; the gain is then found again so the loudness target still holds. Given settings
     render exactly as stored, unless amounts scale them or ``refit_gain`` asks for the gain to
     be found again (after editing EQ or the target, say). A ``writer`` (see `finalise`)
-    writes the result while it is measured.
+    writes the result while it is measured. ``input_analysis`` is ``audio``'s, when the
+    caller has made it.
     """
     scaled = amounts is not None and any(a != 1.0 for a in amounts.values())
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    input_analysis = analysis.analyze(audio.samples, audio.sample_rate)
-    timings["analyse"] = time.perf_counter() - t0
+    if input_analysis is None:
+        t0 = time.perf_counter()
+        input_analysis = analysis.analyze(audio.samples, audio.sample_rate)
+        timings["analyse"] = time.perf_counter() - t0
     if settings is not None and not (scaled or refit_gain):
         t0 = time.perf_counter()
         out, output_analysis = _limited_and_measured(
@@ -768,35 +773,44 @@ def _run(input_path: Path, reference: str, target: str | None, ceiling_dbtp: flo
          refine_seconds: float = REFINE_SECONDS,
          writer: BackgroundWriter | None = None) -> tuple[Audio, MasterResult]:
     t0 = time.perf_counter()
-    song, settings, ref = _inputs(input_path, reference, ceiling_dbtp, settings_path)
-    read_s = time.perf_counter() - t0  # with a reference file's analysis
+    song, settings, ref_audio = _inputs(input_path, reference, settings_path)
+    timings = {"read": time.perf_counter() - t0}
+    input_analysis = ref_analysis = None
+    if ref_audio is not None:  # a reference file to analyse: beside the song (analyze_many)
+        t0 = time.perf_counter()
+        input_analysis, ref_analysis = analysis.analyze_many(
+            [(song.samples, song.sample_rate), (ref_audio.samples, ref_audio.sample_rate)])
+        timings["analyse"] = time.perf_counter() - t0
+        del ref_audio  # the master need not hold 64 MB of it for 3 min of stereo
+    ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp, analysed=ref_analysis)
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
     result = master(song, ref, tgt, method=method, settings=settings, amounts=amounts,
                     refit_gain=refit_gain, refine_steps=refine_steps,
-                    refine_seconds=refine_seconds, writer=writer)
-    result.timings_s = {"read": read_s, **result.timings_s}
+                    refine_seconds=refine_seconds, writer=writer,
+                    input_analysis=input_analysis)
+    result.timings_s = {**timings, **result.timings_s}
     return song, result
 
 
-def _inputs(input_path: Path, reference: str, ceiling_dbtp: float | None,
-            settings_path: Path | None) -> tuple[Audio, MasterSettings | None, Reference]:
-    """The song, loaded; the settings, read; the reference, resolved. A reference file is
-    decoded beside the song (libsndfile releases the GIL), its errors still coming after the
-    song's and the settings'; its audio is gone when this returns (the master need not hold
-    64 MB of it for 3 min of stereo)."""
+def _inputs(input_path: Path, reference: str, settings_path: Path | None
+            ) -> tuple[Audio, MasterSettings | None, Audio | None]:
+    """The song, loaded; the settings, read; and the reference file's content when it is a
+    file this process has not analysed yet (else None). The reference is decoded beside the
+    song (libsndfile releases the GIL), its errors still coming after the song's and the
+    settings'."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        is_file = (reference not in [g.name for g in presets.list_genres()]
-                   and Path(reference).is_file())
-        if is_file and _file_identity(Path(reference)) not in _analysed_references:
-            ref_audio = pool.submit(load, Path(reference))
-        else:
-            ref_audio = None
+        path = Path(reference)
+        is_file = (reference not in [g.name for g in presets.list_genres()] and path.is_file())
+        pending = (pool.submit(load, path)
+                   if is_file and _file_identity(path) not in _analysed_references else None)
         song = load(input_path)
         check_channels(input_path, song.channels)
         settings = read_settings(settings_path) if settings_path else None
-        return song, settings, resolve_reference(
-            reference, ceiling_dbtp=ceiling_dbtp,
-            audio=None if ref_audio is None else ref_audio.result())
+        if pending is None:
+            return song, settings, None
+        ref_audio = pending.result()
+        check_channels(path, ref_audio.channels)
+        return song, settings, ref_audio
 
 
 def master_file(input_path: Path, *, reference: str = "pop", target: str | None = None,

@@ -12,6 +12,7 @@ from scipy.signal import freqz, lfilter
 
 from automix import analysis, loudness
 from automix.analysis import BAND_CENTERS_HZ, BAND_EDGES_HZ
+from automix.errors import AudioInputError
 
 MIXES = Path("/work/data/mixes")
 
@@ -113,6 +114,14 @@ def test_width_and_correlation_of_basic_stereo_images():
     wide = BAND_CENTERS_HZ >= 250
     side, mid = np.array(independent.tonal_side_db), np.array(independent.tonal_mid_db)
     np.testing.assert_allclose(side[wide], mid[wide], atol=0.5)
+
+
+def test_analysing_together_measures_each_signal_as_alone():
+    song, ref = noise(3.0, 44100, seed=1), 0.5 * noise(2.0, 48000, channels=1, seed=2)[0]
+    together = analysis.analyze_many([(song, 44100), (ref, 48000)])
+    assert together == [analysis.analyze(song, 44100), analysis.analyze(ref, 48000)]
+    with pytest.raises(AudioInputError, match="shorter than one 0.4 s"):
+        analysis.analyze_many([(song, 44100), (song[:, :1000], 44100)])
 
 
 def test_mono_input_is_measured_as_one_channel():

@@ -168,7 +168,7 @@ def test_a_reference_file_is_analysed_once_per_process_until_it_changes(
 
 
 def test_the_sidecar_times_each_stage_of_a_master(tmp_path) -> None:
-    # timings_s: read (with the reference file's analysis), analyse, suggest, render; each
+    # timings_s: read, analyse (with the reference file's analysis), suggest, render; each
     # stage is inside the call's own wall time, so their sum is too
     import time
 
