@@ -27,9 +27,10 @@ def cut(path: Path, seconds: float, dest: Path) -> Path:
     return dest
 
 
-def synthetic_song(seconds: float, dest: Path, sample_rate: int = 44100) -> Path:
-    """Fallback when no data folder exists: noise and tones with a music-like spectrum."""
-    rng = np.random.default_rng(0)
+def synthetic_song(seconds: float, dest: Path, sample_rate: int = 44100, seed: int = 0) -> Path:
+    """Fallback when no data folder exists: noise and tones with a music-like spectrum (the
+    noise drawn from ``seed``)."""
+    rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)
     t = np.arange(n) / sample_rate
     x = np.cumsum(rng.standard_normal((2, n)), axis=1)

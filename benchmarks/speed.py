@@ -63,7 +63,7 @@ def main() -> None:
         song = synthetic_song(args.seconds, tmp / "song.wav")
     # A reference is a whole song, as a user would give it: as long as the song here.
     ref = args.reference or (cut(songs[1], args.seconds, tmp / "ref.wav") if len(songs) > 1
-                             else synthetic_song(args.seconds, tmp / "ref.wav"))
+                             else synthetic_song(args.seconds, tmp / "ref.wav", seed=1))
     py = sys.executable
     systems = {
         "floor (read + write 24-bit)": [py, "-c", FLOOR, str(song), str(tmp / "floor.wav")],
