@@ -4,7 +4,10 @@ Every system runs as its own process on the same 3-minute song (and, with a refe
 the same 3-minute reference), in the same run, a few times; the table prints the median wall
 time, peak RSS and ratios. Usage::
 
-    python benchmarks/speed.py [--song SONG] [--seconds 180] [--repeats 3]
+    python benchmarks/speed.py [--song SONG] [--seconds 180] [--repeats 3] [--against REV]
+
+``--against REV`` adds the two automix rows as of git revision REV (checked out in a temporary
+worktree), run in the same round-robin: a change measured against the code before it.
 
 Needs `pip install -e ".[bench]"` for Matchering (skipped with a note when missing).
 """
@@ -32,10 +35,11 @@ MATCHERING = ("import matchering as mg, sys; mg.log(lambda *a: None); "
               "results=[mg.pcm24(sys.argv[2])])")
 
 
-def run(cmd: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MiB and exit code of one process."""
+def run(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MiB and exit code of one process run in ``cwd`` (where
+    `python -m automix` finds its package)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
@@ -51,6 +55,7 @@ def main() -> None:
     ap.add_argument("--reference", type=Path)
     ap.add_argument("--seconds", type=float, default=180.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--against", metavar="REV", help="also time automix as of this git revision")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="automix-speed-"))
     songs = real_songs(args.seconds, 2)
@@ -62,18 +67,27 @@ def main() -> None:
         print("no data folder: using a synthetic song")
         song = synthetic_song(args.seconds, tmp / "song.wav")
     # A reference is a whole song, as a user would give it: as long as the song here.
-    ref = args.reference or (cut(songs[1], args.seconds, tmp / "ref.wav") if len(songs) > 1
-                             else synthetic_song(args.seconds, tmp / "ref.wav", seed=1))
+    if args.reference:
+        ref = args.reference.resolve()
+    else:
+        ref = (cut(songs[1], args.seconds, tmp / "ref.wav") if len(songs) > 1
+               else synthetic_song(args.seconds, tmp / "ref.wav", seed=1))
     py = sys.executable
-    systems = {
-        "floor (read + write 24-bit)": [py, "-c", FLOOR, str(song), str(tmp / "floor.wav")],
-        "automix master --reference pop": [py, "-m", "automix", "master", str(song), "-r", "pop",
-                                           "-o", str(tmp / "a.wav"), "--force"],
-        "automix master --reference FILE": [py, "-m", "automix", "master", str(song), "-r",
-                                            str(ref), "-o", str(tmp / "b.wav"), "--force"],
-        "matchering 2.0 (reference FILE)": [py, "-c", MATCHERING, str(song), str(tmp / "m.wav"),
-                                            str(ref)],
-    }
+    trees, against = {"": ROOT}, tmp / "against"
+    if args.against:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet",
+                        str(against), args.against], check=True)
+        trees[f" @{args.against}"] = against
+    systems = {"floor (read + write 24-bit)": ([py, "-c", FLOOR, str(song),
+                                                 str(tmp / "floor.wav")], ROOT)}
+    for i, (suffix, tree) in enumerate(trees.items()):
+        for label, reference in (("pop", "pop"), ("FILE", str(ref))):
+            out = tmp / f"{label}{i}.wav"
+            systems[f"automix master --reference {label}{suffix}"] = (
+                [py, "-m", "automix", "master", str(song), "-r", reference, "-o", str(out),
+                 "--force"], tree)
+    systems["matchering 2.0 (reference FILE)"] = (
+        [py, "-c", MATCHERING, str(song), str(tmp / "m.wav"), str(ref)], ROOT)
     try:
         import matchering  # noqa: F401
     except ImportError:
@@ -83,12 +97,18 @@ def main() -> None:
     # the run (a shared host) slows every system alike and the ratios stay fair.
     runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in systems}
     stages: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
-    for _ in range(args.repeats):
-        for name, cmd in systems.items():
-            runs[name].append(run(cmd))
-            sidecar = Path(cmd[cmd.index("-o") + 1]).with_suffix(".json") if "-o" in cmd else None
-            if sidecar is not None and runs[name][-1][2] == 0:
-                stages[name].append(json.loads(sidecar.read_text())["timings_s"])
+    try:
+        for _ in range(args.repeats):
+            for name, (cmd, cwd) in systems.items():
+                runs[name].append(run(cmd, cwd))
+                sidecar = (Path(cmd[cmd.index("-o") + 1]).with_suffix(".json") if "-o" in cmd
+                           else None)
+                if sidecar is not None and runs[name][-1][2] == 0:
+                    stages[name].append(json.loads(sidecar.read_text())["timings_s"])
+    finally:
+        if args.against:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(against)], check=False)
     results = {}
     for name, rs in runs.items():
         ok = [r for r in rs if r[2] == 0]
