@@ -97,41 +97,57 @@ class Analysis:
     tonal_side_db: tuple[float, ...]
     warnings: tuple[AudioWarning, ...]
 
-    def to_dict(self) -> dict:
-        """JSON-able form: floats rounded to 0.01, NaN and infinities as None."""
-        scalars = {
-            name: _json_float(getattr(self, name))
-            for name in (
-                "duration_s",
-                "integrated_lufs",
-                "loudness_range_lu",
-                "true_peak_dbtp",
-                "sample_peak_dbfs",
-                "rms_dbfs",
-                "crest_db",
-                "plr_db",
-                "width",
-                "correlation",
-            )
-        }
+    def to_dict(self, *, digits: int | None = 2) -> dict:
+        """JSON-able form: floats rounded to ``digits`` decimals (None: as they are), NaN and
+        infinities as None."""
+        def number(value: float) -> float | None:
+            if not math.isfinite(value):
+                return None
+            return float(value) if digits is None else round(float(value), digits)
+
         return {
             "sample_rate": self.sample_rate,
             "channels": self.channels,
-            **scalars,
+            **{name: number(getattr(self, name)) for name in _SCALARS},
             "bands": {
                 "centers_hz": [float(f) for f in BAND_CENTERS_HZ],
-                "mid_db": [_json_float(v) for v in self.tonal_mid_db],
-                "side_db": [_json_float(v) for v in self.tonal_side_db],
+                "mid_db": [number(v) for v in self.tonal_mid_db],
+                "side_db": [number(v) for v in self.tonal_side_db],
             },
             "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Analysis:
+        """The inverse of `to_dict` (None read as NaN): a sidecar's or a preset's features."""
+        def number(value: float | None) -> float:
+            return math.nan if value is None else float(value)
 
-def _json_float(value: float) -> float | None:
-    return round(float(value), 2) if math.isfinite(value) else None
+        bands = data["bands"]
+        return cls(
+            sample_rate=int(data["sample_rate"]), channels=int(data["channels"]),
+            **{name: number(data[name]) for name in _SCALARS},
+            tonal_mid_db=tuple(number(v) for v in bands["mid_db"]),
+            tonal_side_db=tuple(number(v) for v in bands["side_db"]),
+            warnings=tuple(AudioWarning(w["code"], w["message"])
+                           for w in data.get("warnings", ())))
+
+    def rounded(self) -> Analysis:
+        """At the sidecar's precision (0.01): what a suggestion is made from, so that the
+        measurements a sidecar shows reproduce it."""
+        return Analysis.from_dict(self.to_dict())
 
 
-def _welch_segment(sample_rate: int) -> int:
+_SCALARS = ("duration_s", "integrated_lufs", "loudness_range_lu", "true_peak_dbtp",
+            "sample_peak_dbfs", "rms_dbfs", "crest_db", "plr_db", "width", "correlation")
+
+
+def band_values(values: Sequence[float | None]) -> np.ndarray:
+    """Per-band values as a float64 array, None (a band not measured) as NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def welch_segment(sample_rate: int) -> int:
     """Welch segment length: 8192 at 44.1 kHz, the nearest power of two at other rates."""
     return 2 ** round(math.log2(WELCH_SEGMENT_AT_44K * sample_rate / 44100))
 
@@ -156,7 +172,7 @@ def _mid_side_psd(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarr
     mid_psd, side_psd : np.ndarray, shape (bins,), power per Hz (each sums to the mean square
         times the bin width)
     """
-    segment = min(_welch_segment(sample_rate), x.shape[1])
+    segment = min(welch_segment(sample_rate), x.shape[1])
     window = welch_window(segment)
     step = welch_step(segment)
     n_frames = (x.shape[1] - segment) // step + 1
@@ -199,6 +215,18 @@ def welch_psd_from_power(
     psd = power / (n_frames * sample_rate * np.sum(window**2))
     psd[1 : (segment + 1) // 2] *= 2.0  # fold negative frequencies; DC and Nyquist have none
     return np.fft.rfftfreq(segment, 1.0 / sample_rate), psd
+
+
+def band_matrix(freqs_hz: np.ndarray) -> np.ndarray:
+    """(bands, bins): the share of each STFT bin inside each third-octave band of
+    `analysis.BAND_EDGES_HZ` (bins narrower or wider than a band are split by overlap)."""
+    width = freqs_hz[1] - freqs_hz[0]
+    lo, hi = freqs_hz - width / 2, freqs_hz + width / 2
+    band_lo, band_hi = BAND_EDGES_HZ[:, :, None]
+    overlap = np.clip(np.minimum(hi, band_hi) - np.maximum(lo, band_lo), 0.0, None)
+    return (overlap / width).astype(np.float32)
+
+
 
 
 def tonal_balance_db(

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from automix.errors import AudioInputError, OutputError, SettingsError
+from automix.errors import AudioInputError, OutputError, SettingsError, first_line
 
 READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3")
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
@@ -123,13 +123,8 @@ def _read_channels_first(path: Path) -> tuple[np.ndarray, int]:
 def _read_error(exc: BaseException) -> str:
     """libsndfile's reason; its "does not exist" (said of a file that exists but that no
     decoder recognises, such as text named .mp3) is reworded."""
-    reason = _first_line(exc)
+    reason = first_line(exc)
     return "format not recognised" if "does not exist" in reason else reason
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def tpdf_dither(samples: np.ndarray, bits: int, *, seed: int = 0) -> np.ndarray:
@@ -146,14 +141,33 @@ def tpdf_dither(samples: np.ndarray, bits: int, *, seed: int = 0) -> np.ndarray:
     return (np.clip(quantised, -scale, scale - 1) / scale).astype(np.float32)
 
 
-def check_format(file_format: str, bit_depth: int) -> None:
-    """`SettingsError` for an output format and bit depth automix does not write."""
+MAX_CHANNELS = 2  # songs and reference files are mono or stereo
+
+
+def check_channels(path: Path, channels: int) -> None:
+    """`AudioInputError` for more than `MAX_CHANNELS` channels.
+
+    Folding a surround production to stereo changes it, so automix refuses rather than
+    guesses; the user downmixes with the intent they have.
+    """
+    if channels > MAX_CHANNELS:
+        raise AudioInputError(f"{path}: {channels} channels: automix masters mono or stereo; "
+                              "downmix to stereo first")
+
+
+def check_format(file_format: str, bit_depth: int | str, *,
+                 names: tuple[str, str] = ("--format", "--bit-depth")) -> None:
+    """`SettingsError` for an output format and bit depth automix does not write; ``names``
+    are what the caller calls the two options (the CLI's flags, the service's fields)."""
+    format_name, depth_name = names
     if file_format not in FORMATS:
-        raise SettingsError(f"--format must be {' or '.join(FORMATS)}; got {file_format!r}")
+        raise SettingsError(f"{format_name}: expected {' or '.join(FORMATS)}, "
+                            f"got {file_format!r}")
     if bit_depth not in BIT_DEPTHS:
-        raise SettingsError(f"--bit-depth must be 16, 24 or 32; got {bit_depth}")
+        raise SettingsError(f"{depth_name}: expected 16, 24 or 32, got {bit_depth!r}")
     if file_format == "flac" and bit_depth == 32:
-        raise SettingsError("FLAC stores integers only: use --bit-depth 16 or 24, or --format wav")
+        raise SettingsError(f"{depth_name}: FLAC stores integers only: use 16 or 24, or "
+                            f"{format_name} wav")
 
 
 def save(
@@ -397,7 +411,7 @@ def _temporary_beside(dest: Path) -> str:
 
 
 def _write_error(dest: Path, exc: BaseException) -> OutputError:
-    reason = "disk full" if getattr(exc, "errno", None) == errno.ENOSPC else _first_line(exc)
+    reason = "disk full" if getattr(exc, "errno", None) == errno.ENOSPC else first_line(exc)
     return OutputError(f"{dest}: could not write ({reason})")
 
 

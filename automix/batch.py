@@ -18,10 +18,13 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automix.audio import READ_EXTENSIONS
-from automix.errors import AutomixError, SettingsError
+from automix.errors import AutomixError, SettingsError, first_line
+
+if TYPE_CHECKING:
+    from automix.references import ReferenceCache
 
 MODES = ("master", "mix")
 ENGINES = ("local", "ray")
@@ -35,7 +38,9 @@ class Job:
     mode: str
     input: str
     output: str
-    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the runner
+    options: dict[str, Any] = field(default_factory=dict)  # `MasterOptions` / `MixOptions`
+    file_format: str = "wav"
+    bit_depth: int = 24
 
     @property
     def sidecar(self) -> Path:
@@ -56,7 +61,7 @@ class JobResult:
 
 
 def plan(input_dir: Path, out_dir: Path, *, mode: str, file_format: str = "wav",
-         options: dict[str, Any] | None = None) -> list[Job]:
+         bit_depth: int = 24, options: dict[str, Any] | None = None) -> list[Job]:
     """The jobs for ``input_dir``: each audio file (master) or each sub-folder (mix) is one
     song, written to ``out_dir/<name>.<fmt>``."""
     if mode not in MODES:
@@ -74,8 +79,8 @@ def plan(input_dir: Path, out_dir: Path, *, mode: str, file_format: str = "wav",
     if not songs:
         kind = "audio files" if mode == "master" else "folders of stems"
         raise SettingsError(f"{input_dir}: no {kind} to {mode}")
-    opts = {**(options or {}), "file_format": file_format}
-    return [Job(name, mode, str(song), str(out_dir / f"{name}.{file_format}"), opts)
+    return [Job(name, mode, str(song), str(out_dir / f"{name}.{file_format}"),
+                dict(options or {}), file_format, bit_depth)
             for name, song in zip(names, songs, strict=True)]
 
 
@@ -86,38 +91,45 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """
     import soundfile as sf
 
+    from automix.files import master_file, mix_file
+    from automix.settings import MasterOptions, MixOptions, OutputOptions
+
     j = Job(**job)
     t0 = time.perf_counter()
     try:
+        output = OutputOptions(output=Path(j.output), file_format=j.file_format,
+                               bit_depth=j.bit_depth, force=True)
         if j.mode == "master":
-            from automix.mastering import master_file
-
-            master_file(Path(j.input), output=Path(j.output), force=True, **j.options)
+            master_file(Path(j.input), MasterOptions(**j.options), output, cache=_cache)
         else:
-            from automix.mixing import mix_folder
-
-            mix_folder(Path(j.input), output=Path(j.output), force=True, **j.options)
+            mix_file(Path(j.input), MixOptions(**j.options), output, cache=_cache)
         audio_s = float(sf.info(j.output).duration)
         return asdict(JobResult(j.name, "done", time.perf_counter() - t0, audio_s, j.output))
     except AutomixError as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = first_line(exc)
     except Exception as exc:  # noqa: BLE001 - one song's bug must not stop the batch
         if os.environ.get("AUTOMIX_DEBUG"):
             traceback.print_exc()
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        message = f"internal error ({type(exc).__name__}: {first})"
+        message = f"internal error ({type(exc).__name__}: {first_line(exc, '')})"
     return asdict(JobResult(j.name, "failed", time.perf_counter() - t0, error=message))
 
 
+_cache: ReferenceCache | None = None  # a worker's own, made by `_init_worker`
+
+
 def _init_worker() -> None:
-    """One thread per worker: the pool's processes share the cores; and freed memory kept
-    for the next song (see `automix.memory`)."""
+    """One thread per worker: the pool's processes share the cores; freed memory kept for
+    the next song (see `automix.memory`); and a cache of the reference files' analyses, so
+    that songs mastered against one file analyse it once per worker."""
+    global _cache
     import torch
 
     from automix import memory
+    from automix.references import ReferenceCache
 
     memory.keep_freed_memory()
     torch.set_num_threads(1)
+    _cache = ReferenceCache()
 
 
 def _init_pool_worker() -> None:

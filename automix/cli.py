@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from automix import memory
-from automix.errors import AutomixError, OutputError
+from automix.errors import AutomixError, OutputError, first_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Automatic mixing and mastering toward a reference production.")
@@ -64,7 +64,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except typer.Exit:
             raise
         except AutomixError as exc:
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            _fail(first_line(exc))
         except KeyboardInterrupt:
             _fail("interrupted; no partial output was left", 130)
         except MemoryError:
@@ -72,8 +72,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
             if os.environ.get("AUTOMIX_DEBUG"):
                 raise
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            _fail(f"internal error ({type(exc).__name__}: {first}); "
+            _fail(f"internal error ({type(exc).__name__}: {first_line(exc, '')}); "
                   "rerun with AUTOMIX_DEBUG=1 and report it")
 
     return wrapper
@@ -114,14 +113,17 @@ def master(
 ) -> None:
     """Master INPUT toward a reference and a delivery target."""
     memory.prefault(memory.prefault_bytes(input_path))  # while the imports below run
-    from automix import mastering
+    from automix.files import master_file
+    from automix.settings import Amounts, MasterOptions, OutputOptions
 
-    report = mastering.master_file(
-        input_path, reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
-        output=output, file_format=file_format.value, bit_depth=bit_depth, method=method.value,
-        settings_path=settings_path, amounts=mastering.parse_amounts(amount), force=force,
-        preview=preview, report_path=report_path, refit_gain=refit_gain,
-        **_given(refine_steps=refine_steps, refine_seconds=refine_seconds))
+    options = MasterOptions(reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
+                            method=method.value, amounts=Amounts.parse(amount),
+                            settings=settings_path, refit_gain=refit_gain,
+                            **_given(refine_steps=refine_steps, refine_seconds=refine_seconds))
+    _threads(options.method)
+    report = master_file(input_path, options, OutputOptions(
+        output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
+        preview=preview, report=report_path))
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -146,19 +148,19 @@ def suggest(
 ) -> None:
     """Write suggested settings (real units) and the measurements behind them; edit, then
     render them with `automix master INPUT --settings FILE`."""
-    from automix import mastering
+    from automix.files import suggest_file, suggest_mix_file
+    from automix.settings import Amounts, MasterOptions, MixOptions
 
-    amounts = mastering.parse_amounts(amount)
+    common = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
+              "amounts": Amounts.parse(amount), **_given(method=method and method.value)}
     if input_path.is_dir():  # a folder of stems: suggest a mix
-        from automix import mixing
-
-        doc = mixing.suggest_mix_file(input_path, output, reference=reference, target=target,
-                                      ceiling_dbtp=ceiling_dbtp, amounts=amounts, force=force,
-                                      **_given(method=method and method.value))
+        options: MasterOptions | MixOptions = MixOptions(**common)
+        _threads(options.method)
+        doc = suggest_mix_file(input_path, output, options, force=force)
     else:
-        doc = mastering.suggest_file(input_path, output, reference=reference, target=target,
-                                     ceiling_dbtp=ceiling_dbtp, amounts=amounts, force=force,
-                                     **_given(method=method and method.value))
+        options = MasterOptions(**common)
+        _threads(options.method)
+        doc = suggest_file(input_path, output, options, force=force)
     master = doc["settings"].get("master", doc["settings"])
     out_console.print(f"wrote {output}: master gain {master['gain_db']:+.2f} dB to "
                       f"{doc['target']['integrated_lufs']:g} LUFS")
@@ -167,6 +169,15 @@ def suggest(
 def _given(**options: Any) -> dict[str, Any]:
     """The options the user gave: the library's defaults stand for the rest."""
     return {k: v for k, v in options.items() if v is not None}
+
+
+def _threads(method: str) -> None:
+    """One torch thread per job where a network runs (two are 10x slower on a busy 2-core
+    box); set here, at the entry point, and only then (importing torch takes seconds)."""
+    if method == "network":
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def _print_master(report: dict[str, Any]) -> None:
@@ -243,14 +254,16 @@ def mix(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
 ) -> None:
     """Mix a folder of stems toward a reference and master the bus to a delivery target."""
-    from automix import mastering, mixing
+    from automix.files import mix_file
+    from automix.settings import Amounts, MixOptions, OutputOptions
 
-    report = mixing.mix_folder(
-        stems_dir, reference=reference, target=target, ceiling_dbtp=ceiling_dbtp, output=output,
-        file_format=file_format.value, bit_depth=bit_depth, settings_path=settings_path,
-        amounts=mastering.parse_amounts(amount), force=force, preview=preview,
-        report_path=report_path, stems_out=stems_out, refine_steps=refine_steps,
-        **_given(method=method and method.value))
+    options = MixOptions(reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
+                         amounts=Amounts.parse(amount), settings=settings_path,
+                         refine_steps=refine_steps, **_given(method=method and method.value))
+    _threads(options.method)
+    report = mix_file(stems_dir, options, OutputOptions(
+        output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
+        preview=preview, report=report_path), stems_out=stems_out)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
@@ -307,16 +320,16 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from automix import batch as batching
-    from automix import mastering
+    from automix.audio import check_format
+    from automix.references import resolve_reference, resolve_target
 
     # options every song shares are checked once, here, not reported as N failed songs
-    mastering.check_format(file_format.value, bit_depth)
-    ref = mastering.resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
-    mastering.resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
-    options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
-               "bit_depth": bit_depth}
+    check_format(file_format.value, bit_depth)
+    ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
+    resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
+    options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp}
     planned = batching.plan(input_dir, out_dir, mode=mode.value, file_format=file_format.value,
-                            options=options)
+                            bit_depth=bit_depth, options=options)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: not a folder (a file has this name)")
     try:

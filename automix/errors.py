@@ -15,3 +15,12 @@ class OutputError(AutomixError):
 
 class SettingsError(AutomixError):
     """A preset, target, settings file or amount is unknown or out of range."""
+
+
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of ``exc``'s message, which is what a user is shown; ``default`` (the
+    exception's type name unless given) when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    if lines:
+        return lines[0]
+    return type(exc).__name__ if default is None else default

@@ -155,7 +155,7 @@ def weighted_power(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return power
 
 
-def _hop_energy(power: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+def hop_energy(power: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """`weighted_power` summed over consecutive 100 ms hops, from which every block is built.
 
     Returns
@@ -208,18 +208,20 @@ def _loudness_range(short_term_power: np.ndarray) -> float:
     return float(high - low)
 
 
-def _integrated(hop_energy: tuple[np.ndarray, np.ndarray], sample_rate: int) -> float:
-    block_power = _block_power(hop_energy, GATING_BLOCK_S)
+def integrated_of_hops(hops: tuple[np.ndarray, np.ndarray], sample_rate: int) -> float:
+    """Integrated loudness of `hop_energy`'s 100-ms hop energies (a stream's, say), LUFS."""
+    block_power = _block_power(hops, GATING_BLOCK_S)
     if block_power.size == 0:
         raise AudioInputError(
-            f"{hop_energy[1][-1] / sample_rate:.3f} s of audio is shorter than one "
+            f"{hops[1][-1] / sample_rate:.3f} s of audio is shorter than one "
             f"{GATING_BLOCK_S} s loudness block"
         )
     return _gated_loudness(block_power)
 
 
-def _range(hop_energy: tuple[np.ndarray, np.ndarray]) -> float:
-    short_term = _block_power(hop_energy, SHORT_TERM_BLOCK_S)
+def range_of_hops(hops: tuple[np.ndarray, np.ndarray]) -> float:
+    """Loudness range of `hop_energy`'s 100-ms hop energies, LU."""
+    short_term = _block_power(hops, SHORT_TERM_BLOCK_S)
     return _loudness_range(short_term) if short_term.size else 0.0
 
 
@@ -247,7 +249,7 @@ def integrated_lufs(samples: np.ndarray, sample_rate: int) -> float:
 
 def integrated_lufs_of_power(power: np.ndarray, sample_rate: int) -> float:
     """`integrated_lufs` from the signal's `weighted_power`, shape (samples,)."""
-    return _integrated(_hop_energy(power, sample_rate), sample_rate)
+    return integrated_of_hops(hop_energy(power, sample_rate), sample_rate)
 
 
 def loudness_range_lu(samples: np.ndarray, sample_rate: int) -> float:
@@ -257,13 +259,13 @@ def loudness_range_lu(samples: np.ndarray, sample_rate: int) -> float:
     their power mean; LRA is the 95th minus the 10th percentile. Signals shorter than 3 s or
     entirely below the absolute gate read 0.0.
     """
-    return _range(_hop_energy(weighted_power(samples, sample_rate), sample_rate))
+    return range_of_hops(hop_energy(weighted_power(samples, sample_rate), sample_rate))
 
 
 def loudness_and_range(samples: np.ndarray, sample_rate: int) -> tuple[float, float]:
     """`integrated_lufs` and `loudness_range_lu` from a single K-weighting pass."""
-    hop_energy = _hop_energy(weighted_power(samples, sample_rate), sample_rate)
-    return _integrated(hop_energy, sample_rate), _range(hop_energy)
+    hops = hop_energy(weighted_power(samples, sample_rate), sample_rate)
+    return integrated_of_hops(hops, sample_rate), range_of_hops(hops)
 
 
 @lru_cache(maxsize=8)

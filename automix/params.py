@@ -135,6 +135,11 @@ class LimiterParams:
     release_ms: float = param(10.0, 500.0, 60.0, "log")
 
 
+# The master's gain to its delivery loudness, before the limiter (settings files are checked
+# against it; the gain search itself is unbounded).
+MASTER_GAIN_DB = Range(-70.0, 40.0, 0.0)
+
+
 @dataclass(frozen=True)
 class SendParams:
     """Level sent from a stem to the shared reverb bus."""

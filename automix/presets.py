@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from automix.audio import load, write_text_atomic
-from automix.errors import SettingsError
-from automix.params import as_real
+from automix.errors import SettingsError, first_line
+from automix.params import LimiterParams, as_real, ranges
 
 LUFS_RANGE = (-40.0, 0.0)  # a delivery loudness outside this is a typo, not a target
-CEILING_RANGE_DBTP = (-9.0, 0.0)
+CEILING_RANGE_DBTP = (ranges(LimiterParams)["ceiling_dbtp"].min,
+                      ranges(LimiterParams)["ceiling_dbtp"].max)
 BANDS_KEY = "bands"
 
 
@@ -99,7 +100,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+        raise SettingsError(f"{path}: not valid JSON ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: expected a JSON object")
     return data

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from automix import streaming
+from automix.mastering import streaming
 
 SAMPLE_RATE = 48000
 PIECE_S = 30.0
 GOAL_MIB = 2048
-FORCE_STREAMING = ("import sys; from automix import streaming; "
+FORCE_STREAMING = ("import sys; from automix.mastering import streaming; "
                    "streaming.STREAMING_MIN_SAMPLES = 0; from automix.cli import app; "
                    "sys.argv[0] = 'automix'; app()")
 

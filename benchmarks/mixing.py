@@ -32,11 +32,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _songs import DATA_DIR  # noqa: E402
 
-from automix import analysis, mastering, mixing  # noqa: E402
+from automix import analysis, mixing  # noqa: E402
+from automix.files import mix_file  # noqa: E402
+from automix.mixing.pipeline import DEFAULT_METHOD  # noqa: E402
+from automix.mixing.render import render_stem  # noqa: E402
+from automix.mixing.stems import Stem, load_stems, stem_loudness_lufs  # noqa: E402
 from automix.model.features import log_mel_db, mid_side, unit_rms  # noqa: E402
 from automix.model.stem_net import Perturbation, is_held_out  # noqa: E402
 from automix.params import EQParams, GainParams, PanParams, StemChain  # noqa: E402
-from automix.stems import Stem, load_stems  # noqa: E402
+from automix.references import resolve_reference  # noqa: E402
+from automix.settings import METHODS, MixOptions, OutputOptions  # noqa: E402
 
 SEED = 0
 LOG_MEL_GOAL = 0.7  # automix's log-mel distance at most this times the equal-loudness sum's
@@ -127,13 +132,13 @@ def quality(seconds: float, method: str) -> None:
             ref_path = Path(tmp) / "reference.wav"
             sf.write(ref_path, read(mix_path, b_start, seg)[0].T, sr, subtype="FLOAT")
             stems, sr, _ = load_stems(folder)
-            perturbed = [Stem(s.name, mixing.render_stem(s, sr, perturbation(rng))[0],
+            perturbed = [Stem(s.name, render_stem(s, sr, perturbation(rng))[0],
                                      s.role, s.role_source) for s in stems]
             plain = np.sum([s.samples for s in perturbed], axis=0)
-            equal = np.sum([s.samples * np.float32(10 ** ((-30 - mixing.stem_loudness_lufs(
-                s, sr)) / 20)) for s in perturbed if mixing.stem_loudness_lufs(s, sr) > -70],
+            equal = np.sum([s.samples * np.float32(10 ** ((-30 - stem_loudness_lufs(
+                s, sr)) / 20)) for s in perturbed if stem_loudness_lufs(s, sr) > -70],
                 axis=0)
-            reference = mastering.resolve_reference(str(ref_path))
+            reference = resolve_reference(str(ref_path))
             t0 = time.perf_counter()
             result = mixing.mix(perturbed, sr, reference, reference.target, method=method)
             took = time.perf_counter() - t0
@@ -186,12 +191,12 @@ def speed(method: str, stem_count: int = 8, seconds: float = 180.0) -> None:
         t0 = time.perf_counter()
         stems, sr, _ = load_stems(folder)
         t_load = time.perf_counter() - t0
-        reference = mastering.resolve_reference("pop")
+        reference = resolve_reference("pop")
         t0 = time.perf_counter()
         result = mixing.mix(stems, sr, reference, reference.target, method=method)
         t_mix = time.perf_counter() - t0
         t0 = time.perf_counter()
-        mixing.mix_folder(folder, output=Path(tmp) / "mix.wav", method=method)
+        mix_file(folder, MixOptions(method=method), OutputOptions(output=Path(tmp) / "mix.wav"))
         t_all = time.perf_counter() - t0
     timings = {**result.timings_s, **result.master.timings_s}
     print(f"\nspeed: {stem_count} stems x {seconds:.0f} s ({source}), --method {method}, "
@@ -201,7 +206,7 @@ def speed(method: str, stem_count: int = 8, seconds: float = 180.0) -> None:
     for k, v in timings.items():
         print(f"| {k} | {v:.2f} |")
     print(f"| **mix (suggest + render + master)** | **{t_mix:.2f}** |")
-    print(f"| mix_folder end to end (load, mix, write 24-bit) | {t_all:.2f} |")
+    print(f"| mix_file end to end (load, mix, write 24-bit) | {t_all:.2f} |")
     print(f"goal: mix (suggest + render + master) <= {SPEED_GOAL_S:.0f} s: {t_mix:.2f} s, "
           f"{_verdict(t_mix <= SPEED_GOAL_S)} (load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores)")
@@ -214,7 +219,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--speed-only", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
-    ap.add_argument("--method", choices=mastering.METHODS, default=mixing.DEFAULT_METHOD,
+    ap.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                     help="how automix mix suggests per-stem settings")
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -6,7 +6,7 @@ pedalboard; each system gets the degraded A and segment B of the same production
 different time) as the reference, and its output is scored against the original A after
 loudness-matching it to A.
 
-Systems: identity (the degraded input), the DSP matcher (`automix.mastering.dsp_match`), the
+Systems: identity (the degraded input), the DSP matcher (`automix.mastering.match.dsp_match`), the
 network alone, the network plus refinement through the twin, and Matchering 2.0. One more row
 is a ceiling, not a system: the exact inverse of the degradation's EQ and width (it knows the
 settings; the compressor it cannot undo), i.e. the best any prediction of this chain can do.
@@ -147,23 +147,22 @@ def matchering(x: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.nda
 
 
 def dsp_system() -> Callable | None:
-    """The lead's DSP matcher, or None when `automix.mastering.dsp_match` is missing."""
+    """The lead's DSP matcher, or None when `automix.mastering.match.dsp_match` is missing."""
     try:
-        from automix import mastering
         from automix.audio import Audio
+        from automix.mastering.match import dsp_match
         from automix.presets import Target
+        from automix.settings import Reference
     except ImportError:
-        return None
-    if not hasattr(mastering, "dsp_match"):
         return None
 
     def run(x: np.ndarray, b: np.ndarray, sample_rate: int) -> np.ndarray:
-        ref_features = analysis.analyze(b, sample_rate).to_dict()
-        target = Target(name="reference", integrated_lufs=ref_features["integrated_lufs"],
+        ref_features = analysis.analyze(b, sample_rate).rounded()
+        target = Target(name="reference", integrated_lufs=ref_features.integrated_lufs,
                         ceiling_dbtp=-1.0, description="benchmark")
-        reference = mastering.Reference("B", "file", ref_features, target)
-        chain = mastering.dsp_match(Audio(x, sample_rate), analysis.analyze(x, sample_rate),
-                                    reference, target)
+        reference = Reference("B", "file", ref_features, target)
+        chain = dsp_match(Audio(x, sample_rate), analysis.analyze(x, sample_rate), reference,
+                          target)
         return render.master_chain(x, sample_rate, chain)
 
     return run

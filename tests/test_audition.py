@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from automix import loudness
 from automix.cli import app
 from automix.errors import SettingsError
-from automix.mastering import parse_amounts, scale_chain
 from automix.params import CompressorParams, EQParams, MasterChain, StereoWidthParams
+from automix.settings import Amounts
 from conftest import music_like
 
 runner = CliRunner()
@@ -71,14 +71,14 @@ def test_amount_zero_is_neutral_and_half_is_between() -> None:
     chain = MasterChain(eq=EQParams(peak2_gain_db=6.0, high_shelf_gain_db=-4.0),
                         compressor=CompressorParams(threshold_db=-20.0, ratio=4.0),
                         width=StereoWidthParams(width_pct=140.0))
-    assert scale_chain(chain, parse_amounts("0")) == MasterChain(
+    assert Amounts.parse("0").scale(chain) == MasterChain(
         eq=EQParams(peak2_freq_hz=1200.0), compressor=CompressorParams())
-    half = scale_chain(chain, parse_amounts("eq=0.5,dynamics=0.5,width=0.5"))
+    half = Amounts.parse("eq=0.5,dynamics=0.5,width=0.5").scale(chain)
     assert half.eq.peak2_gain_db == pytest.approx(3.0)
     assert half.eq.high_shelf_gain_db == pytest.approx(-2.0)
     assert half.compressor.ratio == pytest.approx(2.0)  # geometric: the table's log scale
     assert half.width.width_pct == pytest.approx(120.0)
-    only_eq = scale_chain(chain, parse_amounts("eq=0"))
+    only_eq = Amounts.parse("eq=0").scale(chain)
     assert only_eq.eq.peak2_gain_db == 0.0 and only_eq.width.width_pct == 140.0
 
 
@@ -88,7 +88,7 @@ def test_amount_zero_is_neutral_and_half_is_between() -> None:
 ])
 def test_bad_amounts_name_the_allowed_range(text: str, message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
-        parse_amounts(text)
+        Amounts.parse(text)
 
 
 def test_amount_on_the_command_line_keeps_loudness(song: Path, tmp_path: Path) -> None:

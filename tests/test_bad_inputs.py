@@ -17,8 +17,9 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 import corpus
-from automix import mixing, streaming
+from automix import mixing
 from automix.cli import app
+from automix.mastering import streaming
 from automix.service.client import LocalServer
 
 runner = CliRunner()

@@ -143,12 +143,12 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, song: Path, ref: Path,
 
 def test_failure_leaves_no_partial_output(song: Path, ref: Path, tmp_path: Path,
                                           monkeypatch) -> None:
-    from automix import mastering
+    from automix.mastering import pipeline
 
     def boom(*a, **k):
         raise RuntimeError("simulated crash mid-render")
 
-    monkeypatch.setattr(mastering, "finalise", boom)
+    monkeypatch.setattr(pipeline, "finalise", boom)
     result = runner.invoke(app, ["master", str(song), "-r", str(ref), "-o",
                                  str(tmp_path / "x.wav")])
     assert result.exit_code == 1 and "internal error" in result.output

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import corpus
-from automix import audio, mastering, mixing, params, presets
+from automix import audio, params, presets
+from automix import settings as settings_io
 from automix.errors import AudioInputError, SettingsError
 
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
@@ -72,11 +73,11 @@ def _leaves(doc: dict, prefix: tuple = ()) -> Iterator[tuple[tuple, object]]:
             yield (*prefix, key), value
 
 
-VALID_MASTER = mastering.MasterSettings().to_dict()
-VALID_MIX = mixing.MixSettings(stems={"drums.wav": params.StemChain()}).to_dict()
+VALID_MASTER = settings_io.MasterSettings().to_dict()
+VALID_MIX = settings_io.MixSettings(stems={"drums.wav": params.StemChain()}).to_dict()
 
 
-def _check_master(settings_obj: mastering.MasterSettings) -> None:
+def _check_master(settings_obj: settings_io.MasterSettings) -> None:
     """A parsed result is within every range and finite."""
     values = [v for _, v in _leaves(settings_obj.to_dict())]
     assert all(isinstance(v, float) and math.isfinite(v) for v in values)
@@ -87,7 +88,7 @@ def _check_master(settings_obj: mastering.MasterSettings) -> None:
 @given(st.one_of(JSON_LIKE, _near_valid(VALID_MASTER)))
 def test_master_settings_from_anything(data: object) -> None:
     try:
-        parsed = mastering.MasterSettings.from_dict(data)
+        parsed = settings_io.MasterSettings.from_dict(data)
     except SettingsError as exc:
         assert str(exc) and "\n" not in str(exc)
         return
@@ -98,7 +99,7 @@ def test_master_settings_from_anything(data: object) -> None:
 @given(st.one_of(JSON_LIKE, _near_valid(VALID_MIX)))
 def test_mix_settings_from_anything(data: object) -> None:
     try:
-        parsed = mixing.MixSettings.from_dict(data)
+        parsed = settings_io.MixSettings.from_dict(data)
     except SettingsError as exc:
         assert str(exc) and "\n" not in str(exc)
         return
@@ -128,7 +129,7 @@ def test_read_settings_from_any_file(scratch: Path, content: bytes, suffix: str)
     path = scratch / f"settings{suffix}"
     path.write_bytes(content)
     try:
-        parsed = mastering.read_settings(path)
+        parsed = settings_io.read_master_settings(path)
     except SettingsError as exc:
         assert "\n" not in str(exc)
         return
@@ -148,12 +149,12 @@ AMOUNT_TEXT = st.one_of(
 @given(AMOUNT_TEXT)
 def test_parse_amounts_of_any_text(text: str) -> None:
     try:
-        amounts = mastering.parse_amounts(text)
+        amounts = settings_io.Amounts.parse(text)
     except SettingsError as exc:
         assert "\n" not in str(exc)
         return
-    assert set(amounts) == set(mastering.AMOUNT_FIELDS)
-    assert all(0.0 <= v <= 1.0 for v in amounts.values())
+    values = [getattr(amounts, module) for module in settings_io.AMOUNT_FIELDS]
+    assert all(0.0 <= v <= 1.0 for v in values)
 
 
 def _preset_texts() -> st.SearchStrategy:

@@ -13,9 +13,11 @@ from automix import analysis, loudness
 from automix.audio import Audio
 from automix.effects import biquad, render
 from automix.errors import SettingsError
-from automix.mastering import MasterSettings, Reference, fit_eq, master, render_master
+from automix.mastering import master, render_master
+from automix.mastering.match import fit_eq
 from automix.params import CompressorParams, EQParams, MasterChain, ranges
 from automix.presets import Target
+from automix.settings import MasterSettings, Reference
 from conftest import music_like
 
 SR = 44100
@@ -27,9 +29,9 @@ def song() -> Audio:
 
 
 def _reference(x: np.ndarray) -> Reference:
-    features = analysis.analyze(x, SR).to_dict()
+    features = analysis.analyze(x, SR).rounded()
     return Reference("synthetic", "file", features,
-                     Target("ref", features["integrated_lufs"], -1.0, ""))
+                     Target("ref", features.integrated_lufs, -1.0, ""))
 
 
 def test_eq_fit_moves_tonal_balance_to_a_known_eq(song: Audio) -> None:
@@ -38,7 +40,7 @@ def test_eq_fit_moves_tonal_balance_to_a_known_eq(song: Audio) -> None:
     ref = render.eq(song.samples, SR, known)
     a_in = analysis.analyze(song.samples, SR)
     a_ref = analysis.analyze(ref, SR)
-    highpass, fitted = fit_eq(a_in.to_dict(), a_ref.to_dict(), SR)
+    highpass, fitted = fit_eq(a_in.rounded(), a_ref.rounded(), SR)
     chain = MasterChain(highpass=highpass, eq=fitted)
     a_out = analysis.analyze(render.master_chain(song.samples, SR, chain), SR)
     before = analysis.tonal_balance_error_db(a_in, a_ref)
@@ -143,28 +145,30 @@ def test_default_chain_is_only_the_subsonic_high_pass(song: Audio) -> None:
     assert np.nanmax(np.abs(diff - np.nanmean(diff))) < 0.3
 
 
-def test_a_reference_file_is_analysed_once_per_process_until_it_changes(
+def test_a_reference_file_is_analysed_once_per_cache_until_it_changes(
         tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     import soundfile as sf
 
-    from automix import mastering
+    from automix.references import ReferenceCache, resolve_reference
 
     path = tmp_path / "ref.wav"
     sf.write(path, music_like(np.random.default_rng(5), 44100, 3.0).T, 44100, subtype="FLOAT")
     calls = []
     real = analysis.analyze
     monkeypatch.setattr(analysis, "analyze", lambda *a: calls.append(1) or real(*a))
-    first = mastering.resolve_reference(str(path))
-    first.features["integrated_lufs"] = 0.0  # a caller's edit stays its own
-    again = mastering.resolve_reference(str(path))
-    assert len(calls) == 1 and again.features["integrated_lufs"] < -5
+    cache = ReferenceCache()
+    first = resolve_reference(str(path), cache=cache)
+    again = resolve_reference(str(path), cache=cache)
+    assert len(calls) == 1 and again == first and again.features.integrated_lufs < -5
+    resolve_reference(str(path))  # no cache: nothing is kept between calls
+    assert len(calls) == 2
     louder = music_like(np.random.default_rng(5), 44100, 3.0) * np.float32(2.0)
     sf.write(path, louder.T, 44100, subtype="FLOAT")
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))  # a new modification time
-    changed = mastering.resolve_reference(str(path))
-    assert len(calls) == 2
-    assert changed.features["integrated_lufs"] == pytest.approx(
-        again.features["integrated_lufs"] + 6.02, abs=0.05)
+    changed = resolve_reference(str(path), cache=cache)
+    assert len(calls) == 3
+    assert changed.features.integrated_lufs == pytest.approx(
+        again.features.integrated_lufs + 6.02, abs=0.05)
 
 
 def test_the_sidecar_times_each_stage_of_a_master(tmp_path) -> None:
@@ -174,13 +178,14 @@ def test_the_sidecar_times_each_stage_of_a_master(tmp_path) -> None:
 
     import soundfile as sf
 
-    from automix import mastering
+    from automix.files import master_file
+    from automix.settings import MasterOptions
 
     song_path, ref_path = tmp_path / "song.wav", tmp_path / "ref.wav"
     sf.write(song_path, music_like(np.random.default_rng(3), SR, 6.0).T, SR, subtype="FLOAT")
     sf.write(ref_path, music_like(np.random.default_rng(4), SR, 6.0).T, SR, subtype="FLOAT")
     t0 = time.perf_counter()
-    report = mastering.master_file(song_path, reference=str(ref_path))
+    report = master_file(song_path, MasterOptions(reference=str(ref_path)))
     wall = time.perf_counter() - t0
     timings = report["timings_s"]
     assert list(timings) == ["read", "analyse", "suggest", "render"]

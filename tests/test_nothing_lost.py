@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 import corpus
-from automix import batch, mastering
+from automix import batch, files
 from automix.cli import app
+from automix.mastering import pipeline as master_pipeline
 
 runner = CliRunner()
 ENV = {"COLUMNS": "2000", "AUTOMIX_DEBUG": None}
@@ -55,11 +56,12 @@ def test_every_output_option_leaves_the_input_alone(song: Path, tmp_path: Path) 
 # Where a run can fail: before any write, while writing the audio (Ctrl-C included), and after
 # the audio while writing the previews, the report or the sidecar.
 FAILURES = {
-    "render": ("automix.mastering.finalise", RuntimeError("simulated crash"), "internal error"),
+    "render": ("automix.mastering.pipeline.finalise", RuntimeError("simulated crash"),
+               "internal error"),
     "audio_write": ("automix.audio._packed24", KeyboardInterrupt(), "interrupted"),  # 24-bit WAV
     "previews": ("automix.previews.preview_excerpts", MemoryError(), "out of memory"),
     "report": ("automix.report.render_html", ValueError("bad chart"), "internal error"),
-    "sidecar": ("automix.mastering.write_document", OSError(28, "No space left on device"),
+    "sidecar": ("automix.files.write_document", OSError(28, "No space left on device"),
                 "internal error"),
 }
 
@@ -101,7 +103,7 @@ def test_a_failure_before_writing_keeps_the_old_output(song: Path, tmp_path: Pat
     out = tmp_path / "m.wav"
     assert invoke("master", song, "-o", out).exit_code == 0
     before = corpus.snapshot(tmp_path)
-    monkeypatch.setattr(mastering, "finalise", _fail(RuntimeError("simulated crash")))
+    monkeypatch.setattr(master_pipeline, "finalise", _fail(RuntimeError("simulated crash")))
     assert invoke("master", song, "-o", out, "--force").exit_code == 1
     assert corpus.snapshot(tmp_path) == before
 
@@ -115,11 +117,11 @@ def test_a_song_that_fails_after_its_audio_is_redone(tmp_path: Path,
     out = tmp_path / "out"
     out.mkdir()
     [job] = batch.plan(songs, out, mode="master")
-    real = mastering.write_document
-    monkeypatch.setattr(mastering, "write_document", _fail(OSError(28, "No space left")))
+    real = files.write_document
+    monkeypatch.setattr(files, "write_document", _fail(OSError(28, "No space left")))
     result = batch.run_job(job.__dict__)
     assert result["status"] == "failed" and list(out.iterdir()) == [] and not job.is_done()
-    monkeypatch.setattr(mastering, "write_document", real)
+    monkeypatch.setattr(files, "write_document", real)
     assert batch.run_job(job.__dict__)["status"] == "done" and job.is_done()
 
 

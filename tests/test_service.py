@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 
 from automix import loudness
-from automix.mastering import MasterSettings
 from automix.service.client import LocalServer
 from automix.service.worker import mix_available
+from automix.settings import MasterSettings
 from conftest import wav_bytes
 
 SR = 44100
@@ -179,7 +179,7 @@ def test_mix_is_refused_until_available(server: LocalServer) -> None:
     assert resp.status == 422 and resp.json()["detail"] == "mix is not available in this build"
 
 
-@pytest.mark.skipif(not mix_available(), reason="automix.mixing.mix_folder is not in this build")
+@pytest.mark.skipif(not mix_available(), reason="automix.mixing is not in this build")
 def test_mix_job(server: LocalServer) -> None:
     stems = [("stems", f"{name}.wav", wav_bytes(3.0, seed=i))
              for i, name in enumerate(("drums", "bass", "vocals"))]

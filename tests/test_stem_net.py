@@ -12,8 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from automix import mastering, mixing
+from automix import mixing, references
 from automix.cli import app
+from automix.mixing import render as mix_render
+from automix.mixing.stems import Stem
 from automix.model import stem_net
 from automix.params import (
     EQParams,
@@ -23,7 +25,6 @@ from automix.params import (
     from_unit_vector,
     to_unit_list,
 )
-from automix.stems import Stem
 
 SR = 44100
 runner = CliRunner()
@@ -50,7 +51,7 @@ def test_band_powers_after_a_chain_match_the_render(stereo: bool) -> None:
                       eq=EQParams(low_shelf_gain_db=5.0, peak2_gain_db=-6.0, peak2_freq_hz=900.0,
                                   high_shelf_gain_db=4.0),
                       pan=PanParams(pan=0.4))
-    rendered = stem_net.band_grams(mixing.render_dry(samples, stereo, SR, chain), SR)[0]
+    rendered = stem_net.band_grams(mix_render.render_dry(samples, stereo, SR, chain), SR)[0]
     items = torch.from_numpy(stem_net.band_grams(stem_net.as_items(samples, stereo), SR)[0])
     unit = torch.tensor([to_unit_list(chain)], dtype=torch.float64)
     modelled = stem_net.apply_chain(items[None], from_unit_vector(StemChain, unit),
@@ -115,7 +116,7 @@ def _perturbed_stems(rng: np.random.Generator) -> tuple[list[Stem], list[Stem]]:
                           pan=PanParams(pan=float(rng.choice([-1, 1]) * rng.uniform(0.3, 0.5))))
         name = f"{i:02d}_{role}.wav"
         truth.append(Stem(name, x, role, "name"))
-        perturbed.append(Stem(name, mixing.render_dry(x, False, SR, chain), role, "name"))
+        perturbed.append(Stem(name, mix_render.render_dry(x, False, SR, chain), role, "name"))
     return truth, perturbed
 
 
@@ -130,9 +131,9 @@ def _stem_error_db(stems: list[Stem], chains: dict[str, StemChain],
         plain = StemChain(gain=chains[stem.name].gain, eq=chains[stem.name].eq,
                           pan=chains[stem.name].pan)
         got = stem_net.spectra(torch.from_numpy(stem_net.band_grams(
-            mixing.render_dry(stem.samples, stem.is_stereo, SR, plain), SR)[0])).numpy()[2:]
+            mix_render.render_dry(stem.samples, stem.is_stereo, SR, plain), SR)[0])).numpy()[2:]
         want = stem_net.spectra(torch.from_numpy(stem_net.band_grams(
-            mixing.render_dry(true.samples, False, SR, StemChain()), SR)[0])).numpy()[2:]
+            mix_render.render_dry(true.samples, False, SR, StemChain()), SR)[0])).numpy()[2:]
         got *= want.sum() / got.sum()
         floor = 1e-3 * want[0]
         errors.append(np.abs(10 * np.log10((got + floor) / (want + floor)))[:, bands].mean())
@@ -144,18 +145,18 @@ def test_network_brings_perturbed_stems_closer_to_their_truth() -> None:
     settings leave each stem's band powers nearer its unperturbed self than the role defaults."""
     rng = np.random.default_rng(7)
     truth, perturbed = _perturbed_stems(rng)
-    reference = mastering.resolve_reference("pop")
+    reference = references.resolve_reference("pop")
     dsp = mixing.suggest_mix(perturbed, SR, reference, method="dsp", fit=False)
     network = mixing.suggest_mix(perturbed, SR, reference, method="network", fit=False)
     assert _stem_error_db(perturbed, network, truth) < 0.8 * _stem_error_db(perturbed, dsp, truth)
 
 
 def test_mix_with_dsp_does_not_import_torch(tmp_path: Path) -> None:
-    code = ("import sys, numpy as np; from automix import mastering, mixing; "
-            "from automix.stems import Stem; "
+    code = ("import sys, numpy as np; from automix import mixing, references; "
+            "from automix.mixing.stems import Stem; "
             "x = (0.1 * np.random.default_rng(0).standard_normal((1, 44100))).astype('float32'); "
             "s = [Stem('a_bass.wav', x, 'bass', 'name'), Stem('b.wav', x[:, ::-1].copy(), "
-            "'other', 'audio')]; ref = mastering.resolve_reference('pop'); "
+            "'other', 'audio')]; ref = references.resolve_reference('pop'); "
             "mixing.mix(s, 44100, ref, ref.target, method='dsp'); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -169,4 +170,4 @@ def test_unknown_method_is_refused() -> None:
     rng = np.random.default_rng(0)
     stems = [Stem(f"{i}.wav", _noise(rng, 1.0, 3.0)[None], "other", "audio") for i in range(2)]
     with pytest.raises(SettingsError, match="unknown method 'magic'"):
-        mixing.suggest_mix(stems, SR, mastering.resolve_reference("pop"), method="magic")
+        mixing.suggest_mix(stems, SR, references.resolve_reference("pop"), method="magic")

@@ -16,10 +16,12 @@ import pytest
 import soundfile as sf
 from scipy.signal import fftconvolve
 
-from automix import analysis, loudness, mastering, streaming
+from automix import analysis, files, loudness, mastering, references
+from automix import settings as settings_io
 from automix.audio import Audio, load
 from automix.effects.limiter import limiter_gain
 from automix.errors import AudioInputError, OutputError
+from automix.mastering import streaming
 from automix.params import (
     CompressorParams,
     EQParams,
@@ -28,10 +30,11 @@ from automix.params import (
     MasterChain,
     StereoWidthParams,
 )
+from automix.settings import MasterOptions, OutputOptions
 from conftest import ROOT, pink_noise
 
 BLOCK_S = 3.0
-SETTINGS = mastering.MasterSettings(
+SETTINGS = settings_io.MasterSettings(
     chain=MasterChain(highpass=HighpassParams(freq_hz=30.0),
                       eq=EQParams(low_shelf_gain_db=2.0, peak2_gain_db=-2.0,
                                   high_shelf_gain_db=1.5),
@@ -148,7 +151,7 @@ def test_streamed_render_equals_render_master(wav) -> None:
 
 def test_given_settings_render_exactly(wav, tmp_path: Path) -> None:
     path, x, sample_rate = wav
-    reference = mastering.resolve_reference("pop")
+    reference = references.resolve_reference("pop")
     out = tmp_path / "master.wav"
     result, _ = streaming.master_stream(path, out, reference, reference.target,
                                         settings=SETTINGS, bit_depth=32, block_s=BLOCK_S)
@@ -189,8 +192,10 @@ def test_failure_mid_stream_leaves_no_file(wav, tmp_path: Path,
         return write(self, data)
 
     monkeypatch.setattr(sf.SoundFile, "write", failing)
+    monkeypatch.setattr(streaming, "STREAMING_MIN_SAMPLES", 0)
+    monkeypatch.setattr(streaming, "BLOCK_S", BLOCK_S)
     with pytest.raises(OutputError, match="disk full"):
-        streaming.master_file(path, output=out, force=True, block_s=BLOCK_S)
+        files.master_file(path, output=OutputOptions(output=out, force=True))
     assert out.read_bytes() == b"previous master"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["master.wav"]  # no .part, no sidecar
 
@@ -198,12 +203,13 @@ def test_failure_mid_stream_leaves_no_file(wav, tmp_path: Path,
 def test_long_input_streams_to_the_same_master_and_report(wav, tmp_path: Path,
                                                           monkeypatch) -> None:
     path, x, sample_rate = wav
-    whole = mastering.master_file(path, output=tmp_path / "whole.wav", bit_depth=32,
-                                  target="spotify", ceiling_dbtp=-1.5)
+    options = MasterOptions(target="spotify", ceiling_dbtp=-1.5)
+    whole = files.master_file(path, options,
+                              OutputOptions(output=tmp_path / "whole.wav", bit_depth=32))
     monkeypatch.setattr(streaming, "STREAMING_MIN_SAMPLES", x.size - 1)
     assert streaming.is_long(path) and not streaming.is_long(tmp_path / "missing.wav")
-    streamed = mastering.master_file(path, output=tmp_path / "streamed.wav", bit_depth=32,
-                                     target="spotify", ceiling_dbtp=-1.5)
+    streamed = files.master_file(path, options,
+                                 OutputOptions(output=tmp_path / "streamed.wav", bit_depth=32))
     assert "write_verify" in streamed["timings_s"]  # it went through the streaming path
     assert streamed.keys() == whole.keys()
     # The whole-file path searches the gain on a prediction, the streamed one renders each
@@ -248,7 +254,8 @@ def test_ten_minutes_master_in_bounded_memory(tmp_path: Path) -> None:
         for _ in range(minutes * 2):
             f.write(song(rng, sample_rate, 30.0).T)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    code = ("import sys; from automix import streaming; streaming.STREAMING_MIN_SAMPLES = 0; "
+    code = ("import sys; from automix.mastering import streaming; "
+            "streaming.STREAMING_MIN_SAMPLES = 0; "
             "from automix.cli import app; sys.argv[0] = 'automix'; app()")
     # Linux keeps a process's peak RSS across exec, so a child forked from this (large,
     # late-in-the-suite) pytest process would report pytest's size: fork from a small launcher.

@@ -45,7 +45,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
 from automix import analysis
-from automix.mixing import band_matrix
+from automix.analysis import band_matrix
+from automix.mixing.roles import ROLES
 from automix.model.data import song_percentile
 from automix.params import (
     EQParams,
@@ -55,7 +56,6 @@ from automix.params import (
     from_unit_vector,
     validate_chain,
 )
-from automix.stems import ROLES
 
 BANDS = len(analysis.BAND_CENTERS_HZ)
 LAYOUT = list(flat_ranges(StemChain))
@@ -435,7 +435,8 @@ def song_blocks(name: str, stems: list[tuple[str, np.ndarray]], mix: np.ndarray,
                 sample_rate: int, block_s: float) -> SongBlocks:
     """Measure one song: ``stems`` as (file name, (channels, samples)), ``mix`` (2, samples).
     Roles and stereo-ness are judged as `stems.load_stems` judges them."""
-    from automix.stems import Stem, role_from_audio, role_from_name
+    from automix.mixing.roles import role_from_audio, role_from_name
+    from automix.mixing.stems import Stem
 
     items, stereo, roles = [], [], []
     for file_name, x in stems:

@@ -255,7 +255,7 @@ def _settings(kind: str, text: str, target_lufs: float | None,
     validated by the library's own rules. A ``target_lufs`` or ``ceiling_dbtp`` sent with them
     replaces their own: those decide the loudness whenever the gain is found again."""
     from automix.errors import SettingsError
-    from automix.mastering import MasterSettings
+    from automix.settings import MasterSettings, MixSettings
 
     try:
         data = json.loads(text)
@@ -272,8 +272,6 @@ def _settings(kind: str, text: str, target_lufs: float | None,
         return master
 
     if kind == "mix":
-        from automix.mixing import MixSettings
-
         mix = MixSettings.from_dict(data, where="settings")
         return replace(mix, master=retarget(mix.master)).to_dict()
     return retarget(MasterSettings.from_dict(data, where="settings")).to_dict()
@@ -282,16 +280,17 @@ def _settings(kind: str, text: str, target_lufs: float | None,
 def _rendering(kind: str, form: Form, job_dir: Path, target_lufs: float | None,
                ceiling_dbtp: float | None) -> dict[str, Any]:
     """Settings, amounts, format and bit depth (see `_settings`)."""
+    from automix.audio import check_format
     from automix.errors import SettingsError
 
-    params: dict[str, Any] = {"format": form.fields.get("format") or "wav"}
-    if params["format"] not in ("wav", "flac"):
-        raise Problem(422, "bad-field", f"format: expected wav or flac, got {params['format']!r}")
+    file_format = form.fields.get("format") or "wav"
     depth = form.fields.get("bit_depth") or "24"
-    if depth not in ("16", "24", "32") or (params["format"] == "flac" and depth == "32"):
-        raise Problem(422, "bad-field", f"bit_depth: expected 16, 24 or 32 (FLAC: 16 or 24), "
-                      f"got {depth!r}")
-    params["bit_depth"] = int(depth)
+    bit_depth = int(depth) if depth.isdecimal() else depth
+    try:
+        check_format(file_format, bit_depth, names=("format", "bit_depth"))
+    except SettingsError as exc:
+        raise Problem(422, "bad-field", str(exc)) from None
+    params: dict[str, Any] = {"format": file_format, "bit_depth": bit_depth}
     text = form.fields.get("settings")
     try:
         if text:
@@ -300,7 +299,7 @@ def _rendering(kind: str, form: Form, job_dir: Path, target_lufs: float | None,
             params["settings_file"] = "settings_in.json"
         amounts = form.fields.get("amounts")
         if amounts:
-            from automix.mastering import parse_amounts
+            from automix.settings import Amounts
 
             if amounts.lstrip().startswith("{"):
                 try:
@@ -310,7 +309,7 @@ def _rendering(kind: str, form: Form, job_dir: Path, target_lufs: float | None,
                 if not isinstance(obj, dict):
                     raise SettingsError("amounts: expected a JSON object")
                 amounts = ",".join(f"{k}={v}" for k, v in obj.items())
-            parse_amounts(amounts)
+            Amounts.parse(amounts)
             params["amounts"] = amounts
     except SettingsError as exc:
         raise Problem(422, "bad-settings", str(exc)) from None

@@ -24,11 +24,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automix import memory
 from automix.service.problems import problem
 from automix.service.store import Job, JobStore
+
+if TYPE_CHECKING:
+    from automix.references import ReferenceCache
 
 # Library thread pools read these when first imported: one thread per worker process.
 THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -49,42 +52,43 @@ def mix_available() -> bool:
 
 
 def _options(job_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Reference, target, ceiling and amounts: what master_file, suggest_file and mix_folder
-    all take."""
-    from automix.mastering import parse_amounts
+    """Reference, target, ceiling and amounts: what master, suggest and mix options share."""
+    from automix.settings import Amounts
 
     reference = params.get("reference_file")
     target = params.get("target_file")
-    amounts = params.get("amounts")
     return {"reference": str(job_dir / reference) if reference else params["reference"],
             "target": str(job_dir / target) if target else params.get("target"),
             "ceiling_dbtp": params.get("ceiling_dbtp"),
-            "amounts": parse_amounts(amounts) if amounts else None}
+            "amounts": Amounts.parse(params.get("amounts"))}
 
 
-def run_job(job: Job, job_dir: Path) -> dict[str, Any]:
-    """Run ``job`` on its folder; return what the API shows as its result (no local paths)."""
+def run_job(job: Job, job_dir: Path, cache: ReferenceCache | None = None) -> dict[str, Any]:
+    """Run ``job`` on its folder; return what the API shows as its result (no local paths).
+    ``cache`` is the worker's: a reference file sent with many jobs is analysed once."""
     from automix import __version__
-    from automix.mastering import master_file, suggest_file, write_document
+    from automix.files import master_file, mix_file, suggest_file
+    from automix.settings import MasterOptions, MixOptions, OutputOptions, write_document
 
     params = job.params
     opts = _options(job_dir, params)
     if job.kind == "suggest":
-        doc = suggest_file(job_dir / params["input"], job_dir / "settings.json", force=True,
-                           **opts)
+        doc = suggest_file(job_dir / params["input"], job_dir / "settings.json",
+                           MasterOptions(**opts), force=True, cache=cache)
         return {k: v for k, v in doc.items() if k not in PRIVATE_KEYS}
     fmt = params.get("format", "wav")
     settings = params.get("settings_file")
-    common = {"output": job_dir / f"master.{fmt}", "file_format": fmt,
-              "bit_depth": params.get("bit_depth", 24),
-              "settings_path": job_dir / settings if settings else None, "force": True,
-              "preview": True, "report_path": job_dir / "report.html", **opts}
+    settings_path = job_dir / settings if settings else None
+    output = OutputOptions(output=job_dir / f"master.{fmt}", file_format=fmt,
+                           bit_depth=params.get("bit_depth", 24), force=True, preview=True,
+                           report=job_dir / "report.html")
     if job.kind == "mix":
-        from automix.mixing import mix_folder
-
-        report = mix_folder(job_dir / "stems", stems_out=job_dir / "stems_out", **common)
+        report = mix_file(job_dir / "stems", MixOptions(settings=settings_path, **opts), output,
+                          stems_out=job_dir / "stems_out", cache=cache)
     else:  # a page re-render edits settings: the loudness target must still hold
-        report = master_file(job_dir / params["input"], refit_gain=settings is not None, **common)
+        report = master_file(job_dir / params["input"],
+                             MasterOptions(settings=settings_path, refit_gain=settings is not None,
+                                           **opts), output, cache=cache)
     write_document(job_dir / "settings.json",
                    {"automix": __version__, "settings": report["settings"],
                     "reference": {k: report["reference"][k] for k in ("name", "kind")},
@@ -94,9 +98,9 @@ def run_job(job: Job, job_dir: Path) -> dict[str, Any]:
 
 def _error(exc: BaseException, job_dir: Path) -> dict[str, Any]:
     """The problem+json for a job that raised; local paths are cut from the message."""
-    from automix.errors import AutomixError
+    from automix.errors import AutomixError, first_line
 
-    first = (str(exc).splitlines() or [""])[0].replace(f"{job_dir}{os.sep}", "")
+    first = first_line(exc, "").replace(f"{job_dir}{os.sep}", "")
     if isinstance(exc, AutomixError):
         code = {"AudioInputError": "bad-audio", "OutputError": "output-error",
                 "SettingsError": "bad-settings"}.get(type(exc).__name__, "automix-error")
@@ -126,7 +130,10 @@ class _Heartbeat(threading.Thread):
 def work(store: JobStore, jobs_dir: Path, *, lease_s: float = DEFAULT_LEASE_S,
          parent_pid: int | None = None, max_jobs: int | None = None) -> int:
     """Claim and run jobs until the parent exits or ``max_jobs`` are done; return the count."""
+    from automix.references import ReferenceCache
+
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    cache = ReferenceCache()  # this worker's: references analysed once across its jobs
     done = 0
     while max_jobs is None or done < max_jobs:
         if parent_pid is not None and os.getppid() != parent_pid:
@@ -139,7 +146,7 @@ def work(store: JobStore, jobs_dir: Path, *, lease_s: float = DEFAULT_LEASE_S,
         beat = _Heartbeat(store, job, owner, lease_s)
         beat.start()
         try:
-            result = run_job(job, job_dir)
+            result = run_job(job, job_dir, cache)
         except (KeyboardInterrupt, SystemExit):
             store.release(job.id, owner)
             raise
@@ -168,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     memory.keep_freed_memory()  # a job process (see automix.memory)
-    import automix.mastering  # noqa: F401 - warm up before the first claim, not inside a job
+    import automix.files  # noqa: F401 - warm up before the first claim, not inside a job
+    import automix.mastering.pipeline  # noqa: F401
 
     work(JobStore(args.db), args.jobs, lease_s=args.lease_seconds, parent_pid=args.parent_pid)
 

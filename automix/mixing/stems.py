@@ -1,4 +1,4 @@
-"""Stems: loading a folder of them, and telling what each one is (its role).
+"""Stems: loading a folder of them, and measuring them as they play.
 
 A stems folder holds 2 to `MAX_STEMS` audio files, one per instrument. They are brought to
 one sample rate (the most common one; others are resampled) and one length (shorter ones
@@ -10,7 +10,6 @@ guessed from the audio (`role_from_audio`).
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,33 +19,17 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
+from automix import analysis, loudness
 from automix.analysis import AudioWarning
 from automix.audio import READ_EXTENSIONS, load
 from automix.errors import AudioInputError
+from automix.mixing.roles import role_from_audio, role_from_name
 
 MIN_STEMS = 2
 MAX_STEMS = 32
 STEREO_SIDE_RATIO = 1e-3  # a stem whose side RMS / mid RMS is below this is treated as mono
-
-ROLES = ("vocals", "drums", "bass", "guitar", "keys", "synth", "strings", "brass", "other")
-# Keywords per role, tried in this order on the name's lower-case words (drums first, so that
-# "bassdrum" and "bass drum" are drums, not bass). Keywords of 5 letters or more match anywhere
-# in a word ("loudsnare"), of 3-4 letters at a word's start ("kick2"), shorter ones whole words.
-ROLE_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("drums", ("bassdrum", "bdrum", "bd", "kick", "kik", "snare", "snr", "hihat", "hh", "hat",
-               "cymbal", "crash", "ride", "tom", "drum", "perc", "clap", "rim", "sidestick",
-               "conga", "bongo", "shaker", "tamb", "beat", "loop", "overhead", "oh")),
-    ("vocals", ("vocal", "vox", "voice", "sing", "choir", "lead vocal", "bv", "bgv", "adlib")),
-    ("bass", ("bass", "sub", "808")),
-    ("guitar", ("guitar", "gtr", "gt")),
-    ("keys", ("piano", "pinao", "keys", "key", "rhodes", "organ", "epiano", "wurli", "clav",
-              "harpsichord", "vibes", "marimba", "xylo")),
-    ("strings", ("string", "violin", "viola", "cello", "orch")),
-    ("brass", ("horn", "trumpet", "trombone", "brass", "sax", "flute", "clarinet", "oboe",
-               "flj00te")),
-    ("synth", ("synth", "pad", "arp", "lead", "saw", "pluck", "bell", "sid", "fm")),
-)
-
+LOUDNESS_EXCERPT_S = 30.0  # a stem's loudness is measured on at most this much of its active part
+ACTIVE_RANGE_DB = 50.0  # half-second hops within this of a stem's loudest count as active
 
 @dataclass(frozen=True)
 class Stem:
@@ -74,69 +57,6 @@ class Stem:
         side = 0.5 * (self.samples[0] - self.samples[1])
         return float(np.sqrt(np.mean(side**2))) > STEREO_SIDE_RATIO * max(
             float(np.sqrt(np.mean(mid**2))), 1e-12)
-
-
-def _words(name: str) -> list[str]:
-    """Lower-case words of a file name without its extension and track number."""
-    stem = Path(name).stem.lower()
-    stem = re.sub(r"([a-z])([0-9])", r"\1 \2", stem)
-    return [w for w in re.split(r"[^a-z0-9]+", stem) if w and not w.isdigit()]
-
-
-def _matches(keyword: str, word: str) -> bool:
-    if len(keyword) >= 5:
-        return keyword in word
-    if len(keyword) >= 3:
-        return word.startswith(keyword)
-    return word == keyword
-
-
-def role_from_name(name: str) -> str | None:
-    """The role a file name states plainly, else None.
-
-    >>> role_from_name("03_Lead Vocals.wav"), role_from_name("bassdrum01.flac")
-    ('vocals', 'drums')
-    """
-    words = _words(name)
-    text = " ".join(words)
-    for role, keywords in ROLE_KEYWORDS:
-        for keyword in keywords:
-            if " " in keyword:
-                if keyword in text:
-                    return role
-            elif any(_matches(keyword, w) for w in words):
-                return role
-    return None
-
-
-def role_from_audio(samples: np.ndarray, sample_rate: int) -> str:
-    """Guess a role from the sound: "bass" when most energy is below 150 Hz, "drums" when it
-    is percussive (short loud bursts: a high ratio of peak to median short-term energy over
-    a broad spectrum), else "other".
-
-    Parameters
-    ----------
-    samples : np.ndarray, shape (channels, samples)
-    sample_rate : int, Hz
-    """
-    mono = samples.mean(axis=0).astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(mono)) ** 2
-    freqs = np.fft.rfftfreq(mono.size, 1.0 / sample_rate)
-    total = spectrum.sum() + 1e-20
-    low_share = spectrum[freqs < 150.0].sum() / total
-    if low_share > 0.6:
-        return "bass"
-    hop = max(1, int(0.02 * sample_rate))  # 20-ms frames
-    frames = mono[: mono.size // hop * hop].reshape(-1, hop)
-    energy = np.mean(frames**2, axis=1)
-    active = energy[energy > 1e-9]
-    if active.size < 4:
-        return "other"
-    spikiness_db = 10 * math.log10(np.percentile(active, 98) / np.percentile(active, 50))
-    flatness = np.exp(np.mean(np.log(spectrum[1:] + 1e-20))) / np.mean(spectrum[1:] + 1e-20)
-    if spikiness_db > 15.0 and flatness > 1e-3:
-        return "drums"
-    return "other"
 
 
 def audio_files(folder: Path) -> list[Path]:
@@ -200,3 +120,60 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
                           role or role_from_audio(x, sample_rate),
                           "name" if role else "audio"))
     return stems, sample_rate, warnings
+
+
+
+def stem_loudness_lufs(stem: Stem, sample_rate: int) -> float:
+    """Integrated loudness of a stem as it will sound panned to the centre of a stereo mix,
+    measured on at most `LOUDNESS_EXCERPT_S` of its active part (`active_excerpt`)."""
+    played = as_played(stem)
+    return loudness.integrated_lufs(active_excerpt(played, sample_rate, LOUDNESS_EXCERPT_S),
+                                    sample_rate)
+
+
+def active_excerpt(samples: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
+    """At most ``seconds`` of where ``samples`` (channels, samples) plays, for measuring it.
+
+    The signal is cut into half-second hops; hops within `ACTIVE_RANGE_DB` of the loudest
+    are active, and when they last longer than ``seconds`` an evenly spaced subset of them
+    is kept. Returns the kept hops joined, in order (the whole signal when it is no longer
+    than ``seconds`` or has no complete hop). Gated loudness ignores the silent parts anyway,
+    so this estimates it from a fraction of the samples.
+    """
+    hop = sample_rate // 2
+    n_hops = samples.shape[1] // hop
+    if samples.shape[1] <= seconds * sample_rate or n_hops == 0:
+        return samples
+    framed = samples[:, : n_hops * hop].reshape(samples.shape[0], n_hops, hop)
+    energy = np.einsum("cij,cij->i", framed, framed, dtype=np.float64)
+    active = np.flatnonzero(energy >= energy.max() * 10 ** (-ACTIVE_RANGE_DB / 10))
+    keep = max(1, int(seconds * sample_rate) // hop)
+    if active.size > keep:
+        active = active[np.linspace(0, active.size - 1, keep).round().astype(int)]
+    return framed[:, active].reshape(samples.shape[0], -1)
+
+
+def as_played(stem: Stem, start: int = 0, end: int | None = None) -> np.ndarray:
+    """The stem (samples ``start:end``) as its pan law plays it at the centre: stereo kept,
+    mono at -3 dB per side."""
+    if stem.is_stereo:
+        return stem.samples[:, start:end]
+    mono = stem.samples[:, start:end].mean(axis=0)
+    return np.stack([mono, mono]) * np.float32(math.sqrt(0.5))
+
+
+
+def loudest_excerpt(stems: list[Stem], sample_rate: int, seconds: float) -> tuple[int, int]:
+    """Start and end sample of the loudest ``seconds`` of the stems' sum, taking the stems
+    as uncorrelated (their half-second energies add), without forming the sum."""
+    hop = sample_rate // 2
+    total = stems[0].samples.shape[1]
+    n_hops = total // hop
+    energy = np.zeros(n_hops)
+    for stem in stems:
+        framed = stem.samples[:, : n_hops * hop].reshape(stem.samples.shape[0], n_hops, hop)
+        energy += np.einsum("cij,cij->i", framed, framed, dtype=np.float64) * (
+            1.0 if stem.is_stereo else 1.0 / stem.samples.shape[0])
+    return analysis.loudest_span(energy, hop, total, int(seconds * sample_rate))
+
+

@@ -1,8 +1,9 @@
 """Mastering long files in bounded memory: every pass reads, processes and writes blocks.
 
-The whole-array path (`automix.mastering`) holds several float32 copies of a song; an hour of
-48 kHz stereo is 1.4 GB per copy. Here the same pipeline (analyse -> suggest -> render ->
-finalise -> verify) runs over blocks of `BLOCK_S` seconds, so memory does not grow with the
+The whole-array path (`pipeline.InMemory`) holds several float32 copies of a song; an hour of
+48 kHz stereo is 1.4 GB per copy. Here the same pipeline (`pipeline.run`: analyse -> suggest
+-> finalise -> render -> verify) runs on stages (`Streamed`) that read blocks of `BLOCK_S`
+seconds, so memory does not grow with the
 duration. Each stage keeps exactly the state the whole-array code implies:
 
 - loudness: the K-weighting filters' state and the 100 ms hop energies (a few numbers per
@@ -12,8 +13,8 @@ duration. Each stage keeps exactly the state the whole-array code implies:
 - tonal balance: Welch power sums, with the frames that straddle two blocks;
 - the pedalboard chain: the same plugin objects called with ``reset=False``.
 
-Renders match `mastering.render_master` to float rounding (the block edges are exact, not
-approximated). `mastering.master_file` hands a file over here when it is longer than
+Renders match `finalise.render_master` to float rounding (the block edges are exact, not
+approximated). `automix.files` takes this path for a file longer than
 `STREAMING_MIN_SAMPLES`.
 
 Passes over a file: analyse; chain loudness (the gain); chain + limiter, measured (the gain
@@ -28,14 +29,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pedalboard as pb
 import soundfile as sf
 from numpy.lib.stride_tricks import sliding_window_view
 
-from automix import __version__, analysis, loudness
+from automix import analysis, loudness
 from automix.analysis import Analysis
 from automix.audio import (
     BIT_DEPTHS,
@@ -43,7 +43,6 @@ from automix.audio import (
     MAX_ABS_SAMPLE,
     MIN_DURATION_S,
     Audio,
-    _first_line,
     atomic_path,
     quiet_decoders,
     tpdf_dither,
@@ -60,12 +59,13 @@ from automix.effects.limiter import (
     required_gain,
     residue_trim_db,
 )
-from automix.errors import AudioInputError, OutputError, SettingsError
+from automix.errors import AudioInputError, first_line
+from automix.mastering.finalise import LOUDNESS_TOLERANCE_LU, MAX_RENDERS
+from automix.mastering.match import EXCERPT_S, dsp_match
+from automix.mastering.pipeline import MasterResult, run
 from automix.params import LimiterParams, MasterChain
-
-if TYPE_CHECKING:
-    from automix.mastering import MasterResult, MasterSettings, Reference
-    from automix.presets import Target
+from automix.presets import Target
+from automix.settings import Amounts, MasterSettings, Reference
 
 STREAMING_MIN_SAMPLES = 20 * 60 * 48000 * 2  # frames x channels: 20 min of 48 kHz stereo
 BLOCK_S = 10.0  # seconds per block: a few MB per array, and few enough Python-level steps
@@ -100,7 +100,7 @@ def _open(path: Path) -> sf.SoundFile:
     try:
         return sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
-        raise AudioInputError(f"{path}: not a readable audio file ({_first_line(exc)})") from None
+        raise AudioInputError(f"{path}: not a readable audio file ({first_line(exc)})") from None
 
 
 def file_format_of(path: Path) -> tuple[int, int, int]:
@@ -191,7 +191,7 @@ class Overlap:
 
 class HopSums:
     """Sums of a per-sample quantity over hops of ``hop`` samples (not necessarily whole),
-    bounded at ``floor(k * hop)`` from the stream's start, as `loudness._hop_energy` cuts them."""
+    bounded at ``floor(k * hop)`` from the stream's start, as `loudness.hop_energy` cuts them."""
 
     def __init__(self, hop: float) -> None:
         self.hop = hop
@@ -247,10 +247,10 @@ class LoudnessMeter:
 
     def integrated_lufs(self, *, gain: float = 1.0) -> float:
         """LUFS of the stream, or of the stream times ``gain`` (linear)."""
-        return loudness._integrated(self._hop_energy(gain), self.sample_rate)
+        return loudness.integrated_of_hops(self._hop_energy(gain), self.sample_rate)
 
     def range_lu(self) -> float:
-        return loudness._range(self._hop_energy(1.0))
+        return loudness.range_of_hops(self._hop_energy(1.0))
 
 
 class TruePeakMeter:
@@ -284,7 +284,7 @@ class _Welch:
 
     def __init__(self, sample_rate: int, signals: int, total: int) -> None:
         self.sample_rate = sample_rate
-        segment = min(analysis._welch_segment(sample_rate), total)
+        segment = min(analysis.welch_segment(sample_rate), total)
         self._window = analysis.welch_window(segment)
         self._step = analysis.welch_step(segment)
         self._tail = np.zeros((signals, 0), dtype=np.float32)
@@ -541,10 +541,8 @@ def measure_render(path: Path, settings: MasterSettings, block: int) -> tuple[fl
 
 def finalise_file(path: Path, chain: MasterChain, target: Target, release_ms: float,
                   block: int) -> tuple[MasterSettings, float | None]:
-    """`mastering.finalise` over a file: the settings, and the residue trim they were measured
+    """`finalise.finalise` over a file: the settings, and the residue trim they were measured
     with (None when the last gain correction has not been measured)."""
-    from automix.mastering import LOUDNESS_TOLERANCE_LU, MAX_RENDERS, MasterSettings
-
     limiter = LimiterParams(ceiling_dbtp=target.ceiling_dbtp, release_ms=release_ms)
     gain_db = round(target.integrated_lufs - chain_loudness(path, chain, block), 4)
     for _ in range(MAX_RENDERS):
@@ -579,104 +577,89 @@ def write_blocks(dest: Path, blocks: Iterator[np.ndarray], sample_rate: int, cha
     return written
 
 
-# --- the pipeline -----------------------------------------------------------------------------
+# --- the pipeline's stages -------------------------------------------------------------------
+
+
+class Streamed:
+    """`pipeline.Stages` for a file too long to hold: every stage reads it in blocks of
+    ``block_s``, and `render` writes the master to ``output_path`` block by block (16-bit:
+    TPDF dither, seeded per block) and analyses the written file before it takes its name.
+
+    Long files are suggested by the DSP matcher (the network hears excerpts anyway). After
+    `render`, ``preview_span`` is the master's loudest `previews.PREVIEW_S` seconds.
+    """
+
+    def __init__(self, input_path: Path, output_path: Path, *, bit_depth: int = 24,
+                 file_format: str = "wav", block_s: float | None = None) -> None:
+        self.input_path, self.output_path = input_path, output_path
+        self.bit_depth, self.file_format = bit_depth, file_format
+        self.block_s = BLOCK_S if block_s is None else block_s
+        self.timings_s: dict[str, float] = {}
+        self.preview_span = (0, 0)
+        self._excerpt = (0, 0)
+        self._block = 0
+        self._format = (0, 0)  # sample rate, channels
+        self._finalised: tuple[MasterSettings, float | None] | None = None
+
+    def analyse(self) -> Analysis:
+        """The input's analysis (and its loudest `match.EXCERPT_S`, for the compressor)."""
+        measured, self._excerpt = analyze_file(self.input_path, excerpt_s=EXCERPT_S,
+                                               block_s=self.block_s)
+        self._format = (measured.sample_rate, measured.channels)
+        self._block = block_samples(self.block_s, measured.sample_rate)
+        return measured
+
+    def suggest(self, input_analysis: Analysis, reference: Reference, target: Target, *,
+                method: str, refine_steps: int, refine_seconds: float
+                ) -> tuple[MasterChain, str]:
+        # dsp_match picks the compressor on the loudest excerpt; given only that excerpt,
+        # it finds the same one (the excerpt's loudest part is all of it).
+        loudest = Audio(read_span(self.input_path, *self._excerpt), input_analysis.sample_rate)
+        return dsp_match(loudest, input_analysis, reference, target), "dsp"
+
+    def finalise(self, chain: MasterChain, target: Target, release_ms: float
+                 ) -> MasterSettings:
+        self._finalised = finalise_file(self.input_path, chain, target, release_ms, self._block)
+        return self._finalised[0]
+
+    def render(self, settings: MasterSettings) -> tuple[Audio, Analysis]:
+        """Writes the master; returns an empty `Audio` and the written file's analysis."""
+        trim_db = None
+        if self._finalised is not None and self._finalised[0] is settings:
+            trim_db = self._finalised[1]
+        if trim_db is None:
+            trim_db = measure_render(self.input_path, settings, self._block)[1]
+        sample_rate, channels = self._format
+        t0 = time.perf_counter()
+        written, self.preview_span = write_blocks(
+            self.output_path, rendered_blocks(self.input_path, settings, self._block,
+                                              trim_db=trim_db),
+            sample_rate, channels, bit_depth=self.bit_depth, file_format=self.file_format,
+            block_s=self.block_s)
+        self.timings_s["write_verify"] = time.perf_counter() - t0
+        return Audio(np.zeros((channels, 0), dtype=np.float32), sample_rate), written
 
 
 def master_stream(input_path: Path, output_path: Path, reference: Reference, target: Target,
                   *, method: str = "dsp", settings: MasterSettings | None = None,
-                  amounts: dict[str, float] | None = None, refit_gain: bool = False,
+                  amounts: Amounts | None = None, refit_gain: bool = False,
                   bit_depth: int = 24, file_format: str = "wav",
-                  block_s: float = BLOCK_S) -> tuple[MasterResult, tuple[int, int]]:
-    """`mastering.master` for a file, in blocks, writing the master to ``output_path``.
+                  block_s: float | None = None) -> tuple[MasterResult, tuple[int, int]]:
+    """`pipeline.run` on a file, in blocks, writing the master to ``output_path``.
 
     Returns
     -------
-    result : mastering.MasterResult
+    result : pipeline.MasterResult
         Its ``audio`` is empty (the master is in ``output_path``); ``output`` is the analysis
         of the written file.
     preview_span : (start, end) sample of the master's loudest `previews.PREVIEW_S` seconds
     """
-    from automix import mastering
-
-    scaled = amounts is not None and any(a != 1.0 for a in amounts.values())
-    timings: dict[str, float] = {}
+    stages = Streamed(input_path, output_path, bit_depth=bit_depth, file_format=file_format,
+                      block_s=block_s)
     t0 = time.perf_counter()
-    input_analysis, excerpt = analyze_file(input_path, excerpt_s=mastering.EXCERPT_S,
-                                           block_s=block_s)
-    sample_rate, channels = input_analysis.sample_rate, input_analysis.channels
-    block = block_samples(block_s, sample_rate)
-    timings["analyse"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trim_db: float | None = None
-    if settings is not None and not (scaled or refit_gain):
-        method = "settings"
-    elif settings is not None:
-        target = replace(target, integrated_lufs=settings.target_lufs,
-                         ceiling_dbtp=settings.limiter.ceiling_dbtp)
-        chain = mastering.scale_chain(settings.chain, amounts) if scaled else settings.chain
-        settings, trim_db = finalise_file(input_path, chain, target,
-                                          settings.limiter.release_ms, block)
-        method = "settings"
-    else:
-        if method not in mastering.METHODS:
-            raise SettingsError(f"unknown method {method!r}; "
-                                f"choose {', '.join(mastering.METHODS)}")
-        method = "dsp"  # long files: the DSP matcher (the network hears excerpts anyway)
-        # dsp_match picks the compressor on the loudest excerpt; given only that excerpt,
-        # it finds the same one (the excerpt's loudest part is all of it).
-        loudest = Audio(read_span(input_path, *excerpt), sample_rate)
-        chain = mastering.dsp_match(loudest, input_analysis, reference, target)
-        if scaled:
-            chain = mastering.scale_chain(chain, amounts)
-        timings["suggest"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        settings, trim_db = finalise_file(input_path, chain, target,
-                                          LimiterParams().release_ms, block)
-    if trim_db is None:
-        trim_db = measure_render(input_path, settings, block)[1]
-    timings["render"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    output_analysis, preview_span = write_blocks(
-        output_path, rendered_blocks(input_path, settings, block, trim_db=trim_db), sample_rate,
-        channels, bit_depth=bit_depth, file_format=file_format, block_s=block_s)
-    timings["write_verify"] = time.perf_counter() - t0
-    empty = Audio(np.zeros((channels, 0), dtype=np.float32), sample_rate)
-    result = mastering.MasterResult(empty, settings, method, input_analysis, output_analysis,
-                                    reference, target, timings)
-    return result, preview_span
-
-
-def master_file(input_path: Path, *, reference: str = "pop", target: str | None = None,
-                ceiling_dbtp: float | None = None, output: Path | None = None,
-                file_format: str = "wav", bit_depth: int = 24, method: str = "dsp",
-                settings_path: Path | None = None, amounts: dict[str, float] | None = None,
-                force: bool = False, preview: bool = False, report_path: Path | None = None,
-                refit_gain: bool = False, block_s: float = BLOCK_S) -> dict[str, Any]:
-    """`mastering.master_file` in bounded memory: the same arguments, outputs and report."""
-    from automix import mastering
-    from automix.audio import all_or_nothing
-
-    mastering.check_format(file_format, bit_depth)
-    out_path, sidecar = mastering.output_paths(input_path, output, file_format, force)
-    if report_path is not None and report_path.exists() and not force:
-        raise OutputError(f"{report_path}: exists; use --force to overwrite")
-    mastering.check_channels(input_path, file_format_of(input_path)[1])
-    settings = mastering.read_settings(settings_path) if settings_path else None
-    ref = mastering.resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
-    tgt = mastering.resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
-    with all_or_nothing() as written:  # a failure below removes what this run wrote
-        result, span = master_stream(input_path, out_path, ref, tgt, method=method,
-                                     settings=settings, amounts=amounts, refit_gain=refit_gain,
-                                     bit_depth=bit_depth, file_format=file_format,
-                                     block_s=block_s)
-        written.append(out_path)
-        report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
-                  **result.to_dict()}
-        sr = result.input.sample_rate
-        mastering.write_extras(
-            report, written, out_path=out_path, sidecar=sidecar, reference=result.reference,
-            previews_of=(Audio(read_span(input_path, *span), sr),
-                         Audio(read_span(out_path, *span), sr)) if preview else None,
-            report_path=report_path)
-    report["sidecar"] = str(sidecar)
-    return report
+    input_analysis = stages.analyse()
+    analysed_s = time.perf_counter() - t0
+    result = run(stages, input_analysis, reference, target, method=method, settings=settings,
+                 amounts=amounts, refit_gain=refit_gain)
+    result.timings_s = {"analyse": analysed_s, **result.timings_s}
+    return result, stages.preview_span

@@ -1,0 +1,107 @@
+"""The Python API: what `automix/__init__.py` exposes, and what the CLI and the service call.
+
+Audio in memory is an `audio.Audio` (``samples`` of shape (channels, samples), float32, and a
+``sample_rate``); a song or a reference may also be given as a path. Settings are plain
+dataclasses in real units (`settings.MasterSettings`, `settings.MixSettings`).
+
+>>> import automix
+>>> song = automix.load("examples/dirty_love.flac")
+>>> result = automix.master(song, reference="pop", target="apple")
+>>> round(result.output.integrated_lufs)
+-16
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from automix import analysis
+from automix.analysis import Analysis
+from automix.audio import Audio, check_channels
+from automix.audio import load as load
+from automix.audio import save as save
+from automix.files import master_file, mix_file, suggest_file, suggest_mix_file
+from automix.mastering.pipeline import MasterResult
+from automix.references import ReferenceCache, resolve_reference, resolve_target
+from automix.settings import Amounts, MasterSettings, MixSettings, Reference
+
+if TYPE_CHECKING:
+    from automix.mixing import MixResult
+
+__all__ = ["analyze", "load", "master", "master_file", "mix", "mix_file", "reference", "save",
+           "suggest", "suggest_file", "suggest_mix_file"]
+
+AudioLike = Audio | str | os.PathLike
+
+
+def _audio(song: AudioLike) -> Audio:
+    if isinstance(song, Audio):
+        return song
+    audio = load(song)
+    check_channels(Path(song), audio.channels)
+    return audio
+
+
+def analyze(song: AudioLike) -> Analysis:
+    """Loudness, loudness range, true peak, crest, PLR, width, tonal balance and warnings."""
+    audio = _audio(song)
+    return analysis.analyze(audio.samples, audio.sample_rate)
+
+
+def reference(spec: str | os.PathLike, *, ceiling_dbtp: float | None = None,
+              cache: ReferenceCache | None = None) -> Reference:
+    """A genre preset by name (see `automix presets`) or a reference file by path."""
+    return resolve_reference(str(spec), ceiling_dbtp=ceiling_dbtp, cache=cache)
+
+
+def master(song: AudioLike, reference: str | Reference = "pop", *, target: str | None = None,
+           ceiling_dbtp: float | None = None, method: str = "dsp",
+           settings: MasterSettings | None = None, amounts: Amounts | str | None = None,
+           refit_gain: bool = False) -> MasterResult:
+    """Master ``song`` toward ``reference`` at the delivery ``target`` (default: the
+    reference's), in memory; or render ``settings`` exactly (see `settings.MasterOptions` for
+    what each option does). The result holds the audio, the settings and both analyses."""
+    audio = _audio(song)
+    ref = _reference(reference, ceiling_dbtp)
+    from automix.mastering.pipeline import master as run_master
+
+    return run_master(audio, ref, resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp),
+                      method=method, settings=settings, amounts=_amounts(amounts),
+                      refit_gain=refit_gain)
+
+
+def suggest(song: AudioLike, reference: str | Reference = "pop", *, target: str | None = None,
+            ceiling_dbtp: float | None = None, method: str = "dsp",
+            amounts: Amounts | str | None = None) -> MasterSettings:
+    """The settings `master` would use, to edit and render with ``master(song,
+    settings=...)``."""
+    return master(song, reference, target=target, ceiling_dbtp=ceiling_dbtp, method=method,
+                  amounts=amounts).settings
+
+
+def mix(stems_dir: str | os.PathLike, reference: str | Reference = "pop", *,
+        target: str | None = None, ceiling_dbtp: float | None = None, method: str = "network",
+        settings: MixSettings | None = None, amounts: Amounts | str | None = None,
+        refine_steps: int = 0) -> MixResult:
+    """Mix a folder of stems toward ``reference`` and master the bus, in memory; or render
+    `settings.MixSettings` exactly."""
+    from automix.mixing import load_stems
+    from automix.mixing import mix as run_mix
+
+    stems, sample_rate, warnings = load_stems(stems_dir)
+    ref = _reference(reference, ceiling_dbtp)
+    tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
+    return run_mix(stems, sample_rate, ref, tgt, method=method, settings=settings,
+                   amounts=_amounts(amounts), load_warnings=warnings, refine_steps=refine_steps)
+
+
+def _reference(spec: str | Reference, ceiling_dbtp: float | None) -> Reference:
+    if isinstance(spec, Reference):
+        return spec
+    return resolve_reference(str(spec), ceiling_dbtp=ceiling_dbtp)
+
+
+def _amounts(amounts: Amounts | str | None) -> Amounts:
+    return amounts if isinstance(amounts, Amounts) else Amounts.parse(amounts)

@@ -1,0 +1,350 @@
+"""Files in, files out: what the CLI, batch, the service and `automix.master_file` run.
+
+This layer owns everything that touches the file system around the pipelines: checking the
+output paths before any work (never over the input, never over an existing file without
+``force``), reading the song, the settings and a reference file, choosing the in-memory or
+the streamed path (`streaming.is_long`), and writing the master or mix, its JSON sidecar,
+previews, the HTML report and processed stems. A failure removes everything the run wrote
+(`audio.all_or_nothing`); the input is never touched.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automix import __version__, analysis
+from automix.audio import (
+    Audio,
+    BackgroundWriter,
+    all_or_nothing,
+    check_channels,
+    check_format,
+    check_writable,
+    load,
+    save,
+    write_text_atomic,
+)
+from automix.errors import OutputError, SettingsError
+from automix.references import ReferenceCache, reference_file, resolve_reference, resolve_target
+from automix.settings import (
+    SETTINGS_SUFFIXES,
+    MasterOptions,
+    MasterSettings,
+    MixOptions,
+    OutputOptions,
+    Reference,
+    read_master_settings,
+    read_mix_settings,
+    write_document,
+)
+
+# --- output paths -----------------------------------------------------------------------------
+
+
+def output_paths(input_path: Path, out: Path, force: bool) -> tuple[Path, Path]:
+    """The output audio path and its JSON sidecar, checked: refuses the input itself, folders,
+    and existing files without ``force``."""
+    refuse_input(out, input_path)
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; give a file name")
+    check_writable(out.parent)  # before any work, not after minutes of it
+    sidecar = out.with_suffix(".json")
+    for path in (out, sidecar):
+        if path.exists() and not force:
+            raise OutputError(f"{path}: exists; use --force to overwrite")
+    return out, sidecar
+
+
+def refuse_input(path: Path, input_path: Path) -> None:
+    """`OutputError` when ``path`` is the input (through ``..``, links or another spelling)."""
+    if path.exists() and input_path.exists() and path.resolve() == input_path.resolve():
+        raise OutputError(f"{path}: refusing to write over the input")
+
+
+def check_report(report: Path | None, input_path: Path, force: bool) -> None:
+    """The HTML report's path: never the input, nor an existing file without ``force``."""
+    if report is not None and report.exists():
+        refuse_input(report, input_path)
+        if not force:
+            raise OutputError(f"{report}: exists; use --force to overwrite")
+
+
+def check_settings_output(output: Path, force: bool) -> None:
+    if output.exists() and not force:
+        raise OutputError(f"{output}: exists; use --force to overwrite")
+    if output.suffix.lower() not in SETTINGS_SUFFIXES:
+        raise SettingsError(f"{output}: settings files end in .json, .yaml or .yml")
+
+
+# --- mastering --------------------------------------------------------------------------------
+
+
+def master_file(input_path: Path, options: MasterOptions = MasterOptions(),
+                output: OutputOptions = OutputOptions(), *,
+                cache: ReferenceCache | None = None) -> dict[str, Any]:
+    """Master one file end to end; return the JSON report (also written as the sidecar).
+
+    Writes the master, its sidecar, and as ``output`` asks, previews (folder
+    ``<output>_preview``) and an HTML report. Nothing is written when anything before the
+    write fails. A file longer than `streaming.STREAMING_MIN_SAMPLES` is mastered in blocks
+    (bounded memory; the DSP matcher). ``cache`` keeps reference files' analyses across calls.
+    """
+    from automix.mastering import streaming
+
+    input_path = Path(input_path)
+    check_format(output.file_format, output.bit_depth)
+    default = input_path.with_name(f"{input_path.stem}_master.{output.file_format}")
+    out_path, sidecar = output_paths(input_path, output.output or default, output.force)
+    check_report(output.report, input_path, output.force)
+    with all_or_nothing() as written:  # a failure below removes what this run wrote
+        if streaming.is_long(input_path):  # hours of audio: blocks, in bounded memory
+            result, span = _master_streamed(input_path, out_path, options, output, cache)
+            written.append(out_path)
+            sr = result.input.sample_rate
+            previews_of = (Audio(streaming.read_span(input_path, *span), sr),
+                           Audio(streaming.read_span(out_path, *span), sr))
+        else:
+            song, result = _master_in_memory(input_path, out_path, options, output, cache,
+                                              written)
+            previews_of = (song, result.audio)
+        report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
+                  **result.to_dict()}
+        write_extras(report, written, out_path=out_path, sidecar=sidecar,
+                     reference=result.reference,
+                     previews_of=previews_of if output.preview else None,
+                     report_path=output.report)
+    report["sidecar"] = str(sidecar)
+    return report
+
+
+def _master_in_memory(input_path: Path, out_path: Path, options: MasterOptions,
+                      output: OutputOptions, cache: ReferenceCache | None, written: list
+                      ) -> tuple[Audio, Any]:
+    """The song held whole; the master is written while it is measured (and discarded if
+    anything fails first)."""
+    writer = BackgroundWriter(out_path, bit_depth=output.bit_depth,
+                              file_format=output.file_format)
+    try:
+        song, result = _run(input_path, options, writer, cache)
+    except BaseException:
+        writer.discard()
+        raise
+    written.append(writer.commit() if writer.started else save(
+        out_path, result.audio, bit_depth=output.bit_depth, file_format=output.file_format))
+    return song, result
+
+
+def _master_streamed(input_path: Path, out_path: Path, options: MasterOptions,
+                     output: OutputOptions, cache: ReferenceCache | None) -> tuple[Any, Any]:
+    from automix.mastering import streaming
+
+    check_channels(input_path, streaming.file_format_of(input_path)[1])
+    settings = read_master_settings(options.settings) if options.settings else None
+    ref = resolve_reference(options.reference, ceiling_dbtp=options.ceiling_dbtp, cache=cache)
+    tgt = resolve_target(options.target, ref, ceiling_dbtp=options.ceiling_dbtp)
+    return streaming.master_stream(input_path, out_path, ref, tgt, method=options.method,
+                                   settings=settings, amounts=options.amounts,
+                                   refit_gain=options.refit_gain, bit_depth=output.bit_depth,
+                                   file_format=output.file_format)
+
+
+def _run(input_path: Path, options: MasterOptions, writer: BackgroundWriter | None = None,
+         cache: ReferenceCache | None = None) -> tuple[Audio, Any]:
+    """Read, resolve and master in memory: (the song, its `MasterResult`)."""
+    from automix.mastering.pipeline import master
+
+    t0 = time.perf_counter()
+    song, settings, ref_audio = _inputs(input_path, options, cache)
+    timings = {"read": time.perf_counter() - t0}
+    input_analysis = ref_analysis = None
+    if ref_audio is not None:  # a reference file to analyse: beside the song (analyze_many)
+        t0 = time.perf_counter()
+        input_analysis, ref_analysis = analysis.analyze_many(
+            [(song.samples, song.sample_rate), (ref_audio.samples, ref_audio.sample_rate)])
+        timings["analyse"] = time.perf_counter() - t0
+        del ref_audio  # the master need not hold 64 MB of it for 3 min of stereo
+    ref = resolve_reference(options.reference, ceiling_dbtp=options.ceiling_dbtp,
+                            analysed=ref_analysis, cache=cache)
+    tgt = resolve_target(options.target, ref, ceiling_dbtp=options.ceiling_dbtp)
+    result = master(song, ref, tgt, method=options.method, settings=settings,
+                    amounts=options.amounts, refit_gain=options.refit_gain,
+                    refine_steps=options.refine_steps, refine_seconds=options.refine_seconds,
+                    writer=writer, input_analysis=input_analysis)
+    result.timings_s = {**timings, **result.timings_s}
+    return song, result
+
+
+def _inputs(input_path: Path, options: MasterOptions, cache: ReferenceCache | None
+            ) -> tuple[Audio, MasterSettings | None, Audio | None]:
+    """The song, loaded; the settings, read; and the reference file's content when it is a
+    file to analyse (not in ``cache``), else None. The reference is decoded beside the song
+    (libsndfile releases the GIL), its errors still coming after the song's and the
+    settings'."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        path = reference_file(options.reference)
+        fresh = path is not None and (cache is None or cache.get(path) is None)
+        pending = pool.submit(load, path) if fresh else None
+        song = load(input_path)
+        check_channels(input_path, song.channels)
+        settings = read_master_settings(options.settings) if options.settings else None
+        if pending is None:
+            return song, settings, None
+        ref_audio = pending.result()
+        check_channels(path, ref_audio.channels)
+        return song, settings, ref_audio
+
+
+def suggest_file(input_path: Path, output: Path, options: MasterOptions = MasterOptions(), *,
+                 force: bool = False, cache: ReferenceCache | None = None) -> dict[str, Any]:
+    """Suggest settings (JSON or YAML by suffix) with the measurements that motivated them."""
+    check_settings_output(output, force)
+    _, result = _run(Path(input_path), replace(options, settings=None), cache=cache)
+    full = result.to_dict()
+    ref = full["reference"]["features"]
+    inp = full["measurements"]["input"]
+    document = {
+        "automix": __version__,
+        "input": str(input_path),
+        "method": result.method,
+        "reference": {"name": result.reference.name, "kind": result.reference.kind},
+        "target": full["target"],
+        "settings": full["settings"],
+        "motivation": {
+            "eq": "fitted to the mid tonal-balance difference, reference minus input (dB)",
+            "tonal_difference_db": {
+                "centers_hz": inp["bands"]["centers_hz"],
+                "difference_db": [None if a is None or b is None else round(b - a, 2)
+                                  for a, b in zip(inp["bands"]["mid_db"],
+                                                  ref["bands"]["mid_db"], strict=True)]},
+            "dynamics": {"input_plr_db": inp["plr_db"], "reference_plr_db": ref["plr_db"]},
+            "width": {"input": inp["width"], "reference": ref["width"]},
+            "loudness": {"input_lufs": inp["integrated_lufs"],
+                         "target_lufs": full["target"]["integrated_lufs"]},
+        },
+        "measurements": {"input": inp, "reference": ref},
+        "expected_result": full["measurements"]["output"],
+    }
+    write_document(output, document)
+    return document
+
+
+# --- mixing -----------------------------------------------------------------------------------
+
+
+def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
+             output: OutputOptions = OutputOptions(), *, stems_out: Path | None = None,
+             cache: ReferenceCache | None = None) -> dict[str, Any]:
+    """Mix one folder of stems end to end; return the JSON report (also written as the sidecar).
+
+    Writes the mix (default ``<folder>_mix.<fmt>`` beside the folder), its sidecar (settings
+    in real units, re-renderable with ``options.settings``; measurements; warnings), and
+    as ``output`` asks, previews and an HTML report; and the processed stems (``stems_out``,
+    one ``<stem name>.<fmt>`` each, after its chain and before the master, without the
+    reverb). Nothing is written when anything before the write fails.
+    """
+    from automix.mixing.pipeline import mix
+    from automix.mixing.stems import as_played, load_stems
+
+    stems_dir = Path(stems_dir)
+    fmt, depth, force = output.file_format, output.bit_depth, output.force
+    check_format(fmt, depth)
+    default = stems_dir.with_name(f"{stems_dir.name}_mix.{fmt}")
+    out_path, sidecar = output_paths(stems_dir, output.output or default, force)
+    for path in (output.report, stems_out):
+        if path is not None and path.exists() and not force and path.is_file():
+            raise OutputError(f"{path}: exists; use --force to overwrite")
+    stems, sample_rate, warnings = load_stems(stems_dir)
+    stem_paths = []
+    if stems_out is not None:
+        if stems_out.exists() and not stems_out.is_dir():
+            raise OutputError(f"{stems_out}: is a file; give a folder for the processed stems")
+        stem_paths = [stems_out / f"{Path(s.name).stem}.{fmt}" for s in stems]
+        existing = [p for p in stem_paths if p.exists()]
+        if existing and not force:
+            raise OutputError(f"{existing[0]}: exists; use --force to overwrite")
+    for path in (out_path, sidecar, output.report, *stem_paths):  # a new file there is a stem
+        if path is not None and path.parent.resolve() == stems_dir.resolve():
+            raise OutputError(f"{path}: refusing to write over the input (the stems folder)")
+    settings = read_mix_settings(options.settings) if options.settings else None
+    ref = resolve_reference(options.reference, ceiling_dbtp=options.ceiling_dbtp, cache=cache)
+    tgt = resolve_target(options.target, ref, ceiling_dbtp=options.ceiling_dbtp)
+    result = mix(stems, sample_rate, ref, tgt, method=options.method, settings=settings,
+                 amounts=options.amounts, load_warnings=warnings,
+                 refine_steps=options.refine_steps)
+    with all_or_nothing() as written:  # a failure below removes what this run wrote
+        written.append(save(out_path, result.audio, bit_depth=depth, file_format=fmt))
+        report = {"automix": __version__, "input": str(stems_dir), "output": str(out_path),
+                  **result.to_dict()}
+        if stems_out is not None:
+            if not stems_out.is_dir():
+                stems_out.mkdir(parents=True)
+                written.append(stems_out)
+            for path, dry in zip(stem_paths, result.processed, strict=True):
+                written.append(save(path, Audio(dry, sample_rate), bit_depth=depth,
+                                    file_format=fmt))
+            report["stems_out"] = [str(p) for p in stem_paths]
+        before = Audio(np.sum([as_played(s) for s in stems], axis=0), sample_rate) \
+            if output.preview else None
+        write_extras(report, written, out_path=out_path, sidecar=sidecar, reference=ref,
+                     previews_of=(before, result.audio) if before else None,
+                     report_path=output.report)
+    report["sidecar"] = str(sidecar)
+    return report
+
+
+def suggest_mix_file(stems_dir: Path, output: Path, options: MixOptions = MixOptions(), *,
+                     force: bool = False, cache: ReferenceCache | None = None
+                     ) -> dict[str, Any]:
+    """Suggest mix settings (JSON or YAML by suffix): every stem's chain, the reverb and the
+    master, in real units, with the measurements behind them; `mix --settings` renders it."""
+    from automix.mixing.pipeline import mix
+    from automix.mixing.stems import load_stems
+
+    check_settings_output(output, force)
+    stems, sample_rate, warnings = load_stems(Path(stems_dir))
+    ref = resolve_reference(options.reference, ceiling_dbtp=options.ceiling_dbtp, cache=cache)
+    tgt = resolve_target(options.target, ref, ceiling_dbtp=options.ceiling_dbtp)
+    full = mix(stems, sample_rate, ref, tgt, method=options.method, amounts=options.amounts,
+               load_warnings=warnings).to_dict()
+    document = {
+        "automix": __version__, "input": str(stems_dir), "method": full["method"],
+        "reference": {k: full["reference"][k] for k in ("name", "kind")},
+        "target": full["target"], "settings": full["settings"], "stems": full["stems"],
+        "measurements": {"mix_bus": full["measurements"]["input"],
+                         "reference": full["reference"]["features"]},
+        "expected_result": full["measurements"]["output"], "warnings": full["warnings"],
+    }
+    write_document(output, document)
+    return document
+
+
+# --- what comes after the audio ---------------------------------------------------------------
+
+
+def write_extras(report: dict[str, Any], written: list, *, out_path: Path, sidecar: Path,
+                 reference: Reference, previews_of: tuple[Audio, Audio] | None = None,
+                 report_path: Path | None = None) -> None:
+    """After the master is written: previews (of ``previews_of``, before and after), the HTML
+    report and the sidecar; each path is added to ``written`` (see `audio.all_or_nothing`)."""
+    if previews_of is not None:
+        from automix.previews import write_previews
+
+        ref_audio = load(reference.sources[0]) if reference.sources else None
+        folder = out_path.with_name(f"{out_path.stem}_preview")
+        if not folder.is_dir():
+            written.append(folder)
+        previews = write_previews(folder, *previews_of, ref_audio)
+        written.extend(previews.values())
+        report["previews"] = {k: str(v) for k, v in previews.items()}
+    if report_path is not None:
+        from automix.report import render_html
+
+        written.append(write_text_atomic(report_path, render_html(report)))
+        report["report"] = str(report_path)
+    write_document(sidecar, report)

@@ -1,0 +1,258 @@
+"""The balance of a mix: where stems start by role, and their levels fitted to the reference.
+
+`default_chains` puts every stem at a loudness-balanced level for its role (with its role's
+high-pass, compressor, pan spread and send); `network_chains` lets the stem network set each
+stem's level, EQ and balance; `fit_balance` moves the levels so that the mix's mid and side
+third-octave band powers match the reference's (`fit_levels`: stems taken as uncorrelated,
+so band powers add; least squares in dB with a ridge toward the role balance). A level move
+keeps a stem's compressor sounding the same (`with_level_move`).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+
+from automix import analysis
+from automix.mixing.render import RENDER_THREADS, render_dry
+from automix.mixing.roles import ROLE_DEFAULTS
+from automix.mixing.stems import Stem, as_played, loudest_excerpt, stem_loudness_lufs
+from automix.params import (
+    CompressorParams,
+    GainParams,
+    HighpassParams,
+    PanParams,
+    SendParams,
+    StemChain,
+    as_dict,
+    ranges,
+)
+from automix.settings import Reference
+
+MIX_LEVEL_LUFS = -20.0  # the balanced stems sum to about this loudness before the master
+SILENT_STEM_LUFS = -60.0  # stems quieter than this keep unit gain (nothing to balance)
+FIT_EXCERPT_S = 30.0  # the balance fit listens to the loudest excerpt of this length
+FIT_MIN_HZ = 40.0  # bands below this do not count in the fit (few bins, short excerpts)
+FIT_RANGE_DB = 60.0  # nor bands this far below the reference's loudest (or the stems')
+MIN_EQ_MOVE_DB = 0.5  # the stem network's EQ moves smaller than this are left out
+MAX_FIT_MOVE_DB = 12.0  # the fit moves a stem's level at most this far from its role balance
+FIT_PRIOR_WEIGHT = 0.05  # per dB squared of a level move, against dB squared of band error
+FIT_SIDE_WEIGHT = 0.3  # side bands count this much against mid bands
+
+
+def default_chains(stems: list[Stem], sample_rate: int) -> dict[str, StemChain]:
+    """Role-based starting settings: loudness-balanced gains, high-pass, compressor, pan, send.
+
+    Each stem's gain puts it at ``MIX_LEVEL_LUFS - 10 log10(N)`` plus its role's level, so
+    that N stems sum to about `MIX_LEVEL_LUFS`. Mono stems of roles with a spread alternate
+    left and right; stereo stems stay at 0 (their own image).
+    """
+    base = MIX_LEVEL_LUFS - 10.0 * math.log10(len(stems))
+    gain_range = ranges(GainParams)["gain_db"]
+    chains = {}
+    side = 1.0
+    for stem in stems:
+        role = ROLE_DEFAULTS[stem.role]
+        lufs = stem_loudness_lufs(stem, sample_rate)
+        gain_db = 0.0 if lufs < SILENT_STEM_LUFS else gain_range.clip(base + role.level_lu - lufs)
+        pan = 0.0
+        if role.pan_spread and not stem.is_stereo:
+            pan, side = side * role.pan_spread, -side
+        comp = CompressorParams()
+        if role.compressor is not None:
+            ratio, above_lu, attack_ms, release_ms = role.compressor
+            threshold = min(max(base + role.level_lu + above_lu, -60.0), 0.0)
+            comp = CompressorParams(threshold_db=round(threshold, 2), ratio=ratio,
+                                    attack_ms=attack_ms, release_ms=release_ms)
+        chains[stem.name] = StemChain(
+            gain=GainParams(gain_db=round(gain_db, 2)),
+            highpass=HighpassParams(freq_hz=role.highpass_hz),
+            compressor=comp, pan=PanParams(pan=pan), send=SendParams(send_db=role.send_db))
+    return chains
+
+
+
+
+def with_level_move(chain: StemChain, move_db: float) -> StemChain:
+    """``chain`` with its gain moved by ``move_db`` (clipped to the gain range) and, when its
+    compressor is on, the threshold moved by as much: the same sound, that much louder."""
+    comp = chain.compressor
+    if comp.ratio > 1.0:
+        comp = replace(comp, threshold_db=round(min(max(comp.threshold_db + move_db, -60.0),
+                                                    0.0), 2))
+    gain_db = ranges(GainParams)["gain_db"].clip(chain.gain.gain_db + move_db)
+    return replace(chain, gain=GainParams(gain_db=round(gain_db, 2)), compressor=comp)
+
+
+
+def stem_band_powers_db(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+                        start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mid and side third-octave band powers (dB, `analysis.BAND_CENTERS_HZ`) of each stem
+    through its chain over samples ``start:end``; shape (stems, bands) each, NaN above
+    0.9 x Nyquist."""
+    def one(stem: Stem) -> tuple[np.ndarray, np.ndarray]:
+        dry = render_dry(stem.samples[:, start:end], stem.is_stereo, sample_rate,
+                         chains[stem.name])
+        return (analysis.tonal_balance_db(0.5 * (dry[0] + dry[1]), sample_rate, 0.0),
+                analysis.tonal_balance_db(0.5 * (dry[0] - dry[1]), sample_rate, 0.0))
+
+    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
+        mids, sides = zip(*pool.map(one, stems), strict=True)
+    return np.array(mids), np.array(sides)
+
+
+def fit_levels(mid_db: np.ndarray, side_db: np.ndarray, target_mid_db: np.ndarray,
+               target_side_db: np.ndarray, *, prior_weight: float = FIT_PRIOR_WEIGHT,
+               max_move_db: float = MAX_FIT_MOVE_DB,
+               side_weight: float = FIT_SIDE_WEIGHT) -> np.ndarray:
+    """Level moves (dB) that make the stems' power sum match a target band balance.
+
+    The stems are taken as uncorrelated, so their band powers add: with moves ``g`` the
+    sum's mid band power is ``10 log10 sum_i 10 ** ((mid_db[i] + g_i) / 10)`` (side alike).
+    Minimised: the squared dB differences to the target over the bands that count (finite
+    in both, at least `FIT_MIN_HZ`, within `FIT_RANGE_DB` of the target's and the stems'
+    loudest), up to one free level offset, side bands weighted by ``side_weight``; plus
+    ``prior_weight * g_i ** 2``, which keeps stems the spectrum cannot tell apart (similar
+    spectra, no band of their own) at their starting balance. Moves are bounded to
+    +-``max_move_db``. Started both from no move and from the non-negative least-squares
+    fit of linear band powers (`scipy.optimize.nnls`); the better end wins.
+
+    Parameters
+    ----------
+    mid_db, side_db : np.ndarray, shape (stems, bands)
+        Each stem's band powers in dB as it plays at its starting level.
+    target_mid_db, target_side_db : np.ndarray, shape (bands,)
+        The target's band powers in dB, any common offset (e.g. `Analysis.tonal_mid_db`).
+
+    Returns
+    -------
+    np.ndarray, shape (stems,), dB, mean zero; all zero when fewer than 4 bands count
+    """
+    from scipy.optimize import least_squares, nnls
+    from scipy.special import logsumexp
+
+    n = mid_db.shape[0]
+    centers = analysis.BAND_CENTERS_HZ
+    sum_mid = 10.0 * np.log10(np.nansum(10.0 ** (mid_db / 10.0), axis=0) + 1e-30)
+    valid = (np.isfinite(target_mid_db) & np.isfinite(target_side_db)
+             & np.all(np.isfinite(mid_db) & np.isfinite(side_db), axis=0) & (centers >= FIT_MIN_HZ))
+    if valid.sum() < 4:
+        return np.zeros(n)
+    valid &= target_mid_db >= np.max(target_mid_db[valid]) - FIT_RANGE_DB
+    valid &= sum_mid >= np.max(sum_mid[valid]) - FIT_RANGE_DB
+    if valid.sum() < 4:
+        return np.zeros(n)
+    stems_db = np.concatenate([mid_db[:, valid], side_db[:, valid]], axis=1)  # (stems, 2 bands)
+    target_db = np.concatenate([target_mid_db[valid], target_side_db[valid]])
+    weights = np.concatenate([np.ones(valid.sum()), np.full(valid.sum(), side_weight)])
+    to_nepers = math.log(10.0) / 10.0
+
+    ridge = math.sqrt(prior_weight)
+
+    def residuals(v: np.ndarray) -> np.ndarray:
+        moves, offset = v[:-1], v[-1]
+        summed = logsumexp((stems_db + moves[:, None]) * to_nepers, axis=0) / to_nepers
+        return np.concatenate([weights * (summed - target_db - offset), ridge * moves])
+
+    def jacobian(v: np.ndarray) -> np.ndarray:
+        """d residual / d (moves, offset): a band's dB moves with each stem's share of it."""
+        levels = (stems_db + v[:-1, None]) * to_nepers
+        shares = np.exp(levels - logsumexp(levels, axis=0))  # (stems, 2 bands)
+        bands = np.concatenate([shares.T, -np.ones((target_db.size, 1))], axis=1)
+        prior = np.concatenate([ridge * np.eye(n), np.zeros((n, 1))], axis=1)
+        return np.concatenate([weights[:, None] * bands, prior])
+
+    relative = 10.0 ** ((stems_db - target_db) / 10.0)  # (stems, 2 bands)
+    linear, _ = nnls((relative * weights).T, weights)
+    positive = linear > 0
+    nnls_db = 10.0 * np.log10(np.where(positive, linear, 1.0))
+    nnls_db -= np.median(nnls_db[positive]) if positive.any() else 0.0
+    starts = [np.zeros(n), np.where(positive, nnls_db, -max_move_db)]
+    bound = np.full(n, max_move_db)
+    best = None
+    for moves in starts:
+        moves = np.clip(moves, -bound + 1e-6, bound - 1e-6)
+        offset = np.mean(residuals(np.append(moves, 0.0))[: target_db.size] / weights)
+        fit = least_squares(residuals, np.append(moves, offset), jac=jacobian,
+                            bounds=(np.append(-bound, -np.inf), np.append(bound, np.inf)))
+        if best is None or fit.cost < best.cost:
+            best = fit
+    moves = best.x[:-1]
+    return moves - moves.mean()
+
+
+def fit_balance(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+                reference: Reference, span: tuple[int, int] | None = None
+                ) -> dict[str, StemChain]:
+    """Move each stem's level so that the mix's mid and side band balance matches the
+    reference's (`fit_levels`), measured through the chains on samples ``span`` (default:
+    the loudest `FIT_EXCERPT_S`, `loudest_excerpt`).
+
+    With a reference track this recovers a balance in the spirit of the reference's (a
+    different song is a tonal target, held near the role balance by the prior); with a
+    preset it is the genre's average balance. Compressors keep their sound (their
+    thresholds follow the gains, `with_level_move`).
+    """
+    target_mid, target_side = reference_tonal(reference)
+    start, end = span or loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
+    mid_db, side_db = stem_band_powers_db(stems, sample_rate, chains, start, end)
+    moves = fit_levels(mid_db, side_db, target_mid, target_side)
+    return {s.name: with_level_move(chains[s.name], float(m))
+            for s, m in zip(stems, moves, strict=True)}
+
+
+def network_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+                   reference: Reference, span: tuple[int, int] | None = None
+                   ) -> dict[str, StemChain]:
+    """``chains`` with each stem's level, EQ and balance from the stem network
+    (`automix.model.stem_net`), which hears every stem on samples ``span`` (default: the
+    loudest `FIT_EXCERPT_S`).
+
+    Levels: the network's gains relative to each other, offset so that the stems' summed
+    power on the excerpt stays what ``chains`` give it (the bus keeps its level; compressor
+    thresholds follow, `with_level_move`). EQ: its gains of at least `MIN_EQ_MOVE_DB`
+    (smaller ones stay at 0 dB: inaudible, and a 0-dB section is not rendered) and peak 2's
+    frequency. Balance: for stereo stems only (mono stems keep their role's pan). Stems
+    quieter than `SILENT_STEM_LUFS` in the excerpt (mean-square level) keep ``chains``.
+    """
+    from automix.model import stem_net
+
+    start, end = span or loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
+    grams = np.stack([stem_net.band_grams(as_played(s, start, end), sample_rate)[0]
+                      for s in stems])
+    power = grams[:, :2].sum((1, 2)) / 2
+    active = 10.0 * np.log10(power + 1e-30) > SILENT_STEM_LUFS
+    if not active.any():
+        return chains
+    mid, side = reference_tonal(reference)
+    predicted = stem_net.predict(stem_net.load_model(), grams, [s.role for s in stems],
+                                 stem_net.reference_db(mid, side), active)
+    start_db = np.array([chains[s.name].gain.gain_db for s in stems])
+    moves = np.array([p.gain.gain_db for p in predicted]) - start_db
+    summed = [10.0 * np.log10(np.sum((power * 10.0 ** ((start_db + m) / 10.0))[active]))
+              for m in (np.zeros_like(moves), moves)]
+    moves += summed[0] - summed[1]
+    out = dict(chains)
+    for stem, p, move, on in zip(stems, predicted, moves, active, strict=True):
+        if not on:
+            continue
+        chain = with_level_move(chains[stem.name], float(move))
+        eq = replace(p.eq, **{k: (round(v, 2) if abs(v) >= MIN_EQ_MOVE_DB else 0.0)
+                              if k.endswith("_db") else round(v, 1)
+                              for k, v in as_dict(p.eq).items()})
+        pan = PanParams(pan=round(p.pan.pan, 3)) if stem.is_stereo else chain.pan
+        out[stem.name] = replace(chain, eq=eq, pan=pan)
+    return out
+
+
+
+
+def reference_tonal(reference: Reference) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's mid and side third-octave balance in dB (NaN where not measured),
+    shape (bands,) each."""
+    features = reference.features
+    return (np.asarray(features.tonal_mid_db, dtype=np.float64),
+            np.asarray(features.tonal_side_db, dtype=np.float64))

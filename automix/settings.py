@@ -1,0 +1,352 @@
+"""The settings documents and the options that produce them, as types.
+
+- `MasterSettings`, `MixSettings`: everything needed to re-render a master or a mix exactly, in
+  real units; what `suggest` writes, a sidecar holds and ``--settings`` reads back.
+- `Reference`: what a song is moved toward (a genre preset or a reference file), with its
+  features typed (`analysis.Analysis`).
+- `Amounts`: ``--amount``, how far each module's suggestion is followed.
+- `MasterOptions`, `MixOptions`, `OutputOptions`: the option bundles the CLI, batch, the
+  service and the Python API pass down, instead of a dozen keyword arguments each.
+- Settings files: `read_settings_document`, `read_master_settings`, `read_mix_settings`,
+  `write_document` (JSON or YAML by suffix, written atomically).
+
+Every bound comes from `automix.params` or `automix.presets`; none is stated here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from automix.analysis import Analysis
+from automix.audio import write_text_atomic
+from automix.errors import SettingsError, first_line
+from automix.params import (
+    MASTER_GAIN_DB,
+    EQParams,
+    LimiterParams,
+    MasterChain,
+    ReverbParams,
+    StemChain,
+    as_dict,
+    as_real,
+    ranges,
+    validate,
+    validate_chain,
+)
+from automix.presets import LUFS_RANGE, Target
+
+METHODS = ("dsp", "network")  # how settings are suggested: the DSP matcher or the networks
+SETTINGS_SUFFIXES = (".json", ".yaml", ".yml")
+# Inference-time refinement through the twin (network method): off by default, because on the
+# held-out style-transfer benchmark it made results worse (the reference is another part of
+# the song, whose features differ from the target's); --refine-steps turns it on.
+REFINE_STEPS = 0
+REFINE_SECONDS = 8.0  # its time budget
+DEFAULT_REVERB = ReverbParams(decay_s=1.4, predelay_ms=20.0, damping_hz=6000.0,
+                              width_pct=100.0, wet_db=-6.0)  # the shared room a mix starts with
+
+
+# --- references -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the input is moved toward: a genre preset or a reference track.
+
+    ``features`` are the preset's averaged features or the track's analysis (at the sidecar's
+    precision, `Analysis.rounded`); ``target`` is the loudness and ceiling used when the user
+    names no delivery target; ``sources`` the audio behind it (for previews and the networks).
+    """
+
+    name: str
+    kind: str  # "preset" or "file"
+    features: Analysis
+    target: Target
+    sources: tuple[Path, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind,
+                "features": self.features.to_dict(digits=None)}
+
+
+# --- amounts ----------------------------------------------------------------------------------
+
+
+# What each --amount module scales toward its neutral value (the table's default), in the
+# table's 0..1 space; frequencies, Qs and times are kept so that a band keeps its place.
+AMOUNT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "eq": (("highpass", "freq_hz"),) + tuple(
+        ("eq", n) for n in ranges(EQParams) if n.endswith("_gain_db")),
+    "dynamics": (("compressor", "threshold_db"), ("compressor", "ratio"),
+                 ("compressor", "makeup_db")),
+    "width": (("width", "width_pct"), ("pan", "pan")),  # a mix: stems also move to centre
+}
+
+
+@dataclass(frozen=True)
+class Amounts:
+    """How much of each module's suggestion is kept: 1 as suggested, 0 the module neutral."""
+
+    eq: float = 1.0
+    dynamics: float = 1.0
+    width: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in AMOUNT_FIELDS:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise SettingsError(f"--amount {name}={value:g} is out of range [0, 1]")
+
+    @classmethod
+    def parse(cls, text: str | None) -> Amounts:
+        """``--amount``: one number for every module, or ``eq=0.5,dynamics=1,width=0``."""
+        if text is None or not text.strip():
+            return cls()
+        allowed = ", ".join(AMOUNT_FIELDS)
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        if len(items) == 1 and "=" not in items[0]:
+            return cls(**dict.fromkeys(AMOUNT_FIELDS, _amount_value(items[0], "--amount")))
+        values = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep:
+                raise SettingsError(f"--amount: expected MODULE=VALUE, got {item!r} "
+                                    f"(modules: {allowed})")
+            if key not in AMOUNT_FIELDS:
+                raise SettingsError(f"--amount: unknown module {key!r}; allowed: {allowed}")
+            values[key] = _amount_value(value, f"--amount {key}")
+        return cls(**values)
+
+    @property
+    def scales(self) -> bool:
+        """Whether any module is scaled (anything but the suggestion as it is)."""
+        return any(getattr(self, name) != 1.0 for name in AMOUNT_FIELDS)
+
+    def scale(self, chain: Any) -> Any:
+        """Move each module's settings toward neutral: 1 keeps them, 0 makes the module neutral.
+
+        Works on any chain dataclass (`MasterChain`, `StemChain`); groups it lacks are skipped.
+        """
+        groups = {f.name: getattr(chain, f.name) for f in fields(chain)}
+        for module, group_fields in AMOUNT_FIELDS.items():
+            amount = getattr(self, module)
+            for group, name in group_fields:
+                if group not in groups:
+                    continue
+                r = ranges(groups[group])[name]
+                u0, u = r.normalize(r.default), r.normalize(getattr(groups[group], name))
+                value = round(float(r.denormalize(u0 + amount * (u - u0))), 3)
+                groups[group] = replace(groups[group], **{name: value})
+        return type(chain)(**groups)
+
+
+def _amount_value(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{where}: expected a number in [0, 1], got {text.strip()!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{where}={value:g} is out of range [0, 1]")
+    return value
+
+
+# --- settings documents -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MasterSettings:
+    """Everything needed to re-render a master exactly, in real units."""
+
+    chain: MasterChain = MasterChain()
+    gain_db: float = 0.0
+    limiter: LimiterParams = LimiterParams()
+    target_lufs: float = -14.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chain": as_dict(self.chain), "gain_db": round(self.gain_db, 4),
+                "limiter": as_dict(self.limiter), "target_lufs": self.target_lufs}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "settings") -> MasterSettings:
+        """Validate a settings mapping (unknown keys, types and ranges give `SettingsError`)."""
+        if not isinstance(data, dict):
+            raise SettingsError(f"{where}: expected a JSON object")
+        allowed = {"chain", "gain_db", "limiter", "target_lufs"}
+        unknown = sorted(set(data) - allowed, key=str)
+        if unknown:
+            raise SettingsError(f"{where}: unknown key {unknown[0]!r}; allowed: "
+                                f"{', '.join(sorted(allowed))}")
+        bounds = {"gain_db": (MASTER_GAIN_DB.min, MASTER_GAIN_DB.max), "target_lufs": LUFS_RANGE}
+        for key, (low, high) in bounds.items():
+            value = data.get(key, getattr(cls, key))
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(as_real(value)) or not low <= value <= high:
+                raise SettingsError(f"{where}.{key}: expected a number in [{low:g}, {high:g}], "
+                                    f"got {value!r}")
+        return cls(chain=validate_chain(MasterChain, data.get("chain", {}), where=f"{where}.chain"),
+                   gain_db=float(data.get("gain_db", cls.gain_db)),
+                   limiter=validate(LimiterParams, data.get("limiter", {}),
+                                    where=f"{where}.limiter"),
+                   target_lufs=float(data.get("target_lufs", cls.target_lufs)))
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """Everything needed to re-render a mix exactly, in real units.
+
+    ``stems`` maps each stem's file name to its chain; ``reverb`` is the shared bus;
+    ``master`` is what the bus is mastered with.
+    """
+
+    stems: dict[str, StemChain]
+    reverb: ReverbParams = DEFAULT_REVERB
+    master: MasterSettings = MasterSettings()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stems": {name: _rounded(as_dict(chain)) for name, chain in self.stems.items()},
+                "reverb": _rounded(as_dict(self.reverb)), "master": self.master.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "settings") -> MixSettings:
+        """Validate a settings mapping (unknown keys, types and ranges give `SettingsError`)."""
+        if not isinstance(data, dict):
+            raise SettingsError(f"{where}: expected a JSON object")
+        allowed = ("stems", "reverb", "master")
+        unknown = sorted(set(data) - set(allowed), key=str)
+        if unknown:
+            raise SettingsError(f"{where}: unknown key {unknown[0]!r}; allowed: "
+                                f"{', '.join(allowed)}")
+        stems = data.get("stems")
+        if not isinstance(stems, dict) or not stems:
+            raise SettingsError(f"{where}.stems: expected a mapping of stem file names to "
+                                "their settings")
+        return cls(
+            stems={str(name): validate_chain(StemChain, chain, where=f"{where}.stems.{name}")
+                   for name, chain in stems.items()},
+            reverb=validate(ReverbParams, data.get("reverb", {}), where=f"{where}.reverb"),
+            master=MasterSettings.from_dict(data.get("master", {}), where=f"{where}.master"))
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    """Real-unit values rounded to 1e-4 (far below audibility), nested dicts kept."""
+    return {k: _rounded(v) if isinstance(v, dict) else round(float(v), 4)
+            for k, v in values.items()}
+
+
+# --- options ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MasterOptions:
+    """How a song is mastered: toward what, to which delivery target, how settings are found.
+
+    ``reference`` is a genre preset's name or an audio file's path; ``target`` a delivery
+    target's name (default: the reference's); ``ceiling_dbtp`` overrides the target's
+    true-peak ceiling. ``settings`` renders a settings file instead of suggesting (exactly,
+    unless ``amounts`` scale it or ``refit_gain`` finds the gain to the target again).
+    ``refine_steps`` and ``refine_seconds`` refine the network's suggestion through the twin.
+    """
+
+    reference: str = "pop"
+    target: str | None = None
+    ceiling_dbtp: float | None = None
+    method: str = "dsp"
+    amounts: Amounts = field(default_factory=Amounts)
+    settings: Path | None = None
+    refit_gain: bool = False
+    refine_steps: int = REFINE_STEPS
+    refine_seconds: float = REFINE_SECONDS
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixOptions:
+    """How a folder of stems is mixed (see `MasterOptions`); ``method`` "network" (the
+    default) lets the stem network set levels, EQ and balance; ``refine_steps`` > 0 then
+    refines them through the twin."""
+
+    reference: str = "pop"
+    target: str | None = None
+    ceiling_dbtp: float | None = None
+    method: str = "network"
+    amounts: Amounts = field(default_factory=Amounts)
+    settings: Path | None = None
+    refine_steps: int = 0
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputOptions:
+    """What is written: the audio (default ``<input>_master.<fmt>`` or ``<folder>_mix.<fmt>``
+    beside the input) in ``file_format`` and ``bit_depth``, its JSON sidecar, and optionally
+    loudness-matched previews and an HTML report. ``force`` overwrites existing outputs (never
+    the input)."""
+
+    output: Path | None = None
+    file_format: str = "wav"
+    bit_depth: int = 24
+    force: bool = False
+    preview: bool = False
+    report: Path | None = None
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise SettingsError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+
+
+# --- settings files ---------------------------------------------------------------------------
+
+
+def read_settings_document(path: Path) -> Any:
+    """The settings mapping in a JSON or YAML file: the file itself, or what a document (from
+    `suggest`, or a sidecar) holds under "settings"."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: no such settings file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read ({exc})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
+        raise SettingsError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} "
+                            f"({first_line(exc)})") from None
+    if isinstance(data, dict) and isinstance(data.get("settings"), dict):
+        data = data["settings"]
+    return data
+
+
+def read_master_settings(path: Path) -> MasterSettings:
+    """Read master settings (see `read_settings_document`)."""
+    return MasterSettings.from_dict(read_settings_document(path), where=path.name)
+
+
+def read_mix_settings(path: Path) -> MixSettings:
+    """Read mix settings (see `read_settings_document`)."""
+    return MixSettings.from_dict(read_settings_document(path), where=path.name)
+
+
+def write_document(path: Path, document: dict[str, Any]) -> Path:
+    """Write a JSON (or, by suffix, YAML) document atomically."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    return write_text_atomic(path, text)
