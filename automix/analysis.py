@@ -241,6 +241,16 @@ def band_power_db(
     return np.where(valid, power_db - loudness_lufs, np.nan)
 
 
+def band_matrix(freqs_hz: np.ndarray) -> np.ndarray:
+    """(bands, bins): the share of each STFT bin inside each third-octave band of
+    `BAND_EDGES_HZ` (bins narrower or wider than a band are split by overlap)."""
+    width = freqs_hz[1] - freqs_hz[0]
+    lo, hi = freqs_hz - width / 2, freqs_hz + width / 2
+    band_lo, band_hi = BAND_EDGES_HZ[:, :, None]
+    overlap = np.clip(np.minimum(hi, band_hi) - np.maximum(lo, band_lo), 0.0, None)
+    return (overlap / width).astype(np.float32)
+
+
 def tonal_balance_error_db(a: Analysis, b: Analysis, *, side: bool = False) -> float:
     """RMS difference in dB between two tonal balances, over the bands that matter in ``b``.
 

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from automix import __version__, analysis, loudness, mastering
-from automix.analysis import AudioWarning
+from automix.analysis import AudioWarning, band_matrix
 from automix.audio import Audio
 from automix.effects import render
 from automix.errors import OutputError, SettingsError
@@ -307,16 +307,6 @@ def render_mix(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain]
 
 
 # --- refinement through the twin --------------------------------------------------------------
-
-
-def band_matrix(freqs_hz: np.ndarray) -> np.ndarray:
-    """(bands, bins): the share of each STFT bin inside each third-octave band of
-    `analysis.BAND_EDGES_HZ` (bins narrower or wider than a band are split by overlap)."""
-    width = freqs_hz[1] - freqs_hz[0]
-    lo, hi = freqs_hz - width / 2, freqs_hz + width / 2
-    band_lo, band_hi = analysis.BAND_EDGES_HZ[:, :, None]
-    overlap = np.clip(np.minimum(hi, band_hi) - np.maximum(lo, band_lo), 0.0, None)
-    return (overlap / width).astype(np.float32)
 
 
 @dataclass

@@ -45,7 +45,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
 from automix import analysis
-from automix.mixing import band_matrix
 from automix.model.data import song_percentile
 from automix.params import (
     EQParams,
@@ -96,7 +95,7 @@ def band_grams(samples: np.ndarray, sample_rate: int, block_s: float | None = No
     """Band powers of a two-channel signal: left, right and their cross-power per band.
 
     Frames of `frame_size` samples (Hann, half overlap) are transformed; each bin's power is
-    shared among the third-octave bands it overlaps (`mixing.band_matrix`).
+    shared among the third-octave bands it overlaps (`analysis.band_matrix`).
 
     Parameters
     ----------
@@ -115,7 +114,7 @@ def band_grams(samples: np.ndarray, sample_rate: int, block_s: float | None = No
     if x.shape[1] < n_fft:
         x = np.pad(x, ((0, 0), (0, n_fft - x.shape[1])))
     window = analysis.welch_window(n_fft)
-    bands = band_matrix(np.fft.rfftfreq(n_fft, 1.0 / sample_rate)).astype(np.float64)
+    bands = analysis.band_matrix(np.fft.rfftfreq(n_fft, 1.0 / sample_rate)).astype(np.float64)
     step = analysis.welch_step(n_fft)
     frames = [sliding_window_view(ch, n_fft)[::step] for ch in x]
     per_block = len(frames[0]) if block_s is None else max(1, round(block_s * sample_rate / step))
