@@ -394,7 +394,7 @@ def train(
         weights = stem_net.train(data, out, config=config, steps=steps, seed=seed,
                                  threads=threads, cache_dir=cache_dir)
     else:
-        from automix.model import train as training
+        from automix.training import master as training
 
         weights = training.train(data, out, config=config, device=device, steps=steps,
                                  seed=seed, threads=threads, cache_dir=cache_dir)

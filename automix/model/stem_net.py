@@ -45,7 +45,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
 from automix import analysis
-from automix.model.data import song_percentile
 from automix.params import (
     EQParams,
     StemChain,
@@ -55,6 +54,7 @@ from automix.params import (
     validate_chain,
 )
 from automix.stems import ROLES
+from automix.training.data import song_percentile
 
 BANDS = len(analysis.BAND_CENTERS_HZ)
 LAYOUT = list(flat_ranges(StemChain))
@@ -753,7 +753,7 @@ def train(data_dir: str | Path | None, out_dir: str | Path, *, config: str | Pat
     from rich.progress import Progress
 
     from automix.errors import AudioInputError
-    from automix.model.train import JsonLog, load_config
+    from automix.training.common import JsonLog, load_config
 
     cfg = load_config(config, STEM_CONFIGS)
     if data_dir is None and cfg.synthetic_songs == 0:
