@@ -389,7 +389,7 @@ def train(
         raise AudioInputError(f"{data}: no {folder}/ folder (see the README's data layout)")
     out.mkdir(parents=True, exist_ok=True)
     if model is Model.stems:
-        from automix.model import stem_net
+        from automix.training import stems as stem_net
 
         weights = stem_net.train(data, out, config=config, steps=steps, seed=seed,
                                  threads=threads, cache_dir=cache_dir)
