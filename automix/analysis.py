@@ -217,18 +217,6 @@ def welch_psd_from_power(
     return np.fft.rfftfreq(segment, 1.0 / sample_rate), psd
 
 
-def band_matrix(freqs_hz: np.ndarray) -> np.ndarray:
-    """(bands, bins): the share of each STFT bin inside each third-octave band of
-    `analysis.BAND_EDGES_HZ` (bins narrower or wider than a band are split by overlap)."""
-    width = freqs_hz[1] - freqs_hz[0]
-    lo, hi = freqs_hz - width / 2, freqs_hz + width / 2
-    band_lo, band_hi = BAND_EDGES_HZ[:, :, None]
-    overlap = np.clip(np.minimum(hi, band_hi) - np.maximum(lo, band_lo), 0.0, None)
-    return (overlap / width).astype(np.float32)
-
-
-
-
 def tonal_balance_db(
     samples_mono: np.ndarray, sample_rate: int, loudness_lufs: float
 ) -> np.ndarray:
@@ -267,6 +255,16 @@ def band_power_db(
     power_db = 10.0 * np.log10(np.maximum(high - low, 10.0 ** (BAND_POWER_FLOOR_DB / 10)))
     valid = BAND_EDGES_HZ[1] <= BAND_MAX_FRACTION_OF_NYQUIST * sample_rate / 2
     return np.where(valid, power_db - loudness_lufs, np.nan)
+
+
+def band_matrix(freqs_hz: np.ndarray) -> np.ndarray:
+    """(bands, bins): the share of each STFT bin inside each third-octave band of
+    `BAND_EDGES_HZ` (bins narrower or wider than a band are split by overlap)."""
+    width = freqs_hz[1] - freqs_hz[0]
+    lo, hi = freqs_hz - width / 2, freqs_hz + width / 2
+    band_lo, band_hi = BAND_EDGES_HZ[:, :, None]
+    overlap = np.clip(np.minimum(hi, band_hi) - np.maximum(lo, band_lo), 0.0, None)
+    return (overlap / width).astype(np.float32)
 
 
 def tonal_balance_error_db(a: Analysis, b: Analysis, *, side: bool = False) -> float:

@@ -402,12 +402,12 @@ def train(
         raise AudioInputError(f"{data}: no {folder}/ folder (see the README's data layout)")
     out.mkdir(parents=True, exist_ok=True)
     if model is Model.stems:
-        from automix.model import stem_net
+        from automix.training import stems as stem_training
 
-        weights = stem_net.train(data, out, config=config, steps=steps, seed=seed,
-                                 threads=threads, cache_dir=cache_dir)
+        weights = stem_training.train(data, out, config=config, steps=steps, seed=seed,
+                                      threads=threads, cache_dir=cache_dir)
     else:
-        from automix.model import train as training
+        from automix.training import master as training
 
         weights = training.train(data, out, config=config, device=device, steps=steps,
                                  seed=seed, threads=threads, cache_dir=cache_dir)

@@ -9,11 +9,11 @@ are mixed and timed. Usage::
 
     python benchmarks/mixing.py [--seconds 30] [--speed-only] [--no-speed]
 
-Held-out songs: the sha1 rule of the song name at 20 % (`automix.model.stem_net.is_held_out`,
+Held-out songs: the sha1 rule of the song name at 20 % (`automix.training.data.is_held_out`,
 which the stem model's training obeys), a superset of the master model's 10 % held out.
-Perturbations: `stem_net.Perturbation`'s ranges (the stem model trains on that family with its
-own seeds). ``--method`` picks how automix suggests per-stem settings (role defaults: dsp; the
-stem network: network).
+Perturbations: `automix.training.stems.Perturbation`'s ranges (the stem model trains on that
+family with its own seeds). ``--method`` picks how automix suggests per-stem settings (role
+defaults: dsp; the stem network: network).
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ from automix.mixing.pipeline import DEFAULT_METHOD  # noqa: E402
 from automix.mixing.render import render_stem  # noqa: E402
 from automix.mixing.stems import Stem, load_stems, stem_loudness_lufs  # noqa: E402
 from automix.model.features import log_mel_db, mid_side, unit_rms  # noqa: E402
-from automix.model.stem_net import Perturbation, is_held_out  # noqa: E402
 from automix.params import EQParams, GainParams, PanParams, StemChain  # noqa: E402
 from automix.references import resolve_reference  # noqa: E402
 from automix.settings import METHODS, MixOptions, OutputOptions  # noqa: E402
+from automix.training.data import is_held_out  # noqa: E402
+from automix.training.stems import Perturbation  # noqa: E402
 
 SEED = 0
 LOG_MEL_GOAL = 0.7  # automix's log-mel distance at most this times the equal-loudness sum's
@@ -72,7 +73,7 @@ def read(path: Path, start_s: float, seconds: float) -> tuple[np.ndarray, int]:
 
 def perturbation(rng: np.random.Generator, p: Perturbation = Perturbation()) -> StemChain:
     """What a careless rough mix does to a stem: +-6 dB level, +-6 dB shelves and a peak
-    (500-3000 Hz), balance +-0.5 (`stem_net.Perturbation`'s ranges), drawn in this order."""
+    (500-3000 Hz), balance +-0.5 (`training.stems.Perturbation`'s ranges), drawn in this order."""
     lo, hi = p.peak_hz
     return StemChain(gain=GainParams(gain_db=float(rng.uniform(-p.gain_db, p.gain_db))),
                      eq=EQParams(low_shelf_gain_db=float(rng.uniform(-p.shelf_db, p.shelf_db)),

@@ -1,6 +1,6 @@
 """Style-transfer benchmark (DeepAFx-ST protocol) on held-out real songs.
 
-For every song of the eval split (`automix.model.data.is_eval_song`: never seen in training),
+For every song of the eval split (`automix.training.data.is_eval_song`: never seen in training),
 segment A is degraded with random settings (EQ, gain, compression, width) rendered by
 pedalboard; each system gets the degraded A and segment B of the same production (a
 different time) as the reference, and its output is scored against the original A after
@@ -35,7 +35,7 @@ import torch
 
 from automix import analysis, loudness
 from automix.effects import render
-from automix.model import data, features, predict
+from automix.model import features, predict
 from automix.params import (
     CompressorParams,
     EQParams,
@@ -45,6 +45,7 @@ from automix.params import (
     StereoWidthParams,
     ranges,
 )
+from automix.training import data
 
 METRICS = ("logmel_db", "mrstft", "tonal_db", "tonal_side_db", "plr_err_db", "crest_err_db",
            "width_err", "seconds")

@@ -11,9 +11,11 @@ import soundfile as sf
 import torch
 
 from automix.effects import render
-from automix.model import data, features, predict, train
+from automix.model import features, predict
 from automix.model.network import MasterNet, NetConfig, parameter_count
 from automix.params import EQParams, MasterChain, flat_ranges
+from automix.training import data
+from automix.training import master as train
 from tests.conftest import music_like
 
 SR = 44100

@@ -1,4 +1,5 @@
-"""The stem network: band powers after settings, training, and what it does to a mix."""
+"""The stem network (`automix.model.stem_net`) and its training (`automix.training.stems`):
+band powers after settings, training, and what it does to a mix."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from automix.params import (
     from_unit_vector,
     to_unit_list,
 )
+from automix.training import data
+from automix.training import stems as stem_training
 
 SR = 44100
 runner = CliRunner()
@@ -52,10 +55,10 @@ def test_band_powers_after_a_chain_match_the_render(stereo: bool) -> None:
                                   high_shelf_gain_db=4.0),
                       pan=PanParams(pan=0.4))
     rendered = stem_net.band_grams(mix_render.render_dry(samples, stereo, SR, chain), SR)[0]
-    items = torch.from_numpy(stem_net.band_grams(stem_net.as_items(samples, stereo), SR)[0])
+    items = torch.from_numpy(stem_net.band_grams(stem_training.as_items(samples, stereo), SR)[0])
     unit = torch.tensor([to_unit_list(chain)], dtype=torch.float64)
-    modelled = stem_net.apply_chain(items[None], from_unit_vector(StemChain, unit),
-                                    torch.tensor([stereo]), SR)[0]
+    modelled = stem_training.apply_chain(items[None], from_unit_vector(StemChain, unit),
+                                         torch.tensor([stereo]), SR)[0]
     a, b = stem_net.spectra(modelled).numpy(), stem_net.spectra(torch.from_numpy(rendered)).numpy()
     above = np.flatnonzero(stem_net.analysis.BAND_CENTERS_HZ > 100)
     for k in range(3 if stereo else 4):  # a panned mono stem's side too
@@ -75,7 +78,7 @@ def tiny_stems(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_tiny_training_lowers_the_loss_and_its_weights_predict(tiny_stems: Path) -> None:
     rows = [json.loads(line) for line in (tiny_stems.parent / "stems_log.jsonl").open()]
-    config = stem_net.STEM_CONFIGS["tiny"]
+    config = stem_training.STEM_CONFIGS["tiny"]
     members = config.net["members"]
     assert {(r["member"], r["step"]) for r in rows if r["phase"] == "fit"} >= {
         (k, config.steps) for k in range(members)}
@@ -99,9 +102,9 @@ def test_tiny_training_lowers_the_loss_and_its_weights_predict(tiny_stems: Path)
 def test_held_out_songs_are_never_trained_on() -> None:
     """The benchmark's songs (20 % by hash) are outside training and validation."""
     names = [f"song{i}" for i in range(400)]
-    held = [n for n in names if stem_net.is_held_out(n)]
+    held = [n for n in names if data.is_held_out(n)]
     assert 0.1 < len(held) / len(names) < 0.3
-    assert not any(stem_net.is_validation(n) for n in held)
+    assert not any(data.is_validation(n) for n in held)
 
 
 def _perturbed_stems(rng: np.random.Generator) -> tuple[list[Stem], list[Stem]]:

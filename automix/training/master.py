@@ -40,8 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from automix.errors import SettingsError
-from automix.model import data, features
+from automix.model import features
 from automix.model.network import (
     CHAIN_INPUT_RMS_DB,
     FIXED_PARAMS,
@@ -52,6 +51,8 @@ from automix.model.network import (
     parameter_count,
 )
 from automix.params import MasterChain, flat_ranges, from_unit_vector
+from automix.training import data
+from automix.training.common import JsonLog, load_config, start_run
 
 RANGES = flat_ranges(MasterChain)
 
@@ -90,18 +91,6 @@ CONFIGS = {
                         synthetic_songs=4,
                         net=NetConfig(hidden=64, embedding=32).to_dict()),
 }
-
-
-def load_config(config: str | Path, configs: dict[str, Any] = CONFIGS) -> Any:
-    """A named config of ``configs`` ("default", "tiny"; the master model's `CONFIGS` unless
-    told) or a JSON file of fields that replace the default's."""
-    if str(config) in configs:
-        return configs[str(config)]
-    if not Path(config).is_file():
-        raise SettingsError(f"unknown training config {str(config)!r}; "
-                            f"use {', '.join(configs)} or a JSON file")
-    values = json.loads(Path(config).read_text())
-    return dataclasses.replace(configs["default"], **values)
 
 
 # --- priors over settings ------------------------------------------------------------------
@@ -327,18 +316,6 @@ class AudioLoss(torch.nn.Module):
 # --- training ----------------------------------------------------------------------------
 
 
-class JsonLog:
-    """JSON-lines log of losses, one object per logged step."""
-
-    def __init__(self, path: Path) -> None:
-        self.file = path.open("w")
-
-    def write(self, **row: Any) -> None:
-        self.file.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v)
-                                    for k, v in row.items()}) + "\n")
-        self.file.flush()
-
-
 def _cache_for(cfg: TrainConfig, data_dir: str | Path | None, seed: int,
                cache_dir: Path) -> data.SegmentCache:
     if cfg.synthetic_songs > 0:
@@ -504,13 +481,10 @@ def train(data_dir: str | Path | None, out_dir: str | Path, *, config: str | Pat
     """
     from rich.progress import Progress
 
-    cfg = load_config(config)
+    cfg = load_config(config, CONFIGS)
     if steps is not None:
         cfg = dataclasses.replace(cfg, fit_steps=steps)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = start_run(out_dir, threads)
     torch.manual_seed(seed)
     start = time.perf_counter()
     cache_dir = Path(cache_dir or Path.home() / ".cache/automix")

@@ -1,7 +1,8 @@
-"""Training data: the song split, segment caching and self-supervised examples.
+"""Training data: the song splits and segment caching.
 
-A song is held out for evaluation when the hash of its name says so (`is_eval_song`), so the
-training script and the benchmark agree without sharing a list. Training reads a cache of
+A song is held out for evaluation when the hash of its name says so (`song_percentile`: the
+master network's `is_eval_song`, the stem network's `is_held_out` and `is_validation`), so
+the trainers and the benchmarks agree without sharing a list. Training reads a cache of
 short segments, decoded once from ``DIR/mixes/*.flac`` (and ``DIR/multitracks/<song>/master.flac``
 or ``mix_sum.flac`` where present): several loud-enough segments per song, float16, so that
 two different times of one production can be paired on every step.
@@ -17,6 +18,8 @@ import numpy as np
 import soundfile as sf
 
 EVAL_PERCENT = 10  # share of songs held out from training, by hash of the song name
+HELD_OUT_PERCENT = 20  # the stem model: benchmarks/mixing.py scores the songs below this
+VALIDATION_PERCENT = 15  # the stem model: the next songs by hash choose the kept weights
 
 
 def song_name(path: str | Path) -> str:
@@ -34,6 +37,17 @@ def song_percentile(name: str) -> int:
 def is_eval_song(name: str) -> bool:
     """True for the held-out songs (about `EVAL_PERCENT` %)."""
     return song_percentile(name) < EVAL_PERCENT
+
+
+def is_held_out(name: str) -> bool:
+    """True for the songs benchmarks/mixing.py scores: the stem model never trains on them."""
+    return song_percentile(name) < HELD_OUT_PERCENT
+
+
+def is_validation(name: str) -> bool:
+    """True for the songs whose loss chooses the stem model's kept weights (not fitted, not
+    held out)."""
+    return 0 <= song_percentile(name) - HELD_OUT_PERCENT < VALIDATION_PERCENT
 
 
 def production_files(data_dir: str | Path) -> list[Path]:
