@@ -264,6 +264,7 @@ class MasterOptions:
 
     def __post_init__(self) -> None:
         check_method(self.method)
+        _as_paths(self, "settings")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -282,6 +283,7 @@ class MixOptions:
 
     def __post_init__(self) -> None:
         check_method(self.method)
+        _as_paths(self, "settings")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -297,6 +299,17 @@ class OutputOptions:
     force: bool = False
     preview: bool = False
     report: Path | None = None
+
+    def __post_init__(self) -> None:
+        _as_paths(self, "output", "report")
+
+
+def _as_paths(options: Any, *names: str) -> None:
+    """Path-valued options given as strings (from Python callers) become `Path`s."""
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and not isinstance(value, Path):
+            object.__setattr__(options, name, Path(value))
 
 
 def check_method(method: str) -> None:
