@@ -46,7 +46,8 @@ def keep_freed_memory() -> None:
     libc.mallopt(_M_MMAP_MAX, 0)
     libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     # worker threads' arrays too: they reuse what `prefault` touched. (Under it some runs, in
-    # stretches of minutes, spend 0.4 s more user time in memory copies; see the README.)
+    # stretches of minutes, spend 0.4 s more user time in memory copies; see
+    # docs/performance-notes.md.)
     libc.mallopt(_M_ARENA_MAX, 1)
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]

@@ -3,7 +3,8 @@
 Each effect has one frozen dataclass whose fields carry their unit in the name and their
 `Range` (min, max, default, lin/log scale) in the field metadata. The same dataclass drives
 the pedalboard renderer, the differentiable torch twin, the network's 0..1 outputs, settings
-files and their validation, and the parameter table in the README (`markdown_table`).
+files and their validation, and the parameter table (`markdown_table`: `automix params`,
+docs/design.md).
 
 Fields hold Python floats for rendering, or tensors of shape ``(batch,)`` inside the torch
 twin; `Range.denormalize` and `Range.normalize` work on both.
@@ -313,7 +314,7 @@ def iter_table() -> Iterator[tuple[str, str, Range]]:
 
 
 def markdown_table() -> str:
-    """The parameter table as Markdown (for the README and `automix params`)."""
+    """The parameter table as Markdown (`automix params`, docs/design.md)."""
     rows = ["| effect | parameter | unit | min | max | default | scale |",
             "|---|---|---|---|---|---|---|"]
     for effect, name, r in iter_table():

@@ -242,15 +242,12 @@ def _rounded(values: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MasterOptions:
-    """How a song is mastered: toward what, to which delivery target, how settings are found.
-
-    ``reference`` is a genre preset's name or an audio file's path; ``target`` a delivery
-    target's name (default: the reference's); ``ceiling_dbtp`` overrides the target's
-    true-peak ceiling. ``settings`` renders a settings file instead of suggesting (exactly,
-    unless ``amounts`` scale it or ``refit_gain`` finds the gain to the target again).
-    ``refine_steps`` and ``refine_seconds`` refine the network's suggestion through the twin.
-    """
+class Options:
+    """What a master and a mix share: ``reference`` is a genre preset's name or an audio
+    file's path; ``target`` a delivery target's name (default: the reference's);
+    ``ceiling_dbtp`` overrides the target's true-peak ceiling; ``method`` how settings are
+    suggested (`METHODS`); ``amounts`` how much of each module's suggestion is kept;
+    ``settings`` renders a settings file instead of suggesting."""
 
     reference: str = "pop"
     target: str | None = None
@@ -258,9 +255,6 @@ class MasterOptions:
     method: str = "dsp"
     amounts: Amounts = field(default_factory=Amounts)
     settings: Path | None = None
-    refit_gain: bool = False
-    refine_steps: int = REFINE_STEPS
-    refine_seconds: float = REFINE_SECONDS
 
     def __post_init__(self) -> None:
         check_method(self.method)
@@ -268,22 +262,25 @@ class MasterOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MixOptions:
-    """How a folder of stems is mixed (see `MasterOptions`); ``method`` "network" (the
-    default) lets the stem network set levels, EQ and balance; ``refine_steps`` > 0 then
-    refines them through the twin."""
+class MasterOptions(Options):
+    """How a song is mastered (see `Options`). Given ``settings`` render exactly, unless
+    ``amounts`` scale them or ``refit_gain`` finds the gain to their target again;
+    ``refine_steps`` and ``refine_seconds`` refine the network's suggestion through the twin.
+    """
 
-    reference: str = "pop"
-    target: str | None = None
-    ceiling_dbtp: float | None = None
+    refit_gain: bool = False
+    refine_steps: int = REFINE_STEPS
+    refine_seconds: float = REFINE_SECONDS
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixOptions(Options):
+    """How a folder of stems is mixed (see `Options`); ``method`` "network" (the default)
+    lets the stem network set levels, EQ and balance; ``refine_steps`` > 0 then refines them
+    through the twin."""
+
     method: str = "network"
-    amounts: Amounts = field(default_factory=Amounts)
-    settings: Path | None = None
     refine_steps: int = 0
-
-    def __post_init__(self) -> None:
-        check_method(self.method)
-        _as_paths(self, "settings")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,6 @@ band-power model of a chain, the losses) is `automix.training.stems`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 from collections.abc import Sequence
@@ -235,10 +234,10 @@ def default_unit(shape: tuple[int, ...] = ()) -> torch.Tensor:
     return unit.expand(*shape, -1).clone()
 
 
-@functools.lru_cache(maxsize=2)
 def load_model(path: str | Path | None = None) -> StemNet:
     """The network from ``stems.pt`` and its ``stems.json`` (default: the packaged weights;
-    the JSON gives its config and role vocabulary), loaded once per process."""
+    the JSON gives its config and role vocabulary). No process-wide cache: loading takes
+    milliseconds beside a mix's seconds."""
     weights = Path(path) if path is not None else DEFAULT_WEIGHTS
     meta = json.loads(weights.with_suffix(".json").read_text())
     model = StemNet(StemNetConfig(**meta["net"]), meta["roles"])
