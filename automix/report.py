@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from automix.analysis import band_values
+
 METRICS = (("integrated_lufs", "loudness", "LUFS"), ("true_peak_dbtp", "true peak", "dBTP"),
            ("loudness_range_lu", "loudness range", "LU"), ("crest_db", "crest", "dB"),
            ("plr_db", "peak to loudness", "dB"), ("width", "stereo width", "side/mid"))
@@ -18,7 +20,7 @@ COLOURS = {"input": "#7f7f7f", "reference": "#1f77b4", "result": "#d62728"}
 
 
 def _bands(features: dict[str, Any], key: str) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in features["bands"][key]], dtype=float)
+    return band_values(features["bands"][key])
 
 
 def _svg(fig: Any) -> str:
