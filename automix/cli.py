@@ -173,11 +173,15 @@ def _given(**options: Any) -> dict[str, Any]:
 
 def _threads(method: str) -> None:
     """One torch thread per job where a network runs (two are 10x slower on a busy 2-core
-    box); set here, at the entry point, and only then (importing torch takes seconds)."""
-    if method == "network":
-        import torch
-
-        torch.set_num_threads(1)
+    box), set here, at the entry point. Torch is not imported for it: it reads
+    ``OMP_NUM_THREADS`` when it loads, after this (numpy, loaded already, keeps its own), so a
+    command that fails on its inputs pays no second for importing torch."""
+    if method != "network":
+        return
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    else:
+        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _print_master(report: dict[str, Any]) -> None:
