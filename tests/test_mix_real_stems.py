@@ -139,3 +139,23 @@ def test_a_loud_bus_is_not_clipping_a_clipped_stem_is(tmp_path: Path) -> None:
     report = _mix(folder, tmp_path / "clipped.wav", "--method", "dsp")
     w01 = [w["message"] for w in report["warnings"] if w["code"] == "W01-clipping"]
     assert len(w01) == 1 and w01[0].startswith("drums.flac:"), w01
+
+
+def test_batch_mix_keeps_silent_stems_and_names_a_silent_folder(tmp_path: Path) -> None:
+    songs = tmp_path / "songs"
+    _with_silent_stems(songs / "band")
+    empty = songs / "empty"
+    empty.mkdir()
+    for name in SILENT[:2]:
+        (empty / name).write_bytes((songs / "band" / name).read_bytes())
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", str(songs), "-o", str(out), "--mode", "mix",
+                                 "--jobs", "1"])
+    assert result.exit_code == 1, result.output
+    assert "1 done, 0 skipped, 1 failed" in result.output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 1 and failed[0].startswith("failed empty:"), result.stderr
+    assert "every stem is silent" in " ".join(result.stderr.split()), result.stderr
+    report = json.loads((out / "band.json").read_text())
+    assert {w["message"].split(":")[0] for w in report["warnings"]
+            if w["code"] == "S03-silent"} == set(SILENT)

@@ -134,10 +134,13 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
                                          f"{a.sample_rate} Hz to {sample_rate} Hz"))
         arrays.append(x)
     del loaded
-    sounding = [x.shape[1] for x in arrays if x is not None]
-    if not sounding:
-        raise AudioInputError(f"{root}: every stem is digital silence; nothing to mix")
-    length = max(sounding)
+    all_silent = AudioInputError(f"{root}: every stem is silent (quieter than "
+                                 f"{SILENT_STEM_LUFS:.0f} LUFS) or shorter than "
+                                 f"{MIN_DURATION_S * 1000:.0f} ms; nothing to mix")
+    lengths = [x.shape[1] for x in arrays if x is not None]
+    if not lengths:
+        raise all_silent
+    length = max(lengths)
     stems = []
     for f, x, is_short, n in zip(files, arrays, short, channels, strict=True):
         if x is None:
@@ -165,9 +168,7 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
             warnings.append(AudioWarning("S03-silent", f"{stem.name}: {why}; passed through "
                                          "at unit gain, left out of the balance"))
     if all(s.silent for s in stems):
-        raise AudioInputError(f"{root}: every stem is silent (quieter than "
-                              f"{SILENT_STEM_LUFS:.0f} LUFS) or shorter than "
-                              f"{MIN_DURATION_S * 1000:.0f} ms; nothing to mix")
+        raise all_silent
     return stems, sample_rate, warnings
 
 
