@@ -58,11 +58,12 @@ class Audio:
         return self.samples.shape[1] / self.sample_rate
 
 
-def load(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S) -> Audio:
+def load(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S,
+         allow_silence: bool = False) -> Audio:
     """Read an audio file into ``(channels, samples)`` float32, at its own sample rate.
 
     Raises `AudioInputError` with a one-line reason for a missing, empty, unreadable,
-    non-audio, too short, silent or non-finite file.
+    non-audio, too short, silent (unless ``allow_silence``: a stem may be) or non-finite file.
     """
     p = Path(path)
     if not p.exists():
@@ -89,7 +90,7 @@ def load(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S) -> 
         raise AudioInputError(
             f"{p}: too short ({duration * 1000:.0f} ms; at least {min_duration_s * 1000:.0f} ms)"
         )
-    if not np.any(samples):
+    if not allow_silence and not np.any(samples):
         raise AudioInputError(f"{p}: is digital silence")
     return Audio(samples, int(sample_rate))
 

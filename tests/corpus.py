@@ -17,7 +17,9 @@ Documented decisions
 - A data chunk shorter than its header claims is handled: the frames present are read.
 - The file's content decides its format, not its extension: FLAC or Ogg Opus data named
   ``.wav`` is decoded; text or an image named ``.wav``/``.flac``/``.mp3`` is refused.
-- A silent or too-short stem fails the mix with that stem's one-line reason.
+- A silent or too-short stem does not fail a mix (issue 16): it is kept, passed through at
+  unit gain with warning S03-silent (``stem_warning``); as a song (master, batch, the
+  service's master) it is refused. A stem with no samples at all still fails the mix.
 - The 60-minute case is a sparse WAV (an hour of 8 kHz mono silence, no disk blocks): master
   reads it and refuses it as digital silence in about a second, the service refuses it by
   its header (422 too-long), and `streaming.is_long` is checked on a sparse hour of 48 kHz
@@ -48,14 +50,15 @@ garbage_ogg                   mxbs  error "not a readable audio file"
 mp3_codec_in_wav              mxbs  error "not a readable audio file" (format tag 0x0055)
 zero_channels_header          mxbs  error "not a readable audio file"
 zero_rate_header              mxbs  error "not a readable audio file"
-shorter_than_400ms            mxbs  error "too short"
-one_sample                    mxbs  error "too short"
-digital_silence               mxbs  error "is digital silence"
+shorter_than_400ms            mbs   error "too short" (x: handled with S03-silent)
+one_sample                    mbs   error "too short" (x: handled with S03-silent)
+digital_silence               mbs   error "is digital silence" (x, s mix: S03-silent)
 nan_samples                   mxbs  error "contains NaN or infinite samples"
 inf_samples                   mxbs  error "contains NaN or infinite samples"
 absurd_float                  mxbs  error "not audio"
 channels_3 .. channels_8      mxbs  error "mono or stereo"
-sixty_minutes_silent          mxbs  error "is digital silence" (service: 422 too-long)
+sixty_minutes_silent          mbs   error "is digital silence" (service: 422 too-long;
+                                    x: handled with S03-silent, cut to the other stem)
 stereo_16bit                  mxbs  handled
 mono                          mxbs  handled with warning W05-mono
 rate_8000 .. rate_192000      mxbs  handled (8, 16, 22.05, 48, 96, 192 kHz)
@@ -124,6 +127,7 @@ class FileCase:
     ``error`` is a fragment of the one-line error (exit 1); None means handled, with
     ``warning`` (a code) in the report when given. ``service`` is False where an upload makes
     no sense (a missing file); ``service_error`` overrides the fragment the service reports.
+    ``stem_warning``: as a stem of a mix the case is handled with this warning code instead.
     """
 
     name: str
@@ -132,6 +136,7 @@ class FileCase:
     warning: str | None = None
     service: bool = True
     service_error: str | None = None
+    stem_warning: str | None = None
 
 
 def _song(seed: int = 0, sample_rate: int = SR, seconds: float = SECONDS) -> np.ndarray:
@@ -234,9 +239,11 @@ FILE_CASES: tuple[FileCase, ...] = (
              "not a readable audio file"),
     FileCase("zero_rate_header", lambda f, s: _bytes(_patched(24, struct.pack("<I", 0)))(f, s),
              "not a readable audio file"),
-    FileCase("shorter_than_400ms", _audio(_song(6, seconds=0.3)), "too short"),
-    FileCase("one_sample", _audio(_song(6)[:, :1]), "too short"),
-    FileCase("digital_silence", _audio(np.zeros((2, SR), np.float32)), "is digital silence"),
+    FileCase("shorter_than_400ms", _audio(_song(6, seconds=0.3)), "too short",
+             stem_warning="S03-silent"),
+    FileCase("one_sample", _audio(_song(6)[:, :1]), "too short", stem_warning="S03-silent"),
+    FileCase("digital_silence", _audio(np.zeros((2, SR), np.float32)), "is digital silence",
+             stem_warning="S03-silent"),
     FileCase("nan_samples", _audio(_with(np.nan), subtype="FLOAT"),
              "contains NaN or infinite samples"),
     FileCase("inf_samples", _audio(_with(-np.inf, 1), subtype="DOUBLE"),
@@ -245,7 +252,7 @@ FILE_CASES: tuple[FileCase, ...] = (
     *(FileCase(f"channels_{n}", _audio(_channels(n)), f"{n} channels", service_error="mono or")
       for n in range(3, 9)),
     FileCase("sixty_minutes_silent", _sixty_minutes, "is digital silence",
-             service_error="longer than the limit"),
+             service_error="longer than the limit", stem_warning="S03-silent"),
     FileCase("stereo_16bit", _audio(_song(8))),
     FileCase("mono", _audio(_song(9)[:1]), warning="W05-mono"),
     *(FileCase(f"rate_{rate}", _audio(_song(10, rate), rate))

@@ -192,7 +192,8 @@ def _mix_fragment(case: corpus.FileCase) -> str:
     return "not a folder of stems" if case.name == "missing_file" else case.error
 
 
-@pytest.mark.parametrize("case", corpus.ERROR_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [c for c in corpus.ERROR_CASES if c.stem_warning is None],
+                         ids=lambda c: c.name)
 def test_mix_with_a_bad_stem(case: corpus.FileCase, inputs: dict[str, Path], unchanged: None,
                              tmp_path: Path) -> None:
     folder = (tmp_path / "nope" if case.name == "missing_file"
@@ -200,6 +201,25 @@ def test_mix_with_a_bad_stem(case: corpus.FileCase, inputs: dict[str, Path], unc
     result = invoke("mix", folder, "-o", tmp_path / "mix.wav")
     assert_one_line_error(result, _mix_fragment(case))
     assert not list(tmp_path.glob("mix*")) and not corpus.leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("case", [c for c in corpus.ERROR_CASES if c.stem_warning],
+                         ids=lambda c: c.name)
+def test_mix_with_a_silent_or_short_stem(case: corpus.FileCase, inputs: dict[str, Path],
+                                         unchanged: None, tmp_path: Path,
+                                         quick_mix: None) -> None:
+    """Refused as a song, handled as a stem (issue 16): passed through at unit gain, with
+    the stem's warning; the mix is as long as the stem that plays."""
+    folder = corpus.stems_with(inputs[case.name], tmp_path / "stems")
+    out = tmp_path / "mix.wav"
+    result = invoke("mix", folder, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    bass = next(n for n in report["settings"]["stems"] if n.startswith("bass"))
+    assert [w for w in report["warnings"] if w["code"] == case.stem_warning
+            and w["message"].startswith(f"{bass}:")], report["warnings"]
+    assert report["settings"]["stems"][bass]["gain"]["gain_db"] == 0.0
+    assert sf.info(out).frames == sf.info(folder / "drums.wav").frames
 
 
 def test_mix_of_every_format(inputs: dict[str, Path], unchanged: None, tmp_path: Path,
@@ -413,13 +433,19 @@ def test_service_bad_options(server: LocalServer, good: Path) -> None:
 
 
 def test_service_mix_stems(server: LocalServer, inputs: dict[str, Path], tmp_path: Path) -> None:
-    """A stem that is silence fails the job with its reason; stems at different rates and
-    lengths are mixed with warnings."""
+    """A stem that is silence is passed through with S03 (issue 16), two of them fail the
+    job with one reason; stems at different rates and lengths are mixed with warnings."""
     good = corpus.good_song(tmp_path / "drums.wav").read_bytes()
     silent = inputs["digital_silence"].read_bytes()
     resp = server.submit({"kind": "mix"}, [("stems", "drums.wav", good),
                                            ("stems", "bass.wav", silent)])
-    _assert_refused(server, resp, "is digital silence")
+    assert resp.status == 202, resp.body
+    job = server.wait(resp.headers["location"], timeout_s=180)
+    assert job["status"] == "done", job["error"]
+    assert "S03-silent" in [w["code"] for w in job["result"]["warnings"]]
+    resp = server.submit({"kind": "mix"}, [("stems", "drums.wav", silent),
+                                           ("stems", "bass.wav", silent)])
+    _assert_refused(server, resp, "every stem is silent")
     folder = corpus.build_stems(corpus.STEMS_CASES[0], tmp_path)
     files = [("stems", p.name, p.read_bytes()) for p in sorted(folder.iterdir())]
     resp = server.submit({"kind": "mix"}, files)

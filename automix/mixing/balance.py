@@ -5,7 +5,9 @@ high-pass, compressor, pan spread and send); `network_chains` lets the stem netw
 stem's level, EQ and balance; `fit_balance` moves the levels so that the mix's mid and side
 third-octave band powers match the reference's (`fit_levels`: stems taken as uncorrelated,
 so band powers add; least squares in dB with a ridge toward the role balance). A level move
-keeps a stem's compressor sounding the same (`with_level_move`).
+keeps a stem's compressor sounding the same (`with_level_move`). Silent stems
+(`Stem.silent`) are passed through (a neutral chain at unit gain) and take no part in any of
+this: the others' settings are what they would be without them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import numpy as np
 from automix import analysis
 from automix.mixing.render import RENDER_THREADS, render_dry
 from automix.mixing.roles import ROLE_DEFAULTS
-from automix.mixing.stems import Stem, as_played, loudest_excerpt, stem_loudness_lufs
+from automix.mixing.stems import (
+    SILENT_STEM_LUFS,
+    Stem,
+    as_played,
+    loudest_excerpt,
+    sounding,
+    stem_loudness_lufs,
+)
 from automix.params import (
     CompressorParams,
     GainParams,
@@ -33,7 +42,6 @@ from automix.params import (
 from automix.settings import Reference
 
 MIX_LEVEL_LUFS = -20.0  # the balanced stems sum to about this loudness before the master
-SILENT_STEM_LUFS = -60.0  # stems quieter than this keep unit gain (nothing to balance)
 FIT_EXCERPT_S = 30.0  # the balance fit listens to the loudest excerpt of this length
 FIT_MIN_HZ = 40.0  # bands below this do not count in the fit (few bins, short excerpts)
 FIT_RANGE_DB = 60.0  # nor bands this far below the reference's loudest (or the stems')
@@ -48,13 +56,17 @@ def default_chains(stems: list[Stem], sample_rate: int) -> dict[str, StemChain]:
 
     Each stem's gain puts it at ``MIX_LEVEL_LUFS - 10 log10(N)`` plus its role's level, so
     that N stems sum to about `MIX_LEVEL_LUFS`. Mono stems of roles with a spread alternate
-    left and right; stereo stems stay at 0 (their own image).
+    left and right; stereo stems stay at 0 (their own image). Silent stems (`Stem.silent`)
+    get a neutral chain (unit gain: passed through) and do not count in N.
     """
-    base = MIX_LEVEL_LUFS - 10.0 * math.log10(len(stems))
+    base = MIX_LEVEL_LUFS - 10.0 * math.log10(max(len(sounding(stems)), 1))
     gain_range = ranges(GainParams)["gain_db"]
     chains = {}
     side = 1.0
     for stem in stems:
+        if stem.silent:
+            chains[stem.name] = StemChain()
+            continue
         role = ROLE_DEFAULTS[stem.role]
         lufs = stem_loudness_lufs(stem, sample_rate)
         gain_db = 0.0 if lufs < SILENT_STEM_LUFS else gain_range.clip(base + role.level_lu - lufs)
@@ -194,14 +206,27 @@ def fit_balance(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain
     With a reference track this recovers a balance in the spirit of the reference's (a
     different song is a tonal target, held near the role balance by the prior); with a
     preset it is the genre's average balance. Compressors keep their sound (their
-    thresholds follow the gains, `with_level_move`).
+    thresholds follow the gains, `with_level_move`). Silent stems, and stems quieter than
+    `SILENT_STEM_LUFS` in the excerpt (mean-square level: the fit cannot hear them), keep
+    ``chains``.
     """
     target_mid, target_side = reference_tonal(reference)
-    start, end = span or loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
-    mid_db, side_db = stem_band_powers_db(stems, sample_rate, chains, start, end)
+    start, end = span or loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
+    heard = [s for s in sounding(stems) if excerpt_level_db(s, start, end) > SILENT_STEM_LUFS]
+    if len(heard) < 2:
+        return dict(chains)
+    mid_db, side_db = stem_band_powers_db(heard, sample_rate, chains, start, end)
     moves = fit_levels(mid_db, side_db, target_mid, target_side)
-    return {s.name: with_level_move(chains[s.name], float(m))
-            for s, m in zip(stems, moves, strict=True)}
+    return {**chains, **{s.name: with_level_move(chains[s.name], float(m))
+                         for s, m in zip(heard, moves, strict=True)}}
+
+
+def excerpt_level_db(stem: Stem, start: int, end: int) -> float:
+    """A stem's mean-square level as it plays over samples ``start:end``, dB (both channels'
+    powers summed, as `network_chains` measures it)."""
+    played = as_played(stem, start, end)
+    power = float(np.einsum("ij,ij->", played, played, dtype=np.float64)) / max(end - start, 1)
+    return 10.0 * math.log10(power + 1e-30)
 
 
 def network_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
@@ -215,11 +240,15 @@ def network_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCh
     power on the excerpt stays what ``chains`` give it (the bus keeps its level; compressor
     thresholds follow, `with_level_move`). EQ: its gains of at least `MIN_EQ_MOVE_DB`
     (smaller ones stay at 0 dB: inaudible, and a 0-dB section is not rendered) and peak 2's
-    frequency. Balance: for stereo stems only (mono stems keep their role's pan). Stems
-    quieter than `SILENT_STEM_LUFS` in the excerpt (mean-square level) keep ``chains``.
+    frequency. Balance: for stereo stems only (mono stems keep their role's pan). Silent
+    stems (`Stem.silent`) are not heard by the network; they and stems quieter than
+    `SILENT_STEM_LUFS` in the excerpt (mean-square level) keep ``chains``.
     """
     from automix.model import stem_net
 
+    stems = sounding(stems)
+    if not stems:
+        return dict(chains)
     start, end = span or loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
     grams = np.stack([stem_net.band_grams(as_played(s, start, end), sample_rate)[0]
                       for s in stems])

@@ -12,7 +12,14 @@ levels balanced by loudness, high-pass, compressor, pan spread, a reverb send fo
 rough mix's level, EQ and pan moves, from each stem's band powers beside the others' and the
 reference's); then a fit of the stems' levels so that the sum's mid and side third-octave band
 powers match the reference's (`balance.fit_balance`). Optionally (``refine_steps``) a
-refinement of gains, EQ gains, pans and sends through the twin (`refine.refine`).
+refinement of gains, EQ gains, pans and sends through the twin (`refine.refine`). Silent
+stems (`stems.Stem.silent`, warning S03) are passed through at unit gain and left out of
+every step after the defaults.
+
+Warnings are about the inputs: the stems' (from `load_stems`: S01-S03, W01 for a clipped
+stem). The summed bus is the mastering stage's input, not the user's: its input warnings
+(W01 for a bus that sums over full scale, W02, W05, ...) are not reported; the master's
+output is, should it clip (the limiter keeps it from doing so).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from automix.mastering.pipeline import MasterResult, master
 from automix.mixing.balance import FIT_EXCERPT_S, default_chains, fit_balance, network_chains
 from automix.mixing.refine import REFINE_BUDGET_S, refine
 from automix.mixing.render import render_mix
-from automix.mixing.stems import Stem, loudest_excerpt, stem_loudness_lufs
+from automix.mixing.stems import Stem, loudest_excerpt, sounding, stem_loudness_lufs
 from automix.params import StemChain
 from automix.presets import Target
 from automix.settings import DEFAULT_REVERB, Amounts, MixSettings, Reference, check_method
@@ -52,15 +59,17 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
     seconds)."""
     check_method(method)
     chains = default_chains(stems, sample_rate)
-    span = loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
+    span = loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
     if method == "network":
         chains = network_chains(stems, sample_rate, chains, reference, span)
     if fit:
         chains = fit_balance(stems, sample_rate, chains, reference, span)
     if refine_steps <= 0:
         return chains
-    return refine(stems, sample_rate, chains, DEFAULT_REVERB, reference, steps=refine_steps,
-                  time_budget_s=time_budget_s)
+    if len(sounding(stems)) < 2:
+        return chains
+    return {**chains, **refine(sounding(stems), sample_rate, chains, DEFAULT_REVERB, reference,
+                               steps=refine_steps, time_budget_s=time_budget_s)}
 
 
 # --- the whole mix ----------------------------------------------------------------------------
@@ -89,9 +98,11 @@ class MixResult:
             "settings": self.settings.to_dict(),
             "stems": [{"name": s.name, "role": s.role, "role_from": s.role_source,
                        "channels": int(s.samples.shape[0]), "stereo": s.is_stereo,
+                       "silent": s.silent,
                        "input_lufs": round(stem_loudness_lufs(s, sr), 2)} for s in self.stems],
             "warnings": [{"code": w.code, "message": w.message} for w in self.warnings]
-            + report["warnings"],
+            + [{"code": w.code, "message": f"the master: {w.message}"}
+               for w in self.master.output.warnings if w.code == "W01-clipping"],
             "timings_s": {k: round(v, 3) for k, v in {**self.timings_s,
                                                         **self.master.timings_s}.items()},
         }

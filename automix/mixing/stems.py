@@ -5,6 +5,12 @@ one sample rate (the most common one; others are resampled) and one length (shor
 are padded with silence); both are reported as warnings. Each stem gets a role, read from
 its file name when a keyword says it plainly ("vocals", "kick", "bass", ...), otherwise
 guessed from the audio (`role_from_audio`).
+
+A stem that is silent or nearly so (quieter than `SILENT_STEM_LUFS` as it plays: an empty or
+bleed-only track) or shorter than one loudness block (`audio.MIN_DURATION_S`) is kept and
+marked ``silent`` (warning S03): the mix passes it through at unit gain and leaves it out of
+the network and the balance fit. A stem clipped in its file gets W01 naming it. A folder
+whose every stem is silent is refused.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from automix import analysis, loudness
-from automix.analysis import AudioWarning
-from automix.audio import READ_EXTENSIONS, load
+from automix.analysis import CLIP_RUN_SAMPLES, CLIP_RUNS_ALLOWED, AudioWarning
+from automix.audio import MIN_DURATION_S, READ_EXTENSIONS, load
 from automix.errors import AudioInputError
 from automix.mixing.roles import role_from_audio, role_from_name
 
@@ -30,6 +36,8 @@ MAX_STEMS = 32
 STEREO_SIDE_RATIO = 1e-3  # a stem whose side RMS / mid RMS is below this is treated as mono
 LOUDNESS_EXCERPT_S = 30.0  # a stem's loudness is measured on at most this much of its active part
 ACTIVE_RANGE_DB = 50.0  # half-second hops within this of a stem's loudest count as active
+SILENT_STEM_LUFS = -60.0  # stems quieter than this as they play are silent (S03): unit gain,
+# not balanced; the one rule for "silent" in mixing (`load_stems`, `balance`)
 
 @dataclass(frozen=True)
 class Stem:
@@ -41,12 +49,15 @@ class Stem:
     samples : np.ndarray, shape (channels, samples), float32, channels 1 or 2
     role : str, one of `ROLES`
     role_source : str, "name" or "audio"
+    silent : bool, quieter than `SILENT_STEM_LUFS` or shorter than a loudness block: passed
+        through at unit gain, left out of the network and the balance fit
     """
 
     name: str
     samples: np.ndarray
     role: str
     role_source: str
+    silent: bool = False
 
     @cached_property
     def is_stereo(self) -> bool:
@@ -73,13 +84,17 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
     -------
     stems : list of Stem, sorted by file name
     sample_rate : int, Hz: the most common rate among the files (the highest on a tie)
-    warnings : list of AudioWarning (S01 resampled, S02 padded)
+    warnings : list of AudioWarning (S01 resampled, S02 padded, S03 silent, W01 a clipped
+        stem)
+
+    The length is the longest stem's, not counting stems of digital silence (cut or padded
+    to it without a warning: nothing of them is lost).
 
     Raises
     ------
     AudioInputError
         When ``folder`` is not a folder, or holds fewer than 2 or more than 32 audio files,
-        or a file cannot be read.
+        or a file cannot be read, or every stem is silent.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -91,15 +106,26 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
     if not MIN_STEMS <= len(files) <= MAX_STEMS:
         raise AudioInputError(f"{root}: {len(files)} stem(s); a mix needs {MIN_STEMS} to "
                               f"{MAX_STEMS}")
-    loaded = [load(f) for f in files]
+    loaded = [load(f, min_duration_s=0.0, allow_silence=True) for f in files]
     for f, a in zip(files, loaded, strict=True):
         if a.channels > 2:
             raise AudioInputError(f"{f}: {a.channels} channels; stems are mono or stereo")
     rates = Counter(a.sample_rate for a in loaded)
     sample_rate = max(rates, key=lambda r: (rates[r], r))
     warnings: list[AudioWarning] = []
-    arrays = []
+    arrays: list[np.ndarray | None] = []  # None: digital silence (no resampling needed)
+    short, channels = [], []
     for f, a in zip(files, loaded, strict=True):
+        short.append(a.duration_s < MIN_DURATION_S)
+        channels.append(a.channels)
+        clips = analysis._count_clips(a.samples)
+        if clips > CLIP_RUNS_ALLOWED:
+            warnings.append(AudioWarning("W01-clipping", f"{f.name}: {clips} runs of "
+                                         f"{CLIP_RUN_SAMPLES} or more samples sit at full "
+                                         "scale: the stem is clipped"))
+        if not np.any(a.samples):
+            arrays.append(None)
+            continue
         x = a.samples
         if a.sample_rate != sample_rate:
             ratio = Fraction(sample_rate, a.sample_rate)
@@ -107,20 +133,48 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
             warnings.append(AudioWarning("S01-resampled", f"{f.name}: resampled from "
                                          f"{a.sample_rate} Hz to {sample_rate} Hz"))
         arrays.append(x)
-    length = max(x.shape[1] for x in arrays)
+    del loaded
+    all_silent = AudioInputError(f"{root}: every stem is silent (quieter than "
+                                 f"{SILENT_STEM_LUFS:.0f} LUFS) or shorter than "
+                                 f"{MIN_DURATION_S * 1000:.0f} ms; nothing to mix")
+    lengths = [x.shape[1] for x in arrays if x is not None]
+    if not lengths:
+        raise all_silent
+    length = max(lengths)
     stems = []
-    for f, x in zip(files, arrays, strict=True):
+    for f, x, is_short, n in zip(files, arrays, short, channels, strict=True):
+        if x is None:
+            role = role_from_name(f.name)
+            stems.append(Stem(f.name, np.zeros((n, length), np.float32), role or "other",
+                              "name" if role else "audio", silent=True))
+            continue
         if x.shape[1] < length:
             short_s = (length - x.shape[1]) / sample_rate
             warnings.append(AudioWarning("S02-padded", f"{f.name}: {short_s:.2f} s shorter than "
                                          "the longest stem; padded with silence"))
             x = np.pad(x, ((0, 0), (0, length - x.shape[1])))
+        x = np.ascontiguousarray(x, dtype=np.float32)
         role = role_from_name(f.name)
-        stems.append(Stem(f.name, np.ascontiguousarray(x, dtype=np.float32),
-                          role or role_from_audio(x, sample_rate),
-                          "name" if role else "audio"))
+        quiet = is_short or length < MIN_DURATION_S * sample_rate or (
+            stem_loudness_lufs(Stem(f.name, x, "other", "audio"), sample_rate)
+            < SILENT_STEM_LUFS)
+        stems.append(Stem(f.name, x, role or ("other" if quiet else
+                                              role_from_audio(x, sample_rate)),
+                          "name" if role else "audio", silent=quiet))
+    for stem, is_short in zip(stems, short, strict=True):
+        if stem.silent:
+            why = (f"shorter than a {MIN_DURATION_S * 1000:.0f} ms loudness block" if is_short
+                   else f"silent (quieter than {SILENT_STEM_LUFS:.0f} LUFS)")
+            warnings.append(AudioWarning("S03-silent", f"{stem.name}: {why}; passed through "
+                                         "at unit gain, left out of the balance"))
+    if all(s.silent for s in stems):
+        raise all_silent
     return stems, sample_rate, warnings
 
+
+def sounding(stems: list[Stem]) -> list[Stem]:
+    """The stems that take part in the balance: those not `Stem.silent`."""
+    return [s for s in stems if not s.silent]
 
 
 def stem_loudness_lufs(stem: Stem, sample_rate: int) -> float:
