@@ -134,7 +134,7 @@ def quality(seconds: float, method: str) -> None:
             sf.write(ref_path, read(mix_path, b_start, seg)[0].T, sr, subtype="FLOAT")
             stems, sr, _ = load_stems(folder)
             perturbed = [Stem(s.name, render_stem(s, sr, perturbation(rng))[0],
-                                     s.role, s.role_source) for s in stems]
+                              s.role, s.role_source, s.silent) for s in stems]
             plain = np.sum([s.samples for s in perturbed], axis=0)
             equal = np.sum([s.samples * np.float32(10 ** ((-30 - stem_loudness_lufs(
                 s, sr)) / 20)) for s in perturbed if stem_loudness_lufs(s, sr) > -70],
