@@ -343,7 +343,7 @@ class Moments:
         return float(self.scatter[0, 1]) / norm
 
 
-def _count_clips(x: np.ndarray) -> int:
+def count_clips(x: np.ndarray) -> int:
     """Runs of at least `CLIP_RUN_SAMPLES` consecutive full-scale samples, over all channels."""
     clips = 0
     for channel in x:
@@ -472,7 +472,7 @@ def _sample_statistics(x: np.ndarray, sample_rate: int) -> tuple[Moments, float,
     """The `Moments` of ``x`` (channels, samples), its sample peak in dBFS and its clipped
     runs (counted only when the peak reaches `CLIP_LEVEL`)."""
     sample_peak = amp_to_db(np.float32(max(x.max(), -x.min())))  # no |x| copy
-    clips = _count_clips(x) if sample_peak >= amp_to_db(CLIP_LEVEL) else 0
+    clips = count_clips(x) if sample_peak >= amp_to_db(CLIP_LEVEL) else 0
     return Moments.of(x), sample_peak, clips
 
 

@@ -118,7 +118,7 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
     for f, a in zip(files, loaded, strict=True):
         short.append(a.duration_s < MIN_DURATION_S)
         channels.append(a.channels)
-        clips = analysis._count_clips(a.samples)
+        clips = analysis.count_clips(a.samples)
         if clips > CLIP_RUNS_ALLOWED:
             warnings.append(AudioWarning("W01-clipping", f"{f.name}: {clips} runs of "
                                          f"{CLIP_RUN_SAMPLES} or more samples sit at full "
