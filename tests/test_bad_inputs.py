@@ -183,6 +183,62 @@ def test_bad_outputs(name: str, mode: str, good: Path, stems: Path, tmp_path: Pa
     assert sorted(p.name for p in work.iterdir()) == ["a file"]
 
 
+def _spelling_case(name: str, good: Path, stems: Path, work: Path) -> tuple[Path, list]:
+    """(the input, the arguments after it) for an output that reaches the input by another
+    spelling: ``..``, a symbolic link, a preview's name."""
+    def link(name: str, target: Path) -> Path:
+        (work / name).symlink_to(target)
+        return work / name
+
+    if name == "master_dotdot":  # the spelling of issue 21, relative (run from tmp_path)
+        (good.parent / "sub").mkdir()
+        return good, ["-o", f"./{good.parent.name}/sub/../{good.name}", "--force"]
+    if name == "master_link":
+        return good, ["-o", link("l.wav", good), "--force"]
+    if name == "master_report_link":
+        return good, ["-o", work / "x.wav", "--report", link("r.html", good), "--force"]
+    if name == "master_report_dotdot":
+        return good, ["-o", work / "x.wav", "--report", work / ".." / "in" / good.name,
+                      "--force"]
+    if name == "master_preview":  # previews go to x_preview/: input.wav there is the input
+        song = work / "x_preview" / "input.wav"
+        song.parent.mkdir()
+        song.write_bytes(good.read_bytes())
+        return song, ["-o", work / "x.wav", "--preview", "--force"]
+    if name == "mix_dotdot":
+        return stems, ["-o", work / ".." / stems.name / "mix.wav"]
+    if name == "mix_folder_link":
+        return stems, ["-o", link("s", stems) / "mix.wav"]
+    if name == "mix_link_to_a_stem":
+        return stems, ["-o", link("l.wav", stems / "bass.wav"), "--force"]
+    if name == "mix_report":
+        return stems, ["-o", work / "x.wav", "--report", link("s", stems) / "r.html"]
+    if name == "mix_preview":  # the stems folder is where the previews would go
+        folder = work / "x_preview"
+        stems.rename(folder)
+        return folder, ["-o", work / "x.wav", "--preview"]
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("name", ["master_dotdot", "master_link", "master_report_link",
+                                  "master_report_dotdot", "master_preview", "mix_dotdot",
+                                  "mix_folder_link", "mix_link_to_a_stem", "mix_report",
+                                  "mix_preview"])
+def test_no_spelling_of_an_output_reaches_the_input(name: str, good: Path, stems: Path,
+                                                    tmp_path: Path, monkeypatch) -> None:
+    """Refused before any work, whatever the spelling, even with --force; nothing written."""
+    work = tmp_path / "work"
+    work.mkdir()
+    source, args = _spelling_case(name, good, stems, work)
+    before = corpus.snapshot(_folder(source))
+    monkeypatch.chdir(tmp_path)
+    result = invoke(name.split("_")[0], source, *args)
+    assert_one_line_error(result, "refusing to write over the input")
+    assert corpus.snapshot(_folder(source)) == before
+    assert not [p for p in work.rglob("*") if p.is_file() and not p.is_symlink()
+                and _folder(source) not in p.parents]
+
+
 # --- automix mix ------------------------------------------------------------------------------
 
 
