@@ -428,17 +428,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
         yield srv
 
 
-def _assert_refused(server: LocalServer, resp, fragment: str | None) -> None:
-    """A 4xx problem at once, or a job that fails with a 4xx problem naming ``fragment``."""
+def _assert_refused(server: LocalServer, resp, fragment: str) -> None:
+    """A 4xx problem naming ``fragment`` in its detail: at once, or as the error of a job
+    that fails."""
     assert resp.headers["content-type"] in (PROBLEM, "application/json"), resp.body
     if resp.status != 202:
         assert 400 <= resp.status < 500 and resp.headers["content-type"] == PROBLEM, resp.body
-        assert resp.json()["status"] == resp.status
+        problem = resp.json()
+        assert problem["status"] == resp.status
+        assert fragment in problem["detail"], problem
         return
     job = server.wait(resp.headers["location"], timeout_s=120)
     assert job["status"] == "failed", job
     assert 400 <= job["error"]["status"] < 500, job["error"]
-    assert fragment is None or fragment in job["error"]["detail"], job["error"]
+    assert fragment in job["error"]["detail"], job["error"]
 
 
 def test_service_corpus(server: LocalServer, inputs: dict[str, Path], unchanged: None) -> None:
@@ -476,6 +479,12 @@ def test_service_mix_stems(server: LocalServer, inputs: dict[str, Path], tmp_pat
     resp = server.submit({"kind": "mix"}, [("stems", "drums.wav", good),
                                            ("stems", "bass.wav", silent)])
     _assert_refused(server, resp, "is digital silence")
+    for bad, fragment in (("text_as_wav", corpus.UNREADABLE.removeprefix("file")),
+                          ("zero_samples", corpus.NO_AUDIO.removeprefix("file"))):
+        resp = server.submit({"kind": "mix"}, [("stems", "drums.wav", good),
+                                               ("stems", "bass.wav", inputs[bad].read_bytes())])
+        assert resp.status == 422, resp.body  # checked at once, before a job is queued
+        _assert_refused(server, resp, fragment)
     folder = corpus.build_stems(corpus.STEMS_CASES[0], tmp_path)
     files = [("stems", p.name, p.read_bytes()) for p in sorted(folder.iterdir())]
     resp = server.submit({"kind": "mix"}, files)
