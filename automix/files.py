@@ -31,6 +31,7 @@ from automix.audio import (
     write_text_atomic,
 )
 from automix.errors import OutputError, SettingsError
+from automix.previews import PREVIEW_NAMES
 from automix.references import ReferenceCache, reference_file, resolve_reference, resolve_target
 from automix.settings import (
     SETTINGS_SUFFIXES,
@@ -59,6 +60,13 @@ def output_paths(input_path: Path, out: Path, force: bool) -> tuple[Path, Path]:
         if path.exists() and not force:
             raise OutputError(f"{path}: exists; use --force to overwrite")
     return out, sidecar
+
+
+def preview_paths(out_path: Path) -> list[Path]:
+    """The folder ``<output>_preview`` beside an output, and every file previews may write
+    there."""
+    folder = out_path.with_name(f"{out_path.stem}_preview")
+    return [folder] + [folder / f"{name}.wav" for name in PREVIEW_NAMES]
 
 
 def refuse_input(path: Path, input_path: Path) -> None:
@@ -102,6 +110,9 @@ def master_file(input_path: Path, options: MasterOptions = MasterOptions(),
     default = input_path.with_name(f"{input_path.stem}_master.{output.file_format}")
     out_path, sidecar = output_paths(input_path, output.output or default, output.force)
     check_report(output.report, input_path, output.force)
+    if output.preview:  # an input named like a preview, in the previews' folder
+        for path in preview_paths(out_path)[1:]:
+            refuse_input(path, input_path)
     with all_or_nothing() as written:  # a failure below removes what this run wrote
         if streaming.is_long(input_path):  # hours of audio: blocks, in bounded memory
             result, span = _master_streamed(input_path, out_path, options, output, cache)
@@ -268,8 +279,10 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
         existing = [p for p in stem_paths if p.exists()]
         if existing and not force:
             raise OutputError(f"{existing[0]}: exists; use --force to overwrite")
-    for path in (out_path, sidecar, output.report, *stem_paths):  # a new file there is a stem
-        if path is not None and path.parent.resolve() == stems_dir.resolve():
+    previews = preview_paths(out_path)[1:] if output.preview else []
+    for path in (out_path, sidecar, output.report, *stem_paths, *previews):  # there, a stem
+        if path is not None and stems_dir.resolve() in (path.parent.resolve(),
+                                                         path.resolve().parent):  # or a link
             raise OutputError(f"{path}: refusing to write over the input (the stems folder)")
     settings = read_mix_settings(options.settings) if options.settings else None
     ref = resolve_reference(options.reference, ceiling_dbtp=options.ceiling_dbtp, cache=cache)
@@ -336,7 +349,7 @@ def write_extras(report: dict[str, Any], written: list, *, out_path: Path, sidec
         from automix.previews import write_previews
 
         ref_audio = load(reference.sources[0]) if reference.sources else None
-        folder = out_path.with_name(f"{out_path.stem}_preview")
+        folder = preview_paths(out_path)[0]
         if not folder.is_dir():
             written.append(folder)
         previews = write_previews(folder, *previews_of, ref_audio)

@@ -18,6 +18,8 @@ from automix.audio import Audio, all_or_nothing, save
 
 PREVIEW_S = 30.0
 PREVIEW_CEILING_DBTP = -1.0
+# the files `write_previews` may write, ``<name>.wav`` each (reference only with one)
+PREVIEW_NAMES = ("input", "result", "reference", "result_delivered")
 
 
 def preview_excerpts(source: Audio, result: Audio, reference: Audio | None) -> dict[str, Audio]:

@@ -139,6 +139,11 @@ class FileCase:
     stem_warning: str | None = None
 
 
+# the service checks an upload before queueing it and answers these at once, in its own words
+UNREADABLE = "file: not an audio file that can be read (WAV, FLAC, AIFF, OGG or MP3)"
+NO_AUDIO = "file: holds no audio"
+
+
 def _song(seed: int = 0, sample_rate: int = SR, seconds: float = SECONDS) -> np.ndarray:
     return music_like(np.random.default_rng(seed), sample_rate, seconds)
 
@@ -219,26 +224,28 @@ def _sixty_minutes(folder: Path, stem: str) -> Path:
 
 FILE_CASES: tuple[FileCase, ...] = (
     FileCase("missing_file", _missing, "no such file", service=False),
-    FileCase("empty_file", _bytes(b""), "file is empty"),
+    FileCase("empty_file", _bytes(b""), "file is empty", service_error=UNREADABLE),
     FileCase("truncated_header", lambda f, s: _bytes(wav_bytes(_song(1))[:30])(f, s),
-             "not a readable audio file"),
+             "not a readable audio file", service_error=UNREADABLE),
     FileCase("header_only", lambda f, s: _bytes(wav_bytes(_song(1))[:44])(f, s),
-             "has no samples"),
-    FileCase("zero_samples", _audio(np.zeros((2, 0), np.float32)), "has no samples"),
-    FileCase("text_as_wav", _bytes(b"hello, this is not audio\n" * 40), "not a readable audio"),
+             "has no samples", service_error=NO_AUDIO),
+    FileCase("zero_samples", _audio(np.zeros((2, 0), np.float32)), "has no samples",
+             service_error=NO_AUDIO),
+    FileCase("text_as_wav", _bytes(b"hello, this is not audio\n" * 40), "not a readable audio",
+             service_error=UNREADABLE),
     FileCase("image_as_flac", _bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, ".flac"),
-             "not a readable audio file"),
+             "not a readable audio file", service_error=UNREADABLE),
     FileCase("text_as_mp3", _bytes(b"ID3 not an mp3 at all " * 30, ".mp3"),
-             "not a readable audio file (format not recognised"),
+             "not a readable audio file (format not recognised", service_error=UNREADABLE),
     FileCase("garbage_ogg", _bytes(b"OggS" + bytes(range(256)) * 4, ".ogg"),
-             "not a readable audio file"),
+             "not a readable audio file", service_error=UNREADABLE),
     FileCase("mp3_codec_in_wav", lambda f, s: _bytes(_patched(20, struct.pack("<H", 0x55)))(f, s),
-             "not a readable audio file"),
+             "not a readable audio file", service_error=UNREADABLE),
     FileCase("zero_channels_header",
              lambda f, s: _bytes(_patched(22, struct.pack("<H", 0)))(f, s),
-             "not a readable audio file"),
+             "not a readable audio file", service_error=UNREADABLE),
     FileCase("zero_rate_header", lambda f, s: _bytes(_patched(24, struct.pack("<I", 0)))(f, s),
-             "not a readable audio file"),
+             "not a readable audio file", service_error=UNREADABLE),
     FileCase("shorter_than_400ms", _audio(_song(6, seconds=0.3)), "too short",
              stem_warning="S03-silent"),
     FileCase("one_sample", _audio(_song(6)[:, :1]), "too short", stem_warning="S03-silent"),

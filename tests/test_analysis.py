@@ -3,7 +3,6 @@
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pyloudnorm
@@ -13,8 +12,9 @@ from scipy.signal import freqz, lfilter
 from automix import analysis, loudness
 from automix.analysis import BAND_CENTERS_HZ, BAND_EDGES_HZ
 from automix.errors import AudioInputError
+from conftest import DATA_DIR
 
-MIXES = Path("/work/data/mixes")
+MIXES = DATA_DIR / "mixes"  # $AUTOMIX_DATA (see conftest)
 
 
 def noise(seconds: float, sample_rate: int, channels: int = 2, seed: int = 0) -> np.ndarray:

@@ -183,6 +183,62 @@ def test_bad_outputs(name: str, mode: str, good: Path, stems: Path, tmp_path: Pa
     assert sorted(p.name for p in work.iterdir()) == ["a file"]
 
 
+def _spelling_case(name: str, good: Path, stems: Path, work: Path) -> tuple[Path, list]:
+    """(the input, the arguments after it) for an output that reaches the input by another
+    spelling: ``..``, a symbolic link, a preview's name."""
+    def link(name: str, target: Path) -> Path:
+        (work / name).symlink_to(target)
+        return work / name
+
+    if name == "master_dotdot":  # the spelling of issue 21, relative (run from tmp_path)
+        (good.parent / "sub").mkdir()
+        return good, ["-o", f"./{good.parent.name}/sub/../{good.name}", "--force"]
+    if name == "master_link":
+        return good, ["-o", link("l.wav", good), "--force"]
+    if name == "master_report_link":
+        return good, ["-o", work / "x.wav", "--report", link("r.html", good), "--force"]
+    if name == "master_report_dotdot":
+        return good, ["-o", work / "x.wav", "--report", work / ".." / "in" / good.name,
+                      "--force"]
+    if name == "master_preview":  # previews go to x_preview/: input.wav there is the input
+        song = work / "x_preview" / "input.wav"
+        song.parent.mkdir()
+        song.write_bytes(good.read_bytes())
+        return song, ["-o", work / "x.wav", "--preview", "--force"]
+    if name == "mix_dotdot":
+        return stems, ["-o", work / ".." / stems.name / "mix.wav"]
+    if name == "mix_folder_link":
+        return stems, ["-o", link("s", stems) / "mix.wav"]
+    if name == "mix_link_to_a_stem":
+        return stems, ["-o", link("l.wav", stems / "bass.wav"), "--force"]
+    if name == "mix_report":
+        return stems, ["-o", work / "x.wav", "--report", link("s", stems) / "r.html"]
+    if name == "mix_preview":  # the stems folder is where the previews would go
+        folder = work / "x_preview"
+        stems.rename(folder)
+        return folder, ["-o", work / "x.wav", "--preview"]
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("name", ["master_dotdot", "master_link", "master_report_link",
+                                  "master_report_dotdot", "master_preview", "mix_dotdot",
+                                  "mix_folder_link", "mix_link_to_a_stem", "mix_report",
+                                  "mix_preview"])
+def test_no_spelling_of_an_output_reaches_the_input(name: str, good: Path, stems: Path,
+                                                    tmp_path: Path, monkeypatch) -> None:
+    """Refused before any work, whatever the spelling, even with --force; nothing written."""
+    work = tmp_path / "work"
+    work.mkdir()
+    source, args = _spelling_case(name, good, stems, work)
+    before = corpus.snapshot(_folder(source))
+    monkeypatch.chdir(tmp_path)
+    result = invoke(name.split("_")[0], source, *args)
+    assert_one_line_error(result, "refusing to write over the input")
+    assert corpus.snapshot(_folder(source)) == before
+    assert not [p for p in work.rglob("*") if p.is_file() and not p.is_symlink()
+                and _folder(source) not in p.parents]
+
+
 # --- automix mix ------------------------------------------------------------------------------
 
 
@@ -392,17 +448,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
         yield srv
 
 
-def _assert_refused(server: LocalServer, resp, fragment: str | None) -> None:
-    """A 4xx problem at once, or a job that fails with a 4xx problem naming ``fragment``."""
+def _assert_refused(server: LocalServer, resp, fragment: str) -> None:
+    """A 4xx problem naming ``fragment`` in its detail: at once, or as the error of a job
+    that fails."""
     assert resp.headers["content-type"] in (PROBLEM, "application/json"), resp.body
     if resp.status != 202:
         assert 400 <= resp.status < 500 and resp.headers["content-type"] == PROBLEM, resp.body
-        assert resp.json()["status"] == resp.status
+        problem = resp.json()
+        assert problem["status"] == resp.status
+        assert fragment in problem["detail"], problem
         return
     job = server.wait(resp.headers["location"], timeout_s=120)
     assert job["status"] == "failed", job
     assert 400 <= job["error"]["status"] < 500, job["error"]
-    assert fragment is None or fragment in job["error"]["detail"], job["error"]
+    assert fragment in job["error"]["detail"], job["error"]
 
 
 def test_service_corpus(server: LocalServer, inputs: dict[str, Path], unchanged: None) -> None:
@@ -446,6 +505,12 @@ def test_service_mix_stems(server: LocalServer, inputs: dict[str, Path], tmp_pat
     resp = server.submit({"kind": "mix"}, [("stems", "drums.wav", silent),
                                            ("stems", "bass.wav", silent)])
     _assert_refused(server, resp, "every stem is silent")
+    for bad, fragment in (("text_as_wav", corpus.UNREADABLE.removeprefix("file")),
+                          ("zero_samples", corpus.NO_AUDIO.removeprefix("file"))):
+        resp = server.submit({"kind": "mix"}, [("stems", "drums.wav", good),
+                                               ("stems", "bass.wav", inputs[bad].read_bytes())])
+        assert resp.status == 422, resp.body  # checked at once, before a job is queued
+        _assert_refused(server, resp, fragment)
     folder = corpus.build_stems(corpus.STEMS_CASES[0], tmp_path)
     files = [("stems", p.name, p.read_bytes()) for p in sorted(folder.iterdir())]
     resp = server.submit({"kind": "mix"}, files)

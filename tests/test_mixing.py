@@ -419,3 +419,19 @@ def test_mix_amount_scales_every_stem_toward_neutral(stems_dir: Path, tmp_path: 
     assert report["settings"]["master"]["chain"]["width"]["width_pct"] == 100.0
     assert loudness.integrated_lufs(sf.read(out, always_2d=True)[0].T, 44100) == pytest.approx(
         -14.0, abs=0.5)
+
+
+@pytest.mark.parametrize("level_db", [-80.0, -120.0])
+def test_a_near_silent_stem_is_never_boosted(rng, level_db: float) -> None:
+    # far below SILENT_STEM_LUFS there is nothing to balance: a stem at -120 LUFS brought to
+    # the mix level would be +100 dB of noise floor (the gain range stops it at +24 dB)
+    from conftest import music_like
+
+    loud = music_like(rng, SR, 2.0)
+    quiet = (music_like(rng, SR, 2.0) * np.float32(10 ** (level_db / 20))).astype(np.float32)
+    stems = [Stem("bass.wav", loud, "bass", "name"), Stem("pad.wav", quiet, "synth", "name"),
+             Stem("keys.wav", loud[:1] * np.float32(0.5), "keys", "name")]
+    assert stem_io.stem_loudness_lufs(stems[1], SR) < balance.SILENT_STEM_LUFS - 10
+    chains = balance.default_chains(stems, SR)
+    assert chains["pad.wav"].gain.gain_db <= 0.0
+    assert chains["bass.wav"].gain.gain_db != 0.0  # the others are balanced as ever

@@ -132,19 +132,28 @@ def test_tiny_training_lowers_the_loss(tiny_weights: Path) -> None:
     assert meta["data"]["source"] == "synthetic"
 
 
-def test_predictions_stay_in_range(untrained_weights: Path, rng: np.random.Generator) -> None:
-    """Every value inside its range, also when the level shift pushes the threshold out."""
+def test_a_quieter_copy_gets_the_same_chain_but_the_threshold(
+        untrained_weights: Path, rng: np.random.Generator) -> None:
+    """The features are gain-invariant, so 26 dB less input changes only the compressor's
+    threshold, which follows the level down by as much; 80 dB less pushes it past its
+    range, where it stops. Every value is a plain float (settings are written as JSON)."""
     model = predict.load_model(untrained_weights)
     ranges = flat_ranges(MasterChain)
+    x = music_like(rng, SR, 3.0)
     ref = predict.file_features(music_like(rng, SR, 3.0), SR, segment_s=model.segment_s)
-    inputs = [(music_like(rng, SR, 3.0), SR), (1e-4 * music_like(rng, 48000, 2.0), 48000),
-              (music_like(rng, SR, 2.0)[:1], SR), (music_like(rng, SR, 0.3), SR)]
-    for x, sr in inputs:
-        chain = predict.predict_master_chain(model, x, sr, ref)
-        flat = dict(zip(ranges, _values(chain), strict=True))
-        for name, r in ranges.items():
-            assert isinstance(flat[name], float)
-            assert r.min <= flat[name] <= r.max, name
+    loud = predict.predict_master_chain(model, x, SR, ref)
+    quiet = predict.predict_master_chain(model, np.float32(0.05) * x, SR, ref)
+    for name, a, b in zip(ranges, _values(loud), _values(quiet), strict=True):
+        assert type(a) is float and type(b) is float, name
+        if name != "compressor.threshold_db":
+            assert b == pytest.approx(a, rel=1e-2, abs=1e-2), name
+    low = ranges["compressor.threshold_db"].min
+    drop = 20 * np.log10(0.05)
+    assert quiet.compressor.threshold_db == pytest.approx(
+        max(loud.compressor.threshold_db + drop, low), abs=0.1)
+    silent = predict.predict_master_chain(model, np.float32(1e-4) * x, SR, ref)
+    assert loud.compressor.threshold_db - 80.0 < low  # pushed past the range's end...
+    assert silent.compressor.threshold_db == low  # ...and stopped there
 
 
 def _values(chain: MasterChain) -> list[float]:

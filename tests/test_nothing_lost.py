@@ -61,16 +61,28 @@ FAILURES = {
     "audio_write": ("automix.audio._packed24", KeyboardInterrupt(), "interrupted"),  # 24-bit WAV
     "previews": ("automix.previews.preview_excerpts", MemoryError(), "out of memory"),
     "report": ("automix.report.render_html", ValueError("bad chart"), "internal error"),
-    "sidecar": ("automix.files.write_document", OSError(28, "No space left on device"),
-                "internal error"),
+    # inside the sidecar's own write: its temporary file is written, the rename fails
+    "sidecar": ("os.replace", OSError(28, "No space left on device"), "disk full"),
 }
+
+
+def _fail_for_the_sidecar(exc: BaseException):
+    """`os.replace` that fails for the sidecar's temporary file (``.m.json.*.part``) only."""
+    real_replace = os.replace
+
+    def replace(src: object, dst: object, *args: object, **kwargs: object) -> None:
+        if Path(os.fspath(src)).name.startswith(".m.json."):
+            assert Path(os.fspath(src)).exists()  # written, not yet renamed
+            raise exc
+        real_replace(src, dst, *args, **kwargs)
+    return replace
 
 
 @pytest.mark.parametrize("where", FAILURES)
 def test_a_failed_run_leaves_nothing(where: str, song: Path, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     target, exc, message = FAILURES[where]
-    monkeypatch.setattr(target, _fail(exc))
+    monkeypatch.setattr(target, _fail_for_the_sidecar(exc) if where == "sidecar" else _fail(exc))
     out = tmp_path / "out"
     out.mkdir()
     result = invoke("master", song, "-o", out / "m.wav", "--preview", "--report", out / "r.html")

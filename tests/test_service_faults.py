@@ -122,6 +122,71 @@ def test_streamed_oversize_is_capped_and_removed(small: LocalServer) -> None:
     assert _jobs(small) == before  # the partial upload is gone
 
 
+# The allowance for a form's text fields and part headers, written out rather than imported
+# from uploads.FORM_OVERHEAD_BYTES: the limit is part of the service's contract, and a test
+# that read it from the code would move with any change to it.
+FORM_ALLOWANCE = 256 * 1024
+
+
+def _body_of(size: int) -> tuple[bytes, str]:
+    """A one-file form of exactly ``size`` bytes."""
+    empty, _ = multipart({}, [("file", "x.bin", b"")])
+    body, content_type = multipart({}, [("file", "x.bin", b"\0" * (size - len(empty)))])
+    assert len(body) == size
+    return body, content_type
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_the_upload_limit_is_the_limit_plus_the_form_overhead_to_the_byte(
+        tmp_path: Path, declared: bool) -> None:
+    # read_form accepts max_bytes of files plus the allowance for the rest of the form: a
+    # body of exactly that is read, one byte more is a 413, whether announced by
+    # Content-Length or only found while streaming
+    import asyncio
+
+    from automix.service.problems import Problem
+    from automix.service.uploads import read_form
+
+    max_bytes = 100_000
+    limit = max_bytes + FORM_ALLOWANCE
+
+    def read(body: bytes, content_type: str, folder: Path):
+        headers = {"content-type": content_type}
+        if declared:
+            headers["content-length"] = str(len(body))
+
+        async def chunks():
+            for i in range(0, len(body), 65536):
+                yield body[i:i + 65536]
+
+        folder.mkdir()
+        return asyncio.run(read_form(headers, chunks(), folder, max_bytes))
+
+    form = read(*_body_of(limit), tmp_path / "at")
+    assert [f.path.stat().st_size for f in form.files["file"]] == [limit - len(
+        multipart({}, [("file", "x.bin", b"")])[0])]
+    with pytest.raises(Problem) as refused:
+        read(*_body_of(limit + 1), tmp_path / "over")
+    assert refused.value.status == 413
+    assert refused.value.detail == "the upload is larger than the limit of 0.1 MB"
+
+
+def test_the_service_refuses_one_byte_over_its_upload_limit(small: LocalServer) -> None:
+    # --max-upload-mb 1: 1e6 bytes plus the form allowance pass, one more does not
+    limit = 1_000_000 + FORM_ALLOWANCE
+    for size, status in ((limit, 422), (limit + 1, 413)):  # at the limit: read, not audio
+        body, content_type = _body_of(size)
+        conn = http.client.HTTPConnection("127.0.0.1", small.port, timeout=10)
+        try:
+            conn.request("POST", "/v1/jobs", body, {"Content-Type": content_type})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a 413 may come before the body is read
+        resp = conn.getresponse()
+        answer = resp.read()
+        conn.close()
+        assert resp.status == status, answer
+
+
 def test_traversal_filenames_stay_inside_the_job_folder(small: LocalServer) -> None:
     resp = small.submit({}, [("file", "../../../evil.wav", wav_bytes(2.0)),
                              ("reference_file", "../ref/../../x.flac", wav_bytes(2.0, seed=9))])

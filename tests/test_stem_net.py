@@ -107,6 +107,32 @@ def test_held_out_songs_are_never_trained_on() -> None:
     assert not any(data.is_validation(n) for n in held)
 
 
+def test_the_training_loader_reads_no_held_out_song(tmp_path, monkeypatch) -> None:
+    """`training.stems._songs` over a multitracks folder: every usable song but the held-out
+    ones is read (and folders without meta.json or stems/ are skipped)."""
+    import dataclasses
+
+    from automix.training import stems as training
+
+    names = [f"song{i}" for i in range(40)]
+    for name in names:
+        (tmp_path / "data" / "multitracks" / name / "stems").mkdir(parents=True)
+        (tmp_path / "data" / "multitracks" / name / "meta.json").write_text("{}")
+    (tmp_path / "data" / "multitracks" / "no_meta" / "stems").mkdir(parents=True)
+
+    @dataclasses.dataclass
+    class Read:
+        name: str
+
+    read = []
+    monkeypatch.setattr(training, "read_song",
+                        lambda folder, block_s: (read.append(folder.name), Read(folder.name))[1])
+    training._songs(training.StemTrainConfig(), tmp_path / "data", 0, tmp_path / "cache")
+    held = {n for n in names if data.is_held_out(n)}
+    assert held and len(held) < len(names)  # the folder holds both kinds
+    assert sorted(read) == sorted(set(names) - held)
+
+
 def _perturbed_stems(rng: np.random.Generator) -> tuple[list[Stem], list[Stem]]:
     """Mono stems of distinct spectra, centred (the truth), and each through a known balance
     and EQ (what the network hears), both as `load_stems` would give them."""
