@@ -23,6 +23,7 @@ from automix.audio import Audio, check_channels
 from automix.audio import load as load
 from automix.audio import save as save
 from automix.files import master_file, mix_file, suggest_file, suggest_mix_file
+from automix.mastering import pipeline
 from automix.mastering.pipeline import MasterResult
 from automix.references import ReferenceCache, resolve_reference, resolve_target
 from automix.settings import Amounts, MasterSettings, MixSettings, Reference
@@ -65,11 +66,9 @@ def master(song: AudioLike, reference: str | Reference = "pop", *, target: str |
     what each option does). The result holds the audio, the settings and both analyses."""
     audio = _audio(song)
     ref = _reference(reference, ceiling_dbtp)
-    from automix.mastering.pipeline import master as run_master
-
-    return run_master(audio, ref, resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp),
-                      method=method, settings=settings, amounts=_amounts(amounts),
-                      refit_gain=refit_gain)
+    return pipeline.master(audio, ref, resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp),
+                           method=method, settings=settings, amounts=_amounts(amounts),
+                           refit_gain=refit_gain)
 
 
 def suggest(song: AudioLike, reference: str | Reference = "pop", *, target: str | None = None,

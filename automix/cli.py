@@ -325,12 +325,11 @@ def batch(
 
     from automix import batch as batching
     from automix.audio import check_format
-    from automix.references import resolve_reference, resolve_target
+    from automix.references import resolve
 
     # options every song shares are checked once, here, not reported as N failed songs
     check_format(file_format.value, bit_depth)
-    ref = resolve_reference(reference, ceiling_dbtp=ceiling_dbtp)
-    resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
+    resolve(reference, target, ceiling_dbtp=ceiling_dbtp)
     options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp}
     planned = batching.plan(input_dir, out_dir, mode=mode.value, file_format=file_format.value,
                             bit_depth=bit_depth, options=options)

@@ -32,7 +32,7 @@ from automix.audio import (
 )
 from automix.errors import OutputError, SettingsError
 from automix.previews import PREVIEW_NAMES
-from automix.references import ReferenceCache, reference_file, resolve_reference, resolve_target
+from automix.references import ReferenceCache, reference_file, resolve
 from automix.settings import (
     SETTINGS_SUFFIXES,
     MasterOptions,
@@ -157,8 +157,8 @@ def _master_streamed(input_path: Path, out_path: Path, options: MasterOptions,
 
     check_channels(input_path, streaming.file_format_of(input_path)[1])
     settings = read_master_settings(options.settings) if options.settings else None
-    ref = resolve_reference(options.reference, ceiling_dbtp=options.ceiling_dbtp, cache=cache)
-    tgt = resolve_target(options.target, ref, ceiling_dbtp=options.ceiling_dbtp)
+    ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
+                       cache=cache)
     return streaming.master_stream(input_path, out_path, ref, tgt, method=options.method,
                                    settings=settings, amounts=options.amounts,
                                    refit_gain=options.refit_gain, bit_depth=output.bit_depth,
@@ -180,9 +180,8 @@ def _run(input_path: Path, options: MasterOptions, writer: BackgroundWriter | No
             [(song.samples, song.sample_rate), (ref_audio.samples, ref_audio.sample_rate)])
         timings["analyse"] = time.perf_counter() - t0
         del ref_audio  # the master need not hold 64 MB of it for 3 min of stereo
-    ref = resolve_reference(options.reference, ceiling_dbtp=options.ceiling_dbtp,
-                            analysed=ref_analysis, cache=cache)
-    tgt = resolve_target(options.target, ref, ceiling_dbtp=options.ceiling_dbtp)
+    ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
+                       analysed=ref_analysis, cache=cache)
     result = master(song, ref, tgt, method=options.method, settings=settings,
                     amounts=options.amounts, refit_gain=options.refit_gain,
                     refine_steps=options.refine_steps, refine_seconds=options.refine_seconds,
@@ -285,8 +284,8 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
                                                          path.resolve().parent):  # or a link
             raise OutputError(f"{path}: refusing to write over the input (the stems folder)")
     settings = read_mix_settings(options.settings) if options.settings else None
-    ref = resolve_reference(options.reference, ceiling_dbtp=options.ceiling_dbtp, cache=cache)
-    tgt = resolve_target(options.target, ref, ceiling_dbtp=options.ceiling_dbtp)
+    ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
+                       cache=cache)
     result = mix(stems, sample_rate, ref, tgt, method=options.method, settings=settings,
                  amounts=options.amounts, load_warnings=warnings,
                  refine_steps=options.refine_steps)
@@ -321,8 +320,8 @@ def suggest_mix_file(stems_dir: Path, output: Path, options: MixOptions = MixOpt
 
     check_settings_output(output, force)
     stems, sample_rate, warnings = load_stems(Path(stems_dir))
-    ref = resolve_reference(options.reference, ceiling_dbtp=options.ceiling_dbtp, cache=cache)
-    tgt = resolve_target(options.target, ref, ceiling_dbtp=options.ceiling_dbtp)
+    ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
+                       cache=cache)
     full = mix(stems, sample_rate, ref, tgt, method=options.method, amounts=options.amounts,
                load_warnings=warnings).to_dict()
     document = {

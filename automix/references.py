@@ -43,11 +43,6 @@ class ReferenceCache:
         self._analyses[self._key(path)] = analysis
 
 
-def is_preset(spec: str) -> bool:
-    """Whether ``spec`` names a genre preset (else it is taken as a file's path)."""
-    return spec in preset_names()
-
-
 def preset_names() -> list[str]:
     return [g.name for g in presets.list_genres()]
 
@@ -55,7 +50,7 @@ def preset_names() -> list[str]:
 def reference_file(spec: str) -> Path | None:
     """The audio file ``spec`` names, when it is an existing file and not a preset's name."""
     path = Path(spec)
-    return path if not is_preset(spec) and path.is_file() else None
+    return path if spec not in preset_names() and path.is_file() else None
 
 
 def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None,
@@ -102,3 +97,13 @@ def resolve_target(name: str | None, reference: Reference, *,
                                 f"got {ceiling_dbtp:g}")
         target = replace(target, ceiling_dbtp=ceiling_dbtp)
     return target
+
+
+def resolve(spec: str, target: str | None, *, ceiling_dbtp: float | None = None,
+            analysed: Analysis | None = None,
+            cache: ReferenceCache | None = None) -> tuple[Reference, Target]:
+    """`resolve_reference` and then `resolve_target` with it: what every master and mix
+    starts from."""
+    reference = resolve_reference(spec, ceiling_dbtp=ceiling_dbtp, analysed=analysed,
+                                  cache=cache)
+    return reference, resolve_target(target, reference, ceiling_dbtp=ceiling_dbtp)
