@@ -126,8 +126,11 @@ def test_parameter_budget() -> None:
 def test_tiny_training_lowers_the_loss(tiny_weights: Path) -> None:
     rows = [json.loads(line) for line in (tiny_weights.parent / "train_log.jsonl").open()]
     fit = [r for r in rows if r["phase"] == "fit"]
-    assert fit[-1]["fit_param_loss"] < 0.9 * fit[0]["fit_param_loss"]
-    assert any(r["phase"] == "twin" and np.isfinite(r["twin_stft_loss"]) for r in rows)
+    assert fit[-1]["val_loss"] < 0.9 * fit[0]["val_loss"]
+    twin = [r for r in rows if r["phase"] == "twin"]
+    assert twin and np.isfinite(twin[0]["twin_stft"])
+    # the closed-form features of a degraded crop agree with the twin's rendering of it
+    assert twin[0]["twin_feature_parity_db"] < 0.2
     meta = json.loads(tiny_weights.with_suffix(".json").read_text())
     assert meta["data"]["source"] == "synthetic"
 
