@@ -279,8 +279,10 @@ def degrade_features(f: torch.Tensor, mid_power: torch.Tensor, side_power: torch
     """
     g = 10.0 ** (power_eq_db / 10.0)
     s = 10.0 ** (side_db / 10.0)[..., None]
-    mid_old, side_old = mid_power.sum(-1), side_power.sum(-1)
-    mid_new, side_new = (mid_power * g).sum(-1), (side_power * g * s).sum(-1)
+    tiny = 1e-10 * (mid_power.sum(-1) + side_power.sum(-1) + 1e-30)  # a mono crop has no side
+    mid_old, side_old = mid_power.sum(-1) + tiny, side_power.sum(-1) + tiny
+    mid_new = (mid_power * g).sum(-1) + tiny
+    side_new = (side_power * g * s).sum(-1) + tiny
     level = 10.0 * torch.log10((mid_new + side_new) / (mid_old + side_old))
     mid_move = 10.0 * torch.log10(mid_new / mid_old)
     side_move = 10.0 * torch.log10(side_new / side_old)
