@@ -459,9 +459,11 @@ def learning_curve(args: argparse.Namespace) -> None:
     fractions = args.fractions or [0.25, 0.5, 1.0][:len(weights)]
     if len(fractions) != len(weights):
         raise SystemExit("--fractions needs one value per weight file")
+    if len(set(fractions)) != len(fractions):
+        raise SystemExit("--fractions must differ")
     systems: dict[str, Callable[[Case], np.ndarray]] = {"identity": lambda case: case.x}
-    for w in weights:
-        systems[f"network:{w}"] = pipeline_system("network", weights=w)
+    for fraction, w in zip(fractions, weights, strict=True):
+        systems[f"network@{fraction:g}"] = pipeline_system("network", weights=w)
     t0 = time.perf_counter()
     rows, wall, _ = run(args, systems, ("cross-song",))
     m = means(rows, "cross-song")
@@ -471,7 +473,7 @@ def learning_curve(args: argparse.Namespace) -> None:
     print(f"| - | identity | {m['identity']['logmel_db']:.3f} | "
           f"{m['identity']['tonal_db']:.3f} | 1.00 | 1.00 |")
     for fraction, w in zip(fractions, weights, strict=True):
-        name = f"network:{w}"
+        name = f"network@{fraction:g}"
         print(f"| {fraction:g} | {w} | {m[name]['logmel_db']:.3f} | {m[name]['tonal_db']:.3f} | "
               f"{ratio(m, name, 'logmel_db'):.2f} | {ratio(m, name, 'tonal_db'):.2f} |")
     if args.json:
