@@ -50,6 +50,7 @@ from automix.model.network import (
     NetConfig,
     parameter_count,
 )
+from automix.model.network_np import export_npz
 from automix.params import MasterChain, flat_ranges, from_unit_vector
 from automix.training import data
 from automix.training.common import JsonLog, load_config, start_run
@@ -523,6 +524,7 @@ def train(data_dir: str | Path | None, out_dir: str | Path, *, config: str | Pat
     model.eval()
     weights = out / "master.pt"
     torch.save(model.cpu().state_dict(), weights)
+    export_npz(model, weights)  # what inference reads (numpy, no torch)
     meta = {
         "net": cfg.net,
         "parameters": parameter_count(model),
