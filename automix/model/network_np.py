@@ -10,11 +10,11 @@ here, once; `automix.model.network` imports them.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import erf
 
 from automix.params import MasterChain, flat_ranges
 
@@ -22,6 +22,9 @@ CHAIN_INPUT_RMS_DB = -20.0
 PARAM_NAMES = list(flat_ranges(MasterChain))
 N_PARAMS = len(PARAM_NAMES)
 FIXED_PARAMS = {"compressor.makeup_db"}  # loudness is set after the chain
+# math.erf over an array: the network's activations are few (batch x hidden), and scipy.special
+# would cost a second of imports.
+_erf = np.frompyfunc(math.erf, 1, 1)
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default
 MODULES_PER_LAYER = 4  # Linear, LayerNorm, GELU, Dropout (see `network._mlp`)
 
@@ -47,7 +50,7 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarra
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """Exact GELU: ``x * Phi(x)`` with the standard normal CDF."""
-    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

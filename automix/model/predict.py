@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from automix.model import features_np
 from automix.model.network_np import (
@@ -51,6 +50,8 @@ def at_analysis_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """``(channels, samples)`` resampled to `ANALYSIS_SR` (unchanged when already there)."""
     if sample_rate == ANALYSIS_SR:
         return np.asarray(samples, dtype=np.float32)
+    from scipy.signal import resample_poly  # a second of imports, only when needed
+
     g = math.gcd(ANALYSIS_SR, sample_rate)
     return resample_poly(samples, ANALYSIS_SR // g, sample_rate // g, axis=-1).astype(np.float32)
 
