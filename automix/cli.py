@@ -388,7 +388,7 @@ def train(
     model: Model = typer.Option(Model.master, "--model",
                                 help="master (the analysis network) or stems (mix suggestions)."),
     out: Path = typer.Option(Path("automix/model/weights"), "--out",
-                             help="Where the weights (master.pt or stems.pt) and their JSON go."),
+                             help="Where the weights (master.pt + .npz, or stems.pt) and JSON go."),
     config: str = typer.Option("default", "--config", help="default, tiny, or a JSON file."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (master model)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Override the fit steps."),

@@ -2,11 +2,11 @@
 
 Every system runs as its own process on the same 3-minute song (and, with a reference file,
 the same 3-minute reference), in the same run, a few times; the table prints the median wall
-time, peak RSS and ratios. Usage::
+time, peak RSS and ratios, and the network method's cost over the DSP matcher's. Usage::
 
     python benchmarks/speed.py [--song SONG] [--seconds 180] [--repeats 3] [--against REV]
 
-``--against REV`` adds the two automix rows as of git revision REV (checked out in a temporary
+``--against REV`` adds the automix rows as of git revision REV (checked out in a temporary
 worktree), run in the same round-robin: a change measured against the code before it.
 
 Needs `pip install -e ".[bench]"` for Matchering (skipped with a note when missing).
@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -30,9 +32,15 @@ from _songs import cut, real_songs, synthetic_song  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = ("import soundfile as sf, sys; x, sr = sf.read(sys.argv[1], dtype='float32'); "
          "sf.write(sys.argv[2], x * 0.5, sr, subtype='PCM_24')")
+METHODS = ("dsp", "network")  # of `automix master`, each row measured with both
 MATCHERING = ("import matchering as mg, sys; mg.log(lambda *a: None); "
               "mg.process(target=sys.argv[1], reference=sys.argv[3], "
               "results=[mg.pcm24(sys.argv[2])])")
+
+
+def system_name(method: str, label: str, suffix: str) -> str:
+    """The table's row for `automix master` with ``method`` toward reference ``label``."""
+    return f"automix master --method {method} --reference {label}{suffix}"
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
@@ -49,6 +57,13 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
     return wall, usage.ru_maxrss / 1024, code
 
 
+def prepared(make, *args, **kwargs) -> Path:
+    """``make(*args, **kwargs)`` (a song writer) run in a fresh process: Linux children inherit
+    their parent's peak RSS, so the parent must never hold a decoded song itself."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(make, *args, **kwargs).result()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--song", type=Path)
@@ -60,18 +75,18 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="automix-speed-"))
     songs = real_songs(args.seconds, 2)
     if args.song:
-        song = cut(args.song, args.seconds, tmp / "song.wav")
+        song = prepared(cut, args.song, args.seconds, tmp / "song.wav")
     elif songs:
-        song = cut(songs[0], args.seconds, tmp / "song.wav")
+        song = prepared(cut, songs[0], args.seconds, tmp / "song.wav")
     else:
         print("no data folder: using a synthetic song")
-        song = synthetic_song(args.seconds, tmp / "song.wav")
+        song = prepared(synthetic_song, args.seconds, tmp / "song.wav")
     # A reference is a whole song, as a user would give it: as long as the song here.
     if args.reference:
         ref = args.reference.resolve()
     else:
-        ref = (cut(songs[1], args.seconds, tmp / "ref.wav") if len(songs) > 1
-               else synthetic_song(args.seconds, tmp / "ref.wav", seed=1))
+        ref = (prepared(cut, songs[1], args.seconds, tmp / "ref.wav") if len(songs) > 1
+               else prepared(synthetic_song, args.seconds, tmp / "ref.wav", seed=1))
     py = sys.executable
     trees, against = {"": ROOT}, tmp / "against"
     if args.against:
@@ -81,11 +96,12 @@ def main() -> None:
     systems = {"floor (read + write 24-bit)": ([py, "-c", FLOOR, str(song),
                                                  str(tmp / "floor.wav")], ROOT)}
     for i, (suffix, tree) in enumerate(trees.items()):
-        for label, reference in (("pop", "pop"), ("FILE", str(ref))):
-            out = tmp / f"{label}{i}.wav"
-            systems[f"automix master --reference {label}{suffix}"] = (
-                [py, "-m", "automix", "master", str(song), "-r", reference, "-o", str(out),
-                 "--force"], tree)
+        for method in METHODS:
+            for label, reference in (("pop", "pop"), ("FILE", str(ref))):
+                out = tmp / f"{method}-{label}{i}.wav"
+                systems[system_name(method, label, suffix)] = (
+                    [py, "-m", "automix", "master", str(song), "-r", reference, "-o", str(out),
+                     "--force", "--method", method], tree)
     systems["matchering 2.0 (reference FILE)"] = (
         [py, "-c", MATCHERING, str(song), str(tmp / "m.wav"), str(ref)], ROOT)
     try:
@@ -122,6 +138,11 @@ def main() -> None:
     for name, (wall, rss) in results.items():
         print(f"| {name} | {wall:.2f} | {rss:.0f} | {wall / base:.2f} | {wall / floor:.1f} |")
     print("\ngoal: automix at most 0.33 x Matchering's time")
+    print("\nnetwork / dsp (goal: at most 1.15 x in time and in memory):")
+    for suffix in trees:
+        for label in ("pop", "FILE"):
+            (dt, dm), (nt, nm) = (results[system_name(m, label, suffix)] for m in METHODS)
+            print(f"- --reference {label}{suffix}: time {nt / dt:.2f} x, peak RSS {nm / dm:.2f} x")
     print("\nautomix's stages in the process (sidecar timings_s, median seconds); the rest of the"
           "\nwall time is starting Python, imports, writing the sidecar and exiting:")
     for name, timings in stages.items():

@@ -13,6 +13,7 @@ import torch
 from automix.effects import render
 from automix.model import features, predict
 from automix.model.network import MasterNet, NetConfig, parameter_count
+from automix.model.network_np import NumpyMasterNet, export_npz
 from automix.params import EQParams, MasterChain, flat_ranges
 from automix.training import data
 from automix.training import master as train
@@ -36,13 +37,15 @@ def untrained_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     config = NetConfig(hidden=32, embedding=16)
     out = tmp_path_factory.mktemp("untrained") / "master.pt"
-    torch.save(MasterNet(config).state_dict(), out)
+    model = MasterNet(config)
+    torch.save(model.state_dict(), out)
+    export_npz(model, out)
     out.with_suffix(".json").write_text(json.dumps(
         {"net": config.to_dict(), "features": {"segment_s": 0.5}}))
     return out
 
 
-def shipped_model() -> MasterNet:
+def shipped_model() -> NumpyMasterNet:
     if not WEIGHTS.exists():
         pytest.skip("no shipped weights in automix/model/weights/")
     return predict.load_model()
@@ -196,7 +199,8 @@ def test_refine_reduces_the_feature_distance(rng: np.random.Generator) -> None:
 
     def distance(chain: MasterChain) -> float:
         out = render.master_chain(x, SR, chain)
-        return float(features.feature_distance(predict.file_features(out, SR), ref))
+        return float(features.feature_distance(torch.from_numpy(predict.file_features(out, SR)),
+                                               torch.from_numpy(ref)))
 
     start = MasterChain()
     refined = predict.refine(None, x, SR, ref, start, steps=12, time_budget_s=20.0, excerpts=1,

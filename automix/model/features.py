@@ -1,4 +1,4 @@
-"""Production features in torch: what the network (and refinement) hears of a production.
+"""Production features in torch: what training and refinement hear of a production.
 
 `production_features` turns audio into one vector per item, built so that a genre preset can
 be the plain mean of several tracks' vectors:
@@ -11,46 +11,40 @@ be the plain mean of several tracks' vectors:
 
 Every feature is gain invariant: the excerpt is scaled to unit RMS first. Absolute level is a
 convention of the chain instead (see `automix.model.network.CHAIN_INPUT_RMS_DB`).
+
+The definition's constants and the mel filterbank live in `automix.model.features_np`, whose
+numpy `production_features` gives the same vector for inference without torch.
 """
 
 from __future__ import annotations
 
-import functools
-
-import librosa
 import numpy as np
 import torch
 
-N_MELS = 64
-MEL_FMIN_HZ = 20.0
-MEL_FMAX_HZ = 16000.0
-PERCENTILES = (0.1, 0.5, 0.9)
-LEVEL_PERCENTILES = (0.1, 0.5, 0.9, 0.95)
-SHORT_TERM_S = 0.4
-FLOOR_DB = -100.0
-STATS_PER_BAND = 1 + len(PERCENTILES)
-N_FEATURES = 2 * N_MELS * STATS_PER_BAND + len(LEVEL_PERCENTILES) + 2
-
-# Slices of the feature vector, for losses and reading.
-MID_MEAN = slice(0, N_MELS)
-SIDE_MEAN = slice(N_MELS * STATS_PER_BAND, N_MELS * STATS_PER_BAND + N_MELS)
-MEL_STATS = slice(0, 2 * N_MELS * STATS_PER_BAND)
-LEVELS = slice(2 * N_MELS * STATS_PER_BAND, 2 * N_MELS * STATS_PER_BAND + len(LEVEL_PERCENTILES))
-CREST = N_FEATURES - 2
-WIDTH = N_FEATURES - 1
-
-
-def fft_size(sample_rate: int) -> int:
-    """About 46 ms: 2048 points at 44.1 and 48 kHz, 1024 at 22.05 kHz."""
-    return int(2 ** round(np.log2(0.0464 * sample_rate)))
+from automix.model import features_np
+from automix.model.features_np import (  # noqa: F401  (the feature definition, re-exported)
+    CREST,
+    FLOOR_DB,
+    LEVEL_PERCENTILES,
+    LEVELS,
+    MEL_FMAX_HZ,
+    MEL_FMIN_HZ,
+    MEL_STATS,
+    MID_MEAN,
+    N_FEATURES,
+    N_MELS,
+    PERCENTILES,
+    SHORT_TERM_S,
+    SIDE_MEAN,
+    STATS_PER_BAND,
+    WIDTH,
+    fft_size,
+)
 
 
-@functools.lru_cache(maxsize=8)
 def _mel_basis(sample_rate: int, n_fft: int) -> torch.Tensor:
-    fmax = min(MEL_FMAX_HZ, sample_rate / 2)
-    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=N_MELS, fmin=MEL_FMIN_HZ,
-                                fmax=fmax, norm=None)
-    return torch.from_numpy(basis.astype(np.float32))
+    """`features_np.mel_basis` as a tensor, (N_MELS, n_fft // 2 + 1)."""
+    return torch.from_numpy(features_np.mel_basis(sample_rate, n_fft).copy())
 
 
 def mid_side(x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,9 @@ channels and time) before the chain; the compressor threshold the network predic
 to that level (`automix.model.predict` shifts it back to the file's own level). Loudness is
 normalised after the chain, so the compressor's make-up gain is not predicted: it is held at
 its default.
+
+Inference runs the same forward in numpy (`automix.model.network_np`, from the ``.npz`` that
+`automix.model.network_np.export_npz` writes beside ``master.pt``).
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from automix.model.features import N_FEATURES
+from automix.model.features_np import N_FEATURES
+from automix.model.network_np import (  # noqa: F401  (the chain conventions, re-exported)
+    CHAIN_INPUT_RMS_DB,
+    FIXED_PARAMS,
+    N_PARAMS,
+    PARAM_NAMES,
+)
 from automix.params import MasterChain, flat_ranges
-
-CHAIN_INPUT_RMS_DB = -20.0
-PARAM_NAMES = list(flat_ranges(MasterChain))
-N_PARAMS = len(PARAM_NAMES)
-FIXED_PARAMS = {"compressor.makeup_db"}  # loudness is set after the chain
 
 
 @dataclass(frozen=True)

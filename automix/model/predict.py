@@ -7,26 +7,26 @@ also how a genre preset is made. The network predicts a compressor threshold for
 at `CHAIN_INPUT_RMS_DB`; `predict_master_chain` moves it to the file's own level (the chain is
 linear in level apart from the compressor, whose behaviour depends only on the level relative
 to its threshold).
+
+Prediction runs in numpy (`features_np`, `network_np.NumpyMasterNet` from ``master.npz``), so
+importing this module and predicting import neither torch nor librosa; only `refine`, which
+differentiates through the twin, imports torch.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-from scipy.signal import resample_poly
 
-from automix.model import features
-from automix.model.network import (
+from automix.model import features_np
+from automix.model.network_np import (
     CHAIN_INPUT_RMS_DB,
     FIXED_PARAMS,
     PARAM_NAMES,
-    MasterNet,
-    NetConfig,
+    NumpyMasterNet,
 )
 from automix.params import MasterChain, flat_ranges, from_unit_vector, to_unit_list
 
@@ -37,24 +37,21 @@ REFINE_EXCERPTS = 3  # excerpts rendered per refinement step
 PARAM_RANGES = flat_ranges(MasterChain)
 
 
-def load_model(path: str | Path | None = None) -> MasterNet:
-    """The network from ``master.pt`` and its ``master.json`` (default: the packaged weights).
+def load_model(path: str | Path | None = None) -> NumpyMasterNet:
+    """The network from the ``.npz`` and ``.json`` beside ``path`` (``master.pt``, or the
+    ``.npz`` itself; default: the packaged weights), for inference in numpy.
 
     The model carries ``segment_s`` (the excerpt length it was trained on) as an attribute.
     """
-    weights = Path(path) if path is not None else DEFAULT_WEIGHTS
-    meta = json.loads(weights.with_suffix(".json").read_text())
-    model = MasterNet(NetConfig(**meta["net"]))
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    model.eval()
-    model.segment_s = float(meta["features"]["segment_s"])
-    return model
+    return NumpyMasterNet.load(Path(path) if path is not None else DEFAULT_WEIGHTS)
 
 
 def at_analysis_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """``(channels, samples)`` resampled to `ANALYSIS_SR` (unchanged when already there)."""
     if sample_rate == ANALYSIS_SR:
         return np.asarray(samples, dtype=np.float32)
+    from scipy.signal import resample_poly  # a second of imports, only when needed
+
     g = math.gcd(ANALYSIS_SR, sample_rate)
     return resample_poly(samples, ANALYSIS_SR // g, sample_rate // g, axis=-1).astype(np.float32)
 
@@ -85,18 +82,17 @@ def _excerpts(model_segment_s: float, samples: np.ndarray, sample_rate: int,
 
 
 def file_features(samples: np.ndarray, sample_rate: int, *, segment_s: float = 1.5,
-                  count: int = EXCERPTS) -> torch.Tensor:
-    """Feature vector of one production, ``(N_FEATURES,)``: mean over its loud excerpts."""
-    ex = torch.from_numpy(_excerpts(segment_s, samples, sample_rate, count))
-    with torch.no_grad():
-        return features.production_features(ex, ANALYSIS_SR).mean(dim=0)
+                  count: int = EXCERPTS) -> np.ndarray:
+    """Feature vector of one production, ``(N_FEATURES,)`` float64: mean over its loud
+    excerpts."""
+    ex = _excerpts(segment_s, samples, sample_rate, count)
+    return features_np.production_features(ex, ANALYSIS_SR).mean(axis=0)
 
 
 def reference_features_from_audio(references: list[tuple[np.ndarray, int]], *,
-                                  segment_s: float = 1.5) -> torch.Tensor:
+                                  segment_s: float = 1.5) -> np.ndarray:
     """Reference vector ``(N_FEATURES,)`` of one or several productions: the mean of theirs."""
-    return torch.stack([file_features(s, sr, segment_s=segment_s)
-                        for s, sr in references]).mean(dim=0)
+    return np.mean([file_features(s, sr, segment_s=segment_s) for s, sr in references], axis=0)
 
 
 def _level_db(excerpts: np.ndarray) -> float:
@@ -115,8 +111,8 @@ def _as_floats(chain: MasterChain) -> MasterChain:
         for group in ("highpass", "eq", "compressor", "width")})
 
 
-def predict_master_chain(model: MasterNet, input_samples: np.ndarray, sample_rate: int,
-                         reference_features: torch.Tensor) -> MasterChain:
+def predict_master_chain(model: NumpyMasterNet, input_samples: np.ndarray, sample_rate: int,
+                         reference_features: np.ndarray) -> MasterChain:
     """Settings that move ``input_samples`` ``(channels, samples)`` toward the reference.
 
     Parameters
@@ -124,7 +120,7 @@ def predict_master_chain(model: MasterNet, input_samples: np.ndarray, sample_rat
     model : from `load_model`
     input_samples : np.ndarray, shape (channels, samples), float32, at its own level
     sample_rate : int, Hz
-    reference_features : torch.Tensor, shape (N_FEATURES,), from
+    reference_features : np.ndarray, shape (N_FEATURES,), from
         `reference_features_from_audio` or a preset
 
     Returns
@@ -132,15 +128,14 @@ def predict_master_chain(model: MasterNet, input_samples: np.ndarray, sample_rat
     MasterChain of plain floats, every value inside its range, for the file's own level.
     """
     ex = _excerpts(model.segment_s, input_samples, sample_rate, EXCERPTS)
-    with torch.no_grad():
-        f_in = features.production_features(torch.from_numpy(ex), ANALYSIS_SR).mean(dim=0)
-        unit = model(f_in[None], reference_features[None].float())[0].double().numpy()
+    f_in = features_np.production_features(ex, ANALYSIS_SR).mean(axis=0)
+    unit = model(f_in[None], np.asarray(reference_features)[None])[0]
     chain = _as_floats(from_unit_vector(MasterChain, unit))
     return _shift_threshold(chain, _level_db(ex) - CHAIN_INPUT_RMS_DB)
 
 
-def refine(model: MasterNet | None, input_samples: np.ndarray, sample_rate: int,
-           reference_features: torch.Tensor, init: MasterChain | None = None, *,
+def refine(model: NumpyMasterNet | None, input_samples: np.ndarray, sample_rate: int,
+           reference_features: np.ndarray, init: MasterChain | None = None, *,
            steps: int = 40, time_budget_s: float = 10.0, lr: float = 0.02,
            anchor_weight: float = 20.0, excerpts: int = REFINE_EXCERPTS,
            tonal_only: bool = False) -> MasterChain:
@@ -161,7 +156,10 @@ def refine(model: MasterNet | None, input_samples: np.ndarray, sample_rate: int,
     MasterChain of plain floats for the file's own level; never worse by the refinement's
     loss than ``init`` (the best settings seen are kept).
     """
+    import torch
+
     from automix.effects import twin
+    from automix.model import features
 
     segment_s = model.segment_s if model is not None else 1.5
     if init is None:
@@ -176,7 +174,7 @@ def refine(model: MasterNet | None, input_samples: np.ndarray, sample_rate: int,
                               and (not tonal_only or name.endswith("_gain_db"))
                               for name in PARAM_NAMES])
     distance = features.tonal_distance if tonal_only else features.feature_distance
-    target = reference_features.float()
+    target = torch.as_tensor(np.asarray(reference_features), dtype=torch.float32)
     current: dict[str, torch.Tensor] = {}
 
     def render(u: torch.Tensor) -> torch.Tensor:

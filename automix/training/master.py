@@ -56,6 +56,7 @@ from automix.model.network import (
     NetConfig,
     parameter_count,
 )
+from automix.model.network_np import export_npz
 from automix.params import EQParams, MasterChain, flat_ranges, from_unit_vector
 from automix.training import data
 from automix.training.common import JsonLog, load_config, start_run
@@ -75,15 +76,15 @@ class TrainConfig:
     crops: int = 8  # crops averaged into one feature vector (predict.EXCERPTS at run time)
     protocol_shares: tuple[float, float, float] = (0.3, 0.4, 0.3)  # same, cross, preset
     preset_songs: int = 3  # songs averaged into a training "genre preset"
-    identity_share: float = 0.2  # inputs left untouched: the network must do nothing
+    identity_share: float = 0.1  # inputs left untouched: the network must do nothing
     eq_gain_db: float = 6.0  # degradation: each EQ band's gain uniform in +-this
-    eq_band_share: float = 0.8  # each band of the degradation is active this often
+    eq_band_share: float = 1.0  # each band of the degradation is active this often
     side_gain_db: float = 6.0  # degradation: side gain uniform in +-this ...
     side_share: float = 0.7  # ... this often
     steps: int = 12000
     batch: int = 256
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-3
     width_weight: float = 0.5
     neutral_weight: float = 0.2  # compressor and high-pass stay off (nothing asks for them)
     gain_l1: float = 0.01  # prefer fewer, smaller EQ moves for the same correction
@@ -95,7 +96,7 @@ class TrainConfig:
     train_fraction: float = 1.0  # stable share of the training songs (learning curve)
     synthetic_songs: int = 0  # > 0: train on synthetic songs instead of a data folder
     net: dict = field(default_factory=lambda: NetConfig(hidden=256, embedding=128,
-                                                               dropout=0.1).to_dict())
+                                                               dropout=0.3).to_dict())
 
 
 CONFIGS = {
@@ -454,10 +455,11 @@ def correction_db(d: Degradation, sample_rate: int) -> torch.Tensor:
 
 
 def centred_error_db(pred_db: torch.Tensor, target_db: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error per example after removing the mean difference (loudness is set
-    after the chain, so a constant offset costs nothing), (batch,)."""
+    """RMS error per example after removing the mean difference (loudness is set after the
+    chain, so a constant offset costs nothing), (batch,): the tonal-balance error of the
+    corrected master against the author's, as the benchmark reads it."""
     e = pred_db - target_db
-    return (e - e.mean(-1, keepdim=True)).abs().mean(-1)
+    return (e - e.mean(-1, keepdim=True)).pow(2).mean(-1).add(1e-9).sqrt()
 
 
 NEUTRAL = {name: RANGES[name].normalize(value) for name, value in
@@ -725,6 +727,7 @@ def train(data_dir: str | Path | None, out_dir: str | Path, *, config: str | Pat
     model.eval()
     weights = out / "master.pt"
     torch.save(model.cpu().state_dict(), weights)
+    export_npz(model, weights)  # what inference reads (numpy, no torch)
     meta = {
         "net": cfg.net,
         "parameters": parameter_count(model),
