@@ -33,24 +33,30 @@ def _crops(path: Path, count: int, seconds: float = 1.5) -> np.ndarray:
 def test_closed_form_degradation_matches_pedalboard(path: Path) -> None:
     """What the trainer computes without rendering (mel bands moved by the EQ's response at
     their centres, levels renormalised) is what the features of the audio rendered by
-    pedalboard read: tonal balance within 0.3 dB, width within 0.3 dB."""
+    pedalboard read, for six random degradations of every band and the side: tonal balance
+    within 0.4 dB at worst and 0.15 dB in the median, width within 0.3 dB."""
     torch.manual_seed(0)
     clean = _crops(path, 3)
+    f, mid, side = train.crop_stats(torch.from_numpy(clean), SR)
     cfg = dataclasses.replace(train.CONFIGS["default"], identity_share=0.0, eq_band_share=1.0,
                               side_share=1.0)
-    d = train.draw_degradation(torch.Generator().manual_seed(hash(path.name) % 1000), 1, cfg)
-    eq = EQParams(**{k: float(v[0]) for k, v in dataclasses.asdict(d.eq).items()})
-    width = StereoWidthParams(width_pct=float(100 * 10 ** (d.side_db[0] / 20)))
-    rendered = np.stack([render.stereo_width(render.eq(c, SR, eq), SR, width) for c in clean])
-    f_rendered = features.production_features(torch.from_numpy(rendered), SR)
-    f, mid, side = train.crop_stats(torch.from_numpy(clean), SR)
-    eq_db, power_eq_db = train.eq_responses(d, SR)
-    closed = train.degrade_features(f, mid, side, eq_db.expand(3, -1),
-                                    power_eq_db.expand(3, -1), d.side_db.float().expand(3))
-    assert float(features.tonal_distance(closed, f_rendered).max()) < 0.3
-    moved = float(features.tonal_distance(f, f_rendered).max())
-    assert moved > 1.0  # the degradation was not a no-op
-    assert (closed[:, features.WIDTH] - f_rendered[:, features.WIDTH]).abs().max() < 0.3
+    tonal, width_errors = [], []
+    for seed in range(6):
+        d = train.draw_degradation(torch.Generator().manual_seed(seed), 1, cfg)
+        eq = EQParams(**{k: float(v[0]) for k, v in dataclasses.asdict(d.eq).items()})
+        width = StereoWidthParams(width_pct=float(100 * 10 ** (d.side_db[0] / 20)))
+        rendered = np.stack([render.stereo_width(render.eq(c, SR, eq), SR, width)
+                             for c in clean])
+        f_rendered = features.production_features(torch.from_numpy(rendered), SR)
+        eq_db, power_eq_db = train.eq_responses(d, SR)
+        closed = train.degrade_features(f, mid, side, eq_db.expand(3, -1),
+                                        power_eq_db.expand(3, -1), d.side_db.float().expand(3))
+        tonal += features.tonal_distance(closed, f_rendered).tolist()
+        width_errors += (closed[:, features.WIDTH] - f_rendered[:, features.WIDTH]).abs().tolist()
+        # the degradation was not a no-op
+        assert float(features.tonal_distance(f, f_rendered).max()) > 0.5
+    assert max(tonal) < 0.4 and float(np.median(tonal)) < 0.15
+    assert max(width_errors) < 0.3
 
 
 def _bank(songs: int = 6, packages: int = 3) -> tuple[train.CropBank, train.TrainConfig]:
