@@ -11,9 +11,10 @@ a file reference, it counts
 - rate: suggestions that differ between the excerpt at 44.1 kHz and resampled to 96 kHz
   (any gain by more than 0.5 dB or any frequency by more than 5 %);
 
-and the DSP matcher's tonal error on a self-transfer: each excerpt's first half degraded with
-a seeded random EQ (five bands, +-6 dB) is mastered toward its second half; the mean of
-`analysis.tonal_balance_error_db` between the master's and the clean first half's tonal balance.
+and the DSP matcher's tonal error on a self-transfer: each excerpt's first half, degraded with
+a seeded random EQ (five bands, +-6 dB, random frequencies and Qs), is mastered toward its
+second half; the mean of `analysis.tonal_balance_error_db` between the master's and the clean
+first half's tonal balance.
 
 Run::
 
@@ -40,7 +41,7 @@ from automix import analysis
 from automix.audio import Audio, load
 from automix.effects import render
 from automix.mastering import readable
-from automix.params import CompressorParams, EQParams, MasterChain, as_dict
+from automix.params import CompressorParams, EQParams, MasterChain, as_dict, ranges
 from automix.references import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +58,9 @@ def load_match(rev: str | None):
     if rev is None:
         from automix.mastering import match as module
     else:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:automix/mastering/match.py"],
-                                check=True, capture_output=True, text=True).stdout
+        source = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{rev}:automix/mastering/match.py"],
+            check=True, capture_output=True, text=True).stdout
         path = Path(tempfile.mkdtemp()) / "match_rev.py"
         path.write_text(source)
         spec = importlib.util.spec_from_file_location(f"match_{rev}", path)
@@ -96,8 +98,10 @@ def differs(a: MasterChain, b: MasterChain) -> bool:
 
 
 def random_eq(rng: np.random.Generator) -> EQParams:
-    return EQParams(**{k: float(rng.uniform(-6, 6)) if k.endswith("gain_db") else v
-                       for k, v in as_dict(EQParams()).items()})
+    """Gains uniform in +-6 dB, frequencies and Qs uniform over their ranges (0..1 space)."""
+    return EQParams(**{k: float(rng.uniform(-6, 6)) if k.endswith("gain_db")
+                       else r.denormalize(float(rng.uniform()))
+                       for k, r in ranges(EQParams).items()})
 
 
 def main() -> None:
