@@ -22,7 +22,9 @@ from automix.audio import Audio, load
 from automix.effects import biquad, render
 from automix.effects.limiter import LimiterGain
 from automix.errors import SettingsError
+from automix.mastering import readable
 from automix.mastering.finalise import gain_curve
+from automix.mastering.readable import MAX_EQ_MOVE_DB
 from automix.params import (
     CompressorParams,
     EQParams,
@@ -38,8 +40,14 @@ from automix.settings import METHODS, REFINE_SECONDS, REFINE_STEPS, Reference
 from automix.solvers import bounded_least_squares
 
 EXCERPT_S = 10.0  # the compressor is chosen on the loudest excerpt of this length
-MAX_EQ_MOVE_DB = 6.0  # the tonal-balance difference is followed at most this far (mastering moves)
-EQ_GAIN_PENALTY = 0.02  # ridge on EQ gains: prefer the smallest moves that fit
+FIT_SAMPLE_RATE = 96000  # the EQ fit's responses are computed at this rate, whatever the input's
+EQ_KNEE_DB = 6.0  # the difference is followed as EQ_KNEE_DB * tanh(difference / EQ_KNEE_DB)
+EQ_GAIN_PENALTY = 0.1  # ridge on EQ gains: prefer the smallest moves that fit
+EQ_STOP_PENALTY = 0.6  # weight of the wall MAX_EQ_MOVE_DB * (gain / MAX_EQ_MOVE_DB) ** 6 (dB):
+EQ_STOP_POWER = 6  # steep: 0.3 dB of residual at 4 dB, 3.6 dB at the stop
+EQ_SHAPE_PRIOR = 10.0  # frequencies and Qs (0..1 space) are drawn this strongly to their defaults
+# (stronger priors agree better across sample rates but follow moved bands worse:
+# benchmarks/readable.py, 20 -> 4 of 92 disagreements but a larger self-transfer error)
 # (ratio, threshold relative to the excerpt's loudness in LU, attack ms), gentlest first.
 # JUCE's attack time constant is ms / 2 pi: "10 ms" reacts in about 1.6 ms.
 COMPRESSOR_LADDER = ((1.5, 4.0, 30.0), (2.0, 2.0, 20.0), (2.0, -2.0, 20.0), (3.0, -4.0, 10.0),
@@ -49,22 +57,29 @@ COMPRESSOR_LADDER = ((1.5, 4.0, 30.0), (2.0, 2.0, 20.0), (2.0, -2.0, 20.0), (3.0
 def fit_eq(input_features: Analysis, reference_features: Analysis,
            sample_rate: int) -> tuple[HighpassParams, EQParams]:
     """Fit the high-pass and the five EQ bands to the mid tonal-balance difference
-    (reference - input).
+    (reference - input), as `readable.tonal_difference` smooths it.
 
     Least squares over every parameter within its range (in the table's 0..1 space, so
     frequencies and Qs move geometrically) plus a free level offset (the loudness stage sets
-    the level), with a small ridge on the gains. The difference is smoothed over three bands
-    and held to +-`MAX_EQ_MOVE_DB`.
+    the level). Regularised so that a producer can read the result (`readable`):
+
+    - the difference is followed through a soft knee (`EQ_KNEE_DB`), and gains pay a ridge
+      (`EQ_GAIN_PENALTY`) and a wall that grows steeply toward the +-`MAX_EQ_MOVE_DB` stops
+      (`EQ_STOP_PENALTY`): a gain reaches a stop only where the difference is far beyond it;
+    - frequencies and Qs are drawn weakly toward their defaults (`EQ_SHAPE_PRIOR`), so that a
+      band the data does not need stays where it was instead of wandering;
+    - the responses are computed at `FIT_SAMPLE_RATE` whatever the input's rate (the same
+      song at 44.1 and 96 kHz gets the same settings; the bands above 0.45 x the input's rate
+      are left out);
+    - bands that end up fighting (`readable.fights`) are merged (`readable.tidy_eq`) and the
+      remaining gains refitted with frequencies and Qs held.
     """
     centers = np.asarray(analysis.BAND_CENTERS_HZ, dtype=np.float64)
-    diff = (np.asarray(reference_features.tonal_mid_db, dtype=np.float64)
-            - np.asarray(input_features.tonal_mid_db, dtype=np.float64))
+    diff = readable.tonal_difference(input_features, reference_features)
     valid = np.isfinite(diff) & (centers < 0.45 * sample_rate)
     if valid.sum() < 4:
         return HighpassParams(), EQParams()
-    target = np.convolve(np.where(valid, diff, 0.0), np.ones(3), "same") / np.maximum(
-        np.convolve(valid.astype(float), np.ones(3), "same"), 1e-9)
-    target = np.clip(target, -MAX_EQ_MOVE_DB, MAX_EQ_MOVE_DB)[valid]
+    target = EQ_KNEE_DB * np.tanh(diff[valid] / EQ_KNEE_DB)
     freqs = centers[valid]
     # The extremes count less: sub-bass is noisy in short excerpts, and lossy-coded references
     # are often low-passed above 12-16 kHz (an encoder's choice, not the producer's).
@@ -72,7 +87,9 @@ def fit_eq(input_features: Analysis, reference_features: Analysis,
     hp_range = ranges(HighpassParams)["freq_hz"]
     eq_ranges = ranges(EQParams)
     names = list(eq_ranges)
-    gain_idx = [i for i, n in enumerate(names) if n.endswith("gain_db")]
+    is_gain = np.array([False] + [n.endswith("gain_db") for n in names] + [False])
+    is_shape = np.array([True] + [not n.endswith("gain_db") for n in names] + [False])
+    rate = FIT_SAMPLE_RATE
 
     def unpack(v: np.ndarray) -> tuple[HighpassParams, EQParams]:
         """Parameters of shape v.shape[:-1] + (1,) from normalised vectors (..., n)."""
@@ -80,19 +97,23 @@ def fit_eq(input_features: Analysis, reference_features: Analysis,
                 EQParams(**{n: eq_ranges[n].denormalize(v[..., 1 + i:2 + i])
                             for i, n in enumerate(names)}))
 
+    v0 = np.array([0.0] + [eq_ranges[n].normalize(eq_ranges[n].default) for n in names] + [0.0])
+
     def residuals(v: np.ndarray) -> np.ndarray:
-        """Weighted errors and gain penalties, (k, bands + gains), of vectors (k, n)."""
+        """Weighted errors and penalties, (k, bands + gains + gains + shapes), of vectors (k, n)."""
         hp, eq = unpack(v)
         smooth = biquad.SMOOTH
-        highpass = biquad.first_order_highpass(hp.freq_hz, sample_rate, xp=smooth)
+        highpass = biquad.first_order_highpass(hp.freq_hz, rate, xp=smooth)
         cascade = biquad.stack_sections([highpass, highpass,
-                                         biquad.eq_cascade(eq, sample_rate, xp=smooth)])
-        resp = biquad.magnitude_db([cascade], freqs, sample_rate)
-        gains = np.concatenate([getattr(eq, names[i]) for i in gain_idx], axis=-1)
-        return np.concatenate([weights * (resp + v[..., -1:] - target), EQ_GAIN_PENALTY * gains],
-                              axis=-1)
+                                         biquad.eq_cascade(eq, rate, xp=smooth)])
+        resp = biquad.magnitude_db([cascade], freqs, rate)
+        gains = np.concatenate([getattr(eq, n) for n in names if n.endswith("gain_db")],
+                               axis=-1)
+        wall = MAX_EQ_MOVE_DB * (gains / MAX_EQ_MOVE_DB) ** EQ_STOP_POWER
+        return np.concatenate([weights * (resp + v[..., -1:] - target), EQ_GAIN_PENALTY * gains,
+                               EQ_STOP_PENALTY * wall,
+                               EQ_SHAPE_PRIOR * (v[..., is_shape] - v0[is_shape])], axis=-1)
 
-    v0 = np.array([0.0] + [eq_ranges[n].normalize(eq_ranges[n].default) for n in names] + [0.0])
     # Gains are bounded to +-MAX_EQ_MOVE_DB (a mastering move), the rest to their full range.
     gain_lo = {n: eq_ranges[n].normalize(-MAX_EQ_MOVE_DB) for n in names if n.endswith("gain_db")}
     gain_hi = {n: eq_ranges[n].normalize(MAX_EQ_MOVE_DB) for n in names if n.endswith("gain_db")}
@@ -100,15 +121,27 @@ def fit_eq(input_features: Analysis, reference_features: Analysis,
     upper = np.r_[1.0, [gain_hi.get(n, 1.0) for n in names], 30.0]
     # The fit has local minima: it starts from the defaults, and from the best gains for the
     # default frequencies and Qs; the lower cost wins.
-    held = np.array([False] + [not n.endswith("gain_db") for n in names] + [False])
-    gains_first = bounded_least_squares(residuals, v0, np.where(held, v0, lower),
-                                        np.where(held, v0, upper))
+    gains_first = bounded_least_squares(residuals, v0, np.where(is_gain, lower, v0),
+                                        np.where(is_gain, upper, v0))
     fits = [bounded_least_squares(residuals, start, lower, upper) for start in (v0, gains_first)]
     costs = [float(np.sum(residuals(v[None]) ** 2)) for v in fits]
-    hp, eq = unpack(fits[int(np.argmin(costs))])
-    hp = HighpassParams(freq_hz=float(hp.freq_hz[0]))
+    best = fits[int(np.argmin(costs))]
+    hp, eq = unpack(best)
     eq = EQParams(**{k: float(v[0]) for k, v in as_dict(eq).items()})
-    return round_params(hp), round_params(eq)
+    tidied = readable.tidy_eq(eq)
+    if tidied != eq:  # refit the gains left, with the merged bands at 0 dB
+        zero = np.array([False] + [n.endswith("gain_db") and getattr(tidied, n) == 0.0
+                                   and getattr(eq, n) != 0.0 for n in names] + [False])
+        zero_v = np.r_[0.0, [eq_ranges[n].normalize(0.0) if n.endswith("gain_db") else 0.0
+                             for n in names], 0.0]
+        start = np.where(zero, zero_v, best)
+        free = is_gain & ~zero | (np.arange(best.size) == best.size - 1)
+        best = bounded_least_squares(residuals, start, np.where(free, lower, start),
+                                     np.where(free, upper, start))
+        hp, eq = unpack(best)
+        eq = readable.tidy_eq(EQParams(**{k: float(v[0]) for k, v in as_dict(eq).items()}))
+    hp = HighpassParams(freq_hz=float(hp.freq_hz[0]))
+    return round_params(hp), readable.tidy_eq(round_params(eq))
 
 
 def round_params(p: Any) -> Any:
@@ -197,18 +230,28 @@ def network_match(audio: Audio, reference: Reference, *, refine_steps: int = REF
                              for g in ("highpass", "eq", "compressor", "width")})
 
 
+def match_tone(input_analysis: analysis.Analysis, reference: Reference, sample_rate: int,
+               channels: int) -> MasterChain:
+    """The DSP matcher's high-pass, EQ and width (no compressor): `fit_eq` and the width ratio,
+    held to the readability rules (`readable.tidy`)."""
+    ref = reference.features
+    highpass, eq = fit_eq(input_analysis.rounded(), ref, sample_rate)
+    width_pct = 100.0
+    if channels == 2 and input_analysis.width > 0.02 and math.isfinite(ref.width) and ref.width:
+        width_pct = 100.0 * ref.width / input_analysis.width
+    return readable.tidy(MasterChain(highpass=highpass, eq=eq,
+                                     width=StereoWidthParams(width_pct=width_pct)),
+                         input_width=input_analysis.width, reference_width=ref.width,
+                         single_production=reference.kind == "file")
+
+
 def dsp_match(audio: Audio, input_analysis: analysis.Analysis, reference: Reference,
               target: Target) -> MasterChain:
     """The baseline matcher: high-pass and EQ from the tonal-balance difference, compressor
-    from the peak-to-loudness difference, width from the width ratio."""
+    from the peak-to-loudness difference, width from the width ratio; the chain keeps the
+    readability rules (`readable.tidy`: EQ fights merged, width floor)."""
     ref = reference.features
-    highpass, eq = fit_eq(input_analysis.rounded(), ref, audio.sample_rate)
-    width_pct = 100.0
-    if audio.channels == 2 and input_analysis.width > 0.02 and math.isfinite(ref.width) \
-            and ref.width:
-        width_pct = float(np.clip(100.0 * ref.width / input_analysis.width, 50.0, 150.0))
-    chain = MasterChain(highpass=highpass, eq=eq,
-                        width=StereoWidthParams(width_pct=round(width_pct, 1)))
+    chain = match_tone(input_analysis, reference, audio.sample_rate, audio.channels)
     start, end = analysis.loudest_excerpt(audio.samples, audio.sample_rate, EXCERPT_S)
     comp = choose_compressor(audio.samples[:, start:end], audio.sample_rate, chain,
                              ref.plr_db, target, input_analysis.integrated_lufs)
