@@ -81,6 +81,8 @@ class TrainConfig:
     eq_band_share: float = 1.0  # each band of the degradation is active this often
     side_gain_db: float = 6.0  # degradation: side gain uniform in +-this ...
     side_share: float = 0.7  # ... this often
+    production_db: float = 3.0  # a package's own "production": shelves +-this, a broad
+    production_share: float = 0.8  # mid move +-2/3 of it, side +-2/3 of it, this often
     steps: int = 12000
     batch: int = 256
     lr: float = 1e-3
@@ -333,6 +335,36 @@ def draw_degradation(g: torch.Generator, n: int, cfg: TrainConfig) -> Degradatio
     return Degradation(EQParams(**{k: v.double() for k, v in values.items()}), side.double())
 
 
+def draw_production(g: torch.Generator, n: int, cfg: TrainConfig) -> Degradation:
+    """A package's production, redrawn on every batch: low and high shelves uniform in
+    +-`production_db`, a broad mid move and a side gain in +-2/3 of it (each package of a
+    batch its own, `production_share` of them). Applied to a package's input and to its
+    references alike, it multiplies the albums the network hears, so it cannot learn songs
+    by heart, and it is what a reference from the same package says about the input: the
+    production they share, not the arrangement."""
+    on = torch.rand(n, generator=g) < cfg.production_share
+
+    def uniform(scale: float) -> torch.Tensor:
+        return torch.where(on, scale * (2 * torch.rand(n, generator=g) - 1), torch.zeros(n))
+
+    r = flat_ranges(EQParams)
+    eq = EQParams(
+        low_shelf_freq_hz=r["low_shelf_freq_hz"].min * (r["low_shelf_freq_hz"].max /
+                                                        r["low_shelf_freq_hz"].min)
+        ** torch.rand(n, generator=g),
+        low_shelf_gain_db=uniform(cfg.production_db),
+        peak1_gain_db=torch.zeros(n), peak3_gain_db=torch.zeros(n),
+        peak2_freq_hz=400.0 * 10.0 ** torch.rand(n, generator=g),
+        peak2_gain_db=uniform(2 * cfg.production_db / 3), peak2_q=torch.full((n,), 0.4),
+        high_shelf_freq_hz=r["high_shelf_freq_hz"].min * (r["high_shelf_freq_hz"].max /
+                                                          r["high_shelf_freq_hz"].min)
+        ** torch.rand(n, generator=g),
+        high_shelf_gain_db=uniform(cfg.production_db))
+    eq = dataclasses.replace(eq, **{k: torch.as_tensor(v).expand(n).double()
+                                    for k, v in dataclasses.asdict(eq).items()})
+    return Degradation(eq, uniform(2 * cfg.production_db / 3).double())
+
+
 def eq_responses(d: Degradation, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The degradation's EQ response (dB) at the mel centres and at the power bands',
     (batch, N_MELS) and (batch, POWER_BANDS)."""
@@ -362,6 +394,11 @@ class Sampler:
         self.rng = np.random.default_rng(seed)
         self.g = torch.Generator().manual_seed(seed)
         self.song_means = bank.song_means()
+        index = torch.from_numpy(np.repeat(np.arange(len(bank.names)), bank.count))
+        self.song_mid = torch.zeros(len(bank.names), bank.mid_power.shape[1]).index_add_(
+            0, index, bank.mid_power)
+        self.song_side = torch.zeros(len(bank.names), bank.side_power.shape[1]).index_add_(
+            0, index, bank.side_power)
         self.by_package = self._groups(bank.package)
         self.by_genre = self._groups(bank.genre)
 
@@ -415,16 +452,28 @@ class Sampler:
 
         d = draw_degradation(self.g, n, cfg)
         eq_db, power_eq_db = eq_responses(d, cfg.sample_rate)
+        production = draw_production(self.g, int(bank.package.max()) + 1, cfg)
+        prod_db, prod_power_db = eq_responses(production, cfg.sample_rate)
+        prod_side = production.side_db.float()
+        pk = torch.from_numpy(bank.package[songs])
         a = self._crops(a_lo, a_hi)
         f_in = degrade_features(bank.features[a], bank.mid_power[a], bank.side_power[a],
-                                eq_db[:, None], power_eq_db[:, None],
-                                d.side_db.float()[:, None]).mean(1)
-        f_ref = bank.features[self._crops(b_lo, b_hi)].mean(1)
+                                (eq_db + prod_db[pk])[:, None],
+                                (power_eq_db + prod_power_db[pk])[:, None],
+                                (d.side_db.float() + prod_side[pk])[:, None]).mean(1)
+        b = self._crops(b_lo, b_hi)  # same package as the input (same song or cross)
+        f_ref = degrade_features(bank.features[b], bank.mid_power[b], bank.side_power[b],
+                                 prod_db[pk][:, None], prod_power_db[pk][:, None],
+                                 prod_side[pk][:, None]).mean(1)
         presets = np.flatnonzero(protocol == 2)
         if len(presets):
-            picks = np.stack([self._other(songs[presets], self.by_genre, bank.genre)
-                              for _ in range(cfg.preset_songs)], axis=1)
-            f_ref[presets] = self.song_means[torch.from_numpy(picks)].mean(1)
+            picks = torch.from_numpy(np.stack([
+                self._other(songs[presets], self.by_genre, bank.genre)
+                for _ in range(cfg.preset_songs)], axis=1))
+            q = torch.from_numpy(bank.package)[picks]  # each song with its own package's
+            f_ref[presets] = degrade_features(self.song_means[picks], self.song_mid[picks],
+                                              self.song_side[picks], prod_db[q],
+                                              prod_power_db[q], prod_side[q]).mean(1)
         return Batch(f_in, f_ref, d, protocol)
 
 
@@ -712,7 +761,9 @@ def train(data_dir: str | Path | None, out_dir: str | Path, *, config: str | Pat
     model.feature_mean.copy_(bank.features.mean(0))
     model.feature_std.copy_(bank.features.std(0).clamp_min(1.0))
     sampler = Sampler(bank, cfg, seed)
-    val = Sampler(val_bank, cfg, seed + 1).draw(cfg.validation_examples)
+    # validation hears the packages as they are (no invented productions)
+    val = Sampler(val_bank, dataclasses.replace(cfg, production_share=0.0), seed + 1).draw(
+        cfg.validation_examples)
     log = JsonLog(out / "train_log.jsonl")
     with Progress(transient=False) as progress:
         t0 = time.perf_counter()
