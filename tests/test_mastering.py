@@ -225,3 +225,15 @@ def test_finalise_trims_the_residue_it_measures(song: Audio) -> None:
     assert -1.02 <= loudness.true_peak_dbtp(out.samples, SR) <= -1.0
     assert measured.true_peak_dbtp == pytest.approx(loudness.true_peak_dbtp(out.samples, SR),
                                                     abs=1e-3)
+
+
+def test_a_target_the_limiter_cannot_reach_ends_at_the_gain_range(song: Audio) -> None:
+    """Clicks a second apart cannot be made -3 LUFS under a -1 dBTP ceiling: each dB of gain
+    soon adds nothing, and the search used to run its gain to overflow. It stops at the
+    master gain's range instead, and the master is still under the ceiling."""
+    clicks = np.zeros((2, 8 * SR), np.float32)
+    clicks[:, ::SR] = 0.5
+    result = master(Audio(clicks, SR), _reference(song.samples), Target("t", -3.0, -1.0, ""))
+    assert np.isfinite(result.audio.samples).all()
+    assert loudness.true_peak_dbtp(result.audio.samples, SR) <= -1.0 + 0.005
+    assert result.settings.gain_db <= 40.0

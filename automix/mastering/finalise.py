@@ -25,7 +25,7 @@ from automix.effects.limiter import (
     residue_trim_db,
     trim_residue,
 )
-from automix.params import LimiterParams, MasterChain
+from automix.params import MASTER_GAIN_DB, LimiterParams, MasterChain
 from automix.presets import Target
 from automix.settings import MasterSettings
 
@@ -159,7 +159,9 @@ def _secant_search(lufs_at: Callable[[float], float], lufs: float,
                    gain_db: float) -> tuple[float, float]:
     """The gain in dB (rounded to 1e-4) where ``lufs_at`` reads ``lufs`` within
     `PREDICTION_TOLERANCE_LU`, by secant steps from ``gain_db``, and its reading. Limiting
-    only ever takes loudness away, so each dB of gain adds between 0 and 1 dB of loudness."""
+    only ever takes loudness away, so each dB of gain adds between 0 and 1 dB of loudness; a
+    target the limiter cannot reach (the gain stops adding loudness) stops the search at the
+    end of the master gain's range (`params.MASTER_GAIN_DB`) instead of running off."""
     previous: tuple[float, float] | None = None
     for attempt in range(MAX_GAIN_PASSES):
         gain_db = round(gain_db, 4)
@@ -171,7 +173,8 @@ def _secant_search(lufs_at: Callable[[float], float], lufs: float,
         if previous is not None and previous[0] != gain_db:
             slope = (predicted - previous[1]) / (gain_db - previous[0])
         previous = (gain_db, predicted)
-        gain_db += error / min(max(slope, 0.1), 1.0)
+        gain_db = min(max(gain_db + error / min(max(slope, 0.1), 1.0), MASTER_GAIN_DB.min),
+                      MASTER_GAIN_DB.max)
     return gain_db, predicted
 
 
