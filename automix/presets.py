@@ -54,12 +54,16 @@ class Target:
     integrated_lufs : float, LUFS (ITU-R BS.1770 integrated loudness)
     ceiling_dbtp : float, dBTP (maximum true peak)
     description : str, one line
+    max_limiting_db : float or None, dB: the most the limiter may take off the loudest true
+        peak to reach ``integrated_lufs``; the master stays quieter rather than limit harder
+        (None: the loudness is reached whatever it takes, as for named targets)
     """
 
     name: str
     integrated_lufs: float
     ceiling_dbtp: float
     description: str
+    max_limiting_db: float | None = None
 
 
 @dataclass(frozen=True)

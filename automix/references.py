@@ -19,6 +19,10 @@ from automix.presets import Target
 from automix.settings import Reference
 
 DEFAULT_CEILING_DBTP = -1.0
+# A reference file's loudness is partly its arrangement (a battle theme is louder than a
+# ballad of the same album): it is followed only as far as the limiter takes at most this off
+# the song's loudest peak; a named delivery target (--target) is reached whatever it takes.
+REFERENCE_MAX_LIMITING_DB = 4.0
 
 
 class ReferenceCache:
@@ -82,7 +86,8 @@ def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None,
     ceiling = DEFAULT_CEILING_DBTP if ceiling_dbtp is None else ceiling_dbtp
     target = Target(name=f"reference loudness ({path.name})",
                     integrated_lufs=round(features.integrated_lufs, 2), ceiling_dbtp=ceiling,
-                    description="the reference's own integrated loudness")
+                    description="the reference's own integrated loudness",
+                    max_limiting_db=REFERENCE_MAX_LIMITING_DB)
     return Reference(path.stem, "file", features, target, (path,))
 
 

@@ -237,3 +237,23 @@ def test_a_target_the_limiter_cannot_reach_ends_at_the_gain_range(song: Audio) -
     assert np.isfinite(result.audio.samples).all()
     assert loudness.true_peak_dbtp(result.audio.samples, SR) <= -1.0 + 0.005
     assert result.settings.gain_db <= 40.0
+
+
+def test_a_reference_files_loudness_is_followed_only_as_far_as_light_limiting(
+        song: Audio) -> None:
+    """A reference file's target carries `max_limiting_db`: the master stops where the
+    limiter would take more than that off the loudest true peak, reads quieter than the
+    reference and says so (W08); a delivery target without it is reached."""
+    capped = Target("reference", -9.0, -1.0, "", max_limiting_db=2.0)
+    result = master(song, _reference(song.samples), capped)
+    chained = render.master_chain(song.samples, SR, result.settings.chain)
+    peak = loudness.true_peak_dbtp(chained, SR)
+    assert result.settings.gain_db == pytest.approx(-1.0 + 2.0 - peak, abs=0.05)
+    lufs = loudness.integrated_lufs(result.audio.samples, SR)
+    assert lufs < -9.0 - 1.0
+    assert loudness.true_peak_dbtp(result.audio.samples, SR) <= -1.0 + 0.005
+    codes = [w["code"] for w in result.to_dict()["warnings"]]
+    assert "W08-loudness-held" in codes
+    reached = master(song, _reference(song.samples), replace(capped, max_limiting_db=None))
+    assert loudness.integrated_lufs(reached.audio.samples, SR) == pytest.approx(-9.0, abs=0.5)
+    assert "W08-loudness-held" not in [w["code"] for w in reached.to_dict()["warnings"]]

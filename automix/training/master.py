@@ -83,7 +83,7 @@ class TrainConfig:
     side_share: float = 0.7  # ... this often
     production_db: float = 3.0  # a package's own "production": shelves +-this, a broad
     production_share: float = 0.8  # mid move +-2/3 of it, side +-2/3 of it, this often
-    steps: int = 12000
+    steps: int = 4000
     batch: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-3
