@@ -91,7 +91,8 @@ def master(
     output: Path | None = typer.Option(None, "--output", "-o", help="Output file."),
     file_format: Format = typer.Option(Format.wav, "--format", help="wav or flac."),
     bit_depth: int = typer.Option(24, "--bit-depth", help="16 (TPDF-dithered), 24, or 32 float."),
-    method: Method = typer.Option(Method.dsp, "--method", help="How settings are suggested."),
+    method: Method | None = typer.Option(
+        None, "--method", help="How settings are suggested: network (the default) or dsp."),
     settings_path: Path | None = typer.Option(
         None, "--settings", help="Render exactly these settings (JSON/YAML from suggest)."),
     amount: str | None = typer.Option(
@@ -117,9 +118,10 @@ def master(
     from automix.settings import Amounts, MasterOptions, OutputOptions
 
     options = MasterOptions(reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
-                            method=method.value, amounts=Amounts.parse(amount),
+                            amounts=Amounts.parse(amount),
                             settings=settings_path, refit_gain=refit_gain,
-                            **_given(refine_steps=refine_steps, refine_seconds=refine_seconds))
+                            **_given(refine_steps=refine_steps, refine_seconds=refine_seconds,
+                                     method=method and method.value))
     _threads(options.method)
     report = master_file(input_path, options, OutputOptions(
         output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
@@ -141,8 +143,7 @@ def suggest(
     target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
     method: Method | None = typer.Option(
-        None, "--method", help="How settings are suggested (default: dsp for a song, network "
-        "for stems)."),
+        None, "--method", help="How settings are suggested: network (the default) or dsp."),
     amount: str | None = typer.Option(None, "--amount", help="As for master."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:

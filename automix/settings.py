@@ -40,6 +40,11 @@ from automix.params import (
 from automix.presets import LUFS_RANGE, Target
 
 METHODS = ("dsp", "network")  # how settings are suggested: the DSP matcher or the networks
+# The networks suggest by default. Masters: on the held-out packages of
+# benchmarks/style_transfer.py (docs/benchmarks.md) the master network ends closer to the
+# author's master than the untreated input with a reference of another song or a genre preset,
+# where the DSP matcher ends further; mixes: see `automix.mixing.pipeline`.
+DEFAULT_METHOD = "network"
 SETTINGS_SUFFIXES = (".json", ".yaml", ".yml")
 # Inference-time refinement through the twin (network method): off by default, because on the
 # held-out style-transfer benchmark it made results worse (the reference is another part of
@@ -252,7 +257,7 @@ class Options:
     reference: str = "pop"
     target: str | None = None
     ceiling_dbtp: float | None = None
-    method: str = "dsp"
+    method: str = DEFAULT_METHOD
     amounts: Amounts = field(default_factory=Amounts)
     settings: Path | None = None
 
@@ -279,7 +284,7 @@ class MixOptions(Options):
     lets the stem network set levels, EQ and balance; ``refine_steps`` > 0 then refines them
     through the twin."""
 
-    method: str = "network"
+    method: str = DEFAULT_METHOD
     refine_steps: int = 0
 
 

@@ -36,7 +36,7 @@ from automix.params import (
     ranges,
 )
 from automix.presets import Target
-from automix.settings import METHODS, REFINE_SECONDS, REFINE_STEPS, Reference
+from automix.settings import DEFAULT_METHOD, METHODS, REFINE_SECONDS, REFINE_STEPS, Reference
 from automix.solvers import bounded_least_squares
 
 EXCERPT_S = 10.0  # the compressor is chosen on the loudest excerpt of this length
@@ -194,14 +194,19 @@ def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
 
 
 def suggest_chain(audio: Audio, input_analysis: analysis.Analysis, reference: Reference,
-                  target: Target, *, method: str = "dsp", refine_steps: int = REFINE_STEPS,
-                  refine_seconds: float = REFINE_SECONDS) -> MasterChain:
-    """The master chain from the DSP matcher or the network (+ refinement through the twin)."""
+                  target: Target, *, method: str = DEFAULT_METHOD,
+                  refine_steps: int = REFINE_STEPS,
+                  refine_seconds: float = REFINE_SECONDS) -> tuple[MasterChain, str]:
+    """The master chain from the DSP matcher or the network (+ refinement through the twin),
+    and the method that made it: the network hears the reference's audio, so a reference
+    known only by its features (one built in code from an analysis) goes to the DSP matcher."""
+    if method == "network" and not reference.sources:
+        method = "dsp"
     if method == "dsp":
-        return dsp_match(audio, input_analysis, reference, target)
+        return dsp_match(audio, input_analysis, reference, target), method
     if method == "network":
         return network_match(audio, input_analysis, reference, refine_steps=refine_steps,
-                             refine_seconds=refine_seconds)
+                             refine_seconds=refine_seconds), method
     raise SettingsError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
 
 

@@ -27,6 +27,7 @@ from automix.mastering.match import suggest_chain
 from automix.params import LimiterParams, MasterChain, as_dict
 from automix.presets import Target
 from automix.settings import (
+    DEFAULT_METHOD,
     REFINE_SECONDS,
     REFINE_STEPS,
     Amounts,
@@ -109,7 +110,7 @@ class Stages(Protocol):
 
 
 def run(stages: Stages, input_analysis: Analysis, reference: Reference, target: Target, *,
-        method: str = "dsp", settings: MasterSettings | None = None,
+        method: str = DEFAULT_METHOD, settings: MasterSettings | None = None,
         amounts: Amounts | None = None, refit_gain: bool = False,
         refine_steps: int = REFINE_STEPS,
         refine_seconds: float = REFINE_SECONDS) -> MasterResult:
@@ -162,7 +163,7 @@ class InMemory:
                 method: str, refine_steps: int, refine_seconds: float
                 ) -> tuple[MasterChain, str]:
         return suggest_chain(self.audio, input_analysis, reference, target, method=method,
-                             refine_steps=refine_steps, refine_seconds=refine_seconds), method
+                             refine_steps=refine_steps, refine_seconds=refine_seconds)
 
     def finalise(self, chain: MasterChain, target: Target, release_ms: float
                  ) -> MasterSettings:
@@ -176,7 +177,7 @@ class InMemory:
                                     self.audio.sample_rate, settings.limiter, self.writer)
 
 
-def master(audio: Audio, reference: Reference, target: Target, *, method: str = "dsp",
+def master(audio: Audio, reference: Reference, target: Target, *, method: str = DEFAULT_METHOD,
            settings: MasterSettings | None = None, amounts: Amounts | None = None,
            refit_gain: bool = False, refine_steps: int = REFINE_STEPS,
            refine_seconds: float = REFINE_SECONDS, writer: BackgroundWriter | None = None,

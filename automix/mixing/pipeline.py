@@ -40,12 +40,19 @@ from automix.mixing.render import render_mix
 from automix.mixing.stems import Stem, loudest_excerpt, sounding, stem_loudness_lufs
 from automix.params import StemChain
 from automix.presets import Target
-from automix.settings import DEFAULT_REVERB, Amounts, MixSettings, Reference, check_method
+from automix.settings import (
+    DEFAULT_METHOD,
+    DEFAULT_REVERB,
+    Amounts,
+    MixSettings,
+    Reference,
+    check_method,
+)
 
-# How `suggest_mix` starts: role defaults ("dsp") or the stem network ("network"); on the stem
-# model's validation multitracks (benchmarks/mixing.py's protocol) the network takes the
-# log-mel distance to the real mix from 4.95 to 3.99 dB.
-DEFAULT_METHOD = "network"
+# How `suggest_mix` starts: role defaults ("dsp") or the stem network ("network", the
+# default, `settings.DEFAULT_METHOD`); on the stem model's validation multitracks
+# (benchmarks/mixing.py's protocol) the network takes the log-mel distance to the real mix
+# from 4.95 to 3.99 dB.
 
 
 def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
