@@ -771,8 +771,14 @@ def train(data_dir: str | Path | None, out_dir: str | Path, *, config: str | Pat
         timings["fit_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if cfg.twin_steps > 0:
+            before = copy.deepcopy(model.state_dict())
             results.update(fit_twin(model, cache, bank, cfg, seed, log, progress))
-            results.update({f"after_twin_{k}": v for k, v in _validate(model, val, cfg).items()})
+            after = _validate(model, val, cfg)
+            results.update({f"after_twin_{k}": v for k, v in after.items()})
+            # the fine-tune is kept only when the validation songs say it helped
+            results["twin_kept"] = after["val_loss"] < results["val_loss"]
+            if not results["twin_kept"]:
+                model.load_state_dict(before)
         timings["twin_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
     model.eval()
