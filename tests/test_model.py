@@ -168,11 +168,13 @@ def _values(chain: MasterChain) -> list[float]:
 
 
 @pytest.mark.slow
-def test_threshold_follows_input_level(tiny_weights: Path, rng: np.random.Generator) -> None:
+def test_threshold_follows_input_level(untrained_weights: Path,
+                                       rng: np.random.Generator) -> None:
     """The compressor's behaviour depends on level over threshold, so 6 dB more input must
-    move the threshold up 6 dB (while it stays inside its range)."""
-    model = predict.load_model(tiny_weights)
-    x = 0.05 * music_like(rng, SR, 3.0)
+    move the threshold up 6 dB (while it stays inside its range; an untrained network puts it
+    mid-range, where a trained one, which keeps the compressor off, may not)."""
+    model = predict.load_model(untrained_weights)
+    x = 0.5 * music_like(rng, SR, 3.0)
     ref = predict.file_features(x, SR, segment_s=model.segment_s)
     quiet = predict.predict_master_chain(model, x, SR, ref).compressor.threshold_db
     loud = predict.predict_master_chain(model, 2 * x, SR, ref).compressor.threshold_db
@@ -180,15 +182,31 @@ def test_threshold_follows_input_level(tiny_weights: Path, rng: np.random.Genera
     assert loud - quiet == pytest.approx(20 * np.log10(2), abs=0.05)
 
 
+def _treble_over_mids_db(chain: MasterChain, rng: np.random.Generator) -> float:
+    """How much the chain's EQ lifts 6-12 kHz over 0.5-2 kHz, measured on rendered noise."""
+    noise = rng.standard_normal((1, 2 * SR)).astype(np.float32)
+    out = render.eq(noise, SR, chain.eq)
+    freqs = np.fft.rfftfreq(noise.shape[1], 1 / SR)
+    gain = np.abs(np.fft.rfft(out[0])) ** 2 / np.abs(np.fft.rfft(noise[0])) ** 2
+
+    def band(lo: float, hi: float) -> float:
+        return float(10 * np.log10(np.mean(gain[(freqs > lo) & (freqs < hi)])))
+
+    return band(6000, 12000) - band(500, 2000)
+
+
 def test_shipped_model_hears_a_brighter_reference(rng: np.random.Generator) -> None:
+    """The same music 6 dB brighter as the reference lifts the suggested treble against a
+    6 dB darker one; by less than the 12 dB between them, since a reference's difference is
+    partly its arrangement (the network follows it in part)."""
     model = shipped_model()
     x = music_like(rng, SR, 8.0)
-    bright = render.eq(x, SR, EQParams(high_shelf_freq_hz=4000.0, high_shelf_gain_db=6.0))
-    chain = predict.predict_master_chain(model, x, SR, predict.file_features(bright, SR))
-    assert chain.eq.high_shelf_gain_db > 0.0
-    dark = render.eq(x, SR, EQParams(high_shelf_freq_hz=4000.0, high_shelf_gain_db=-6.0))
-    chain_dark = predict.predict_master_chain(model, x, SR, predict.file_features(dark, SR))
-    assert chain_dark.eq.high_shelf_gain_db < chain.eq.high_shelf_gain_db
+    lifts = []
+    for gain_db in (6.0, -6.0):
+        ref = render.eq(x, SR, EQParams(high_shelf_freq_hz=4000.0, high_shelf_gain_db=gain_db))
+        chain = predict.predict_master_chain(model, x, SR, predict.file_features(ref, SR))
+        lifts.append(_treble_over_mids_db(chain, np.random.default_rng(1)))
+    assert 1.0 < lifts[0] - lifts[1] < 12.0
 
 
 def test_refine_reduces_the_feature_distance(rng: np.random.Generator) -> None:

@@ -1,6 +1,7 @@
 """Settings a producer can read (#15 point 5), on the committed real excerpts: every
-reference_tracks excerpt and the example, mastered by the DSP matcher toward the presets pop,
-orchestral and rock and toward the next excerpt as a file reference.
+reference_tracks excerpt and the example, mastered by the network (the default) and by the DSP
+matcher toward the presets pop, orchestral and rock and toward the next excerpt as a file
+reference.
 
 Rules (`automix.mastering.readable`): an EQ gain sits at a stop (|g| >= 5.95 dB) only where the
 tonal difference reaches 8 dB with its sign within an octave of the band (`stop_demanded`); no
@@ -35,12 +36,21 @@ RATE_KNOWN = {("hedgewars__rock", "lmms_thomasso_axefromthe80s"), ("hedgewars__r
               ("singularity__through_space", "rock")}
 
 
-@pytest.fixture(scope="module")
-def cases() -> list[tuple[str, dict, object]]:
+def suggest_tone(method: str, song: tuple[Audio, analysis.Analysis], ref) -> MasterChain:
+    """The high-pass, EQ and width a method suggests (the compressor is not the question)."""
+    audio, measured = song
+    if method == "dsp":
+        return match.match_tone(measured, ref, audio.sample_rate, audio.channels)
+    return match.network_match(audio, measured, ref, refine_steps=0)
+
+
+@pytest.fixture(scope="module", params=["network", "dsp"])
+def cases(request) -> list[tuple[str, dict, object]]:
     """(excerpt, {rate: (audio, analysis, chain)}, reference) for every excerpt x reference."""
     refs = {p: resolve(p, None)[0] for p in PRESETS}
     out = []
-    for i, path in enumerate(FILES):
+    step = 2 if request.param == "network" else 1  # the network hears its references anew
+    for i, path in list(enumerate(FILES))[::step]:
         audio = load(path)
         high = Audio(np.ascontiguousarray(
             soxr.resample(audio.samples.T, audio.sample_rate, 96000).T, dtype=np.float32), 96000)
@@ -48,7 +58,7 @@ def cases() -> list[tuple[str, dict, object]]:
                  for a in (audio, high)}
         other = resolve(str(FILES[(i + 1) % len(FILES)]), None)[0]
         for ref in [*refs.values(), other]:
-            songs_ = {rate: (*song, match.match_tone(song[1], ref, rate, song[0].channels))
+            songs_ = {rate: (*song, suggest_tone(request.param, song, ref))
                       for rate, song in songs.items()}
             out.append((Path(path).stem, songs_, ref))
     return out
@@ -109,9 +119,10 @@ def test_tidy_merges_fighting_bands_and_floors_the_width() -> None:
     assert narrower.width.width_pct == 56.4  # a file reference clearly narrower
 
 
-def test_the_api_suggestion_keeps_the_rules() -> None:
+@pytest.mark.parametrize("method", ["network", "dsp"])
+def test_the_api_suggestion_keeps_the_rules(method: str) -> None:
     song = automix.load(ROOT / "examples" / "dirty_love.flac")
-    settings = automix.suggest(song, reference="pop", method="dsp")
+    settings = automix.suggest(song, reference="pop", method=method)
     chain = settings.chain
     eq = chain.eq
     assert readable.fights(eq) == []

@@ -62,13 +62,16 @@ def fights(eq: EQParams) -> list[tuple[Band, Band]]:
 def tidy_eq(eq: EQParams) -> EQParams:
     """``eq`` with every fighting pair (`fights`) merged: the band with the larger move keeps
     the pair's summed gain (what they do together at their shared frequency), the other goes to
-    0 dB. Gains stay within +-`MAX_EQ_MOVE_DB` where they were within it."""
+    0 dB. Every gain is then held to +-`MAX_EQ_MOVE_DB` (a mastering move, whichever method
+    suggested it)."""
     while pairs := fights(eq):
         a, b = max(pairs, key=lambda p: abs(p[0].gain_db) + abs(p[1].gain_db))
         keep, drop = (a, b) if abs(a.gain_db) >= abs(b.gain_db) else (b, a)
         eq = replace(eq, **{f"{keep.name}_gain_db": round(keep.gain_db + drop.gain_db, 3),
                             f"{drop.name}_gain_db": 0.0})
-    return eq
+    return replace(eq, **{f"{band}_gain_db": float(np.clip(getattr(eq, f"{band}_gain_db"),
+                                                           -MAX_EQ_MOVE_DB, MAX_EQ_MOVE_DB))
+                          for band in BANDS})
 
 
 def tonal_difference(input_features: Analysis, reference_features: Analysis) -> np.ndarray:
