@@ -26,7 +26,14 @@ from automix.files import master_file, mix_file, suggest_file, suggest_mix_file
 from automix.mastering import pipeline
 from automix.mastering.pipeline import MasterResult
 from automix.references import ReferenceCache, resolve_reference, resolve_target
-from automix.settings import DEFAULT_METHOD, Amounts, MasterSettings, MixSettings, Reference
+from automix.settings import (
+    MASTER_METHOD,
+    MIX_METHOD,
+    Amounts,
+    MasterSettings,
+    MixSettings,
+    Reference,
+)
 
 if TYPE_CHECKING:
     from automix.mixing import MixResult
@@ -58,7 +65,7 @@ def reference(spec: str | os.PathLike, *, ceiling_dbtp: float | None = None,
 
 
 def master(song: AudioLike, reference: str | Reference = "pop", *, target: str | None = None,
-           ceiling_dbtp: float | None = None, method: str = DEFAULT_METHOD,
+           ceiling_dbtp: float | None = None, method: str = MASTER_METHOD,
            settings: MasterSettings | None = None, amounts: Amounts | str | None = None,
            refit_gain: bool = False) -> MasterResult:
     """Master ``song`` toward ``reference`` at the delivery ``target`` (default: the
@@ -72,7 +79,7 @@ def master(song: AudioLike, reference: str | Reference = "pop", *, target: str |
 
 
 def suggest(song: AudioLike, reference: str | Reference = "pop", *, target: str | None = None,
-            ceiling_dbtp: float | None = None, method: str = DEFAULT_METHOD,
+            ceiling_dbtp: float | None = None, method: str = MASTER_METHOD,
             amounts: Amounts | str | None = None) -> MasterSettings:
     """The settings `master` would use, to edit and render with ``master(song,
     settings=...)``."""
@@ -81,7 +88,7 @@ def suggest(song: AudioLike, reference: str | Reference = "pop", *, target: str 
 
 
 def mix(stems_dir: str | os.PathLike, reference: str | Reference = "pop", *,
-        target: str | None = None, ceiling_dbtp: float | None = None, method: str = DEFAULT_METHOD,
+        target: str | None = None, ceiling_dbtp: float | None = None, method: str = MIX_METHOD,
         settings: MixSettings | None = None, amounts: Amounts | str | None = None,
         refine_steps: int = 0) -> MixResult:
     """Mix a folder of stems toward ``reference`` and master the bus, in memory; or render

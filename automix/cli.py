@@ -92,7 +92,7 @@ def master(
     file_format: Format = typer.Option(Format.wav, "--format", help="wav or flac."),
     bit_depth: int = typer.Option(24, "--bit-depth", help="16 (TPDF-dithered), 24, or 32 float."),
     method: Method | None = typer.Option(
-        None, "--method", help="How settings are suggested: network (the default) or dsp."),
+        None, "--method", help="How settings are suggested: dsp (the default) or network."),
     settings_path: Path | None = typer.Option(
         None, "--settings", help="Render exactly these settings (JSON/YAML from suggest)."),
     amount: str | None = typer.Option(
@@ -143,7 +143,8 @@ def suggest(
     target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
     method: Method | None = typer.Option(
-        None, "--method", help="How settings are suggested: network (the default) or dsp."),
+        None, "--method", help="How settings are suggested (default: dsp for a song, network "
+        "for stems)."),
     amount: str | None = typer.Option(None, "--amount", help="As for master."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:

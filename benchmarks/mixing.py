@@ -34,13 +34,17 @@ from _songs import DATA_DIR  # noqa: E402
 
 from automix import analysis, mixing  # noqa: E402
 from automix.files import mix_file  # noqa: E402
-from automix.mixing.pipeline import DEFAULT_METHOD  # noqa: E402
 from automix.mixing.render import render_stem  # noqa: E402
 from automix.mixing.stems import Stem, load_stems, stem_loudness_lufs  # noqa: E402
 from automix.model.features import log_mel_db, mid_side, unit_rms  # noqa: E402
 from automix.params import EQParams, GainParams, PanParams, StemChain  # noqa: E402
 from automix.references import resolve_reference  # noqa: E402
-from automix.settings import METHODS, MixOptions, OutputOptions  # noqa: E402
+from automix.settings import (  # noqa: E402
+    METHODS,
+    MIX_METHOD,  # noqa: E402
+    MixOptions,
+    OutputOptions,
+)
 from automix.training.data import is_held_out  # noqa: E402
 from automix.training.stems import Perturbation  # noqa: E402
 
@@ -220,7 +224,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--speed-only", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
-    ap.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+    ap.add_argument("--method", choices=METHODS, default=MIX_METHOD,
                     help="how automix mix suggests per-stem settings")
     args = ap.parse_args()
     torch.set_num_threads(1)

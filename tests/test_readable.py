@@ -1,6 +1,6 @@
 """Settings a producer can read (#15 point 5), on the committed real excerpts: every
-reference_tracks excerpt and the example, mastered by the network (the default) and by the DSP
-matcher toward the presets pop, orchestral and rock and toward the next excerpt as a file
+reference_tracks excerpt and the example, mastered by the DSP matcher (the default) and by the
+network toward the presets pop, orchestral and rock and toward the next excerpt as a file
 reference.
 
 Rules (`automix.mastering.readable`): an EQ gain sits at a stop (|g| >= 5.95 dB) only where the

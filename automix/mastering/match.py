@@ -36,7 +36,7 @@ from automix.params import (
     ranges,
 )
 from automix.presets import Target
-from automix.settings import DEFAULT_METHOD, METHODS, REFINE_SECONDS, REFINE_STEPS, Reference
+from automix.settings import MASTER_METHOD, METHODS, REFINE_SECONDS, REFINE_STEPS, Reference
 from automix.solvers import bounded_least_squares
 
 EXCERPT_S = 10.0  # the compressor is chosen on the loudest excerpt of this length
@@ -194,7 +194,7 @@ def choose_compressor(excerpt: np.ndarray, sample_rate: int, chain: MasterChain,
 
 
 def suggest_chain(audio: Audio, input_analysis: analysis.Analysis, reference: Reference,
-                  target: Target, *, method: str = DEFAULT_METHOD,
+                  target: Target, *, method: str = MASTER_METHOD,
                   refine_steps: int = REFINE_STEPS,
                   refine_seconds: float = REFINE_SECONDS) -> tuple[MasterChain, str]:
     """The master chain from the DSP matcher or the network (+ refinement through the twin),

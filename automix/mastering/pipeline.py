@@ -27,7 +27,7 @@ from automix.mastering.match import suggest_chain
 from automix.params import LimiterParams, MasterChain, as_dict
 from automix.presets import Target
 from automix.settings import (
-    DEFAULT_METHOD,
+    MASTER_METHOD,
     REFINE_SECONDS,
     REFINE_STEPS,
     Amounts,
@@ -110,7 +110,7 @@ class Stages(Protocol):
 
 
 def run(stages: Stages, input_analysis: Analysis, reference: Reference, target: Target, *,
-        method: str = DEFAULT_METHOD, settings: MasterSettings | None = None,
+        method: str = MASTER_METHOD, settings: MasterSettings | None = None,
         amounts: Amounts | None = None, refit_gain: bool = False,
         refine_steps: int = REFINE_STEPS,
         refine_seconds: float = REFINE_SECONDS) -> MasterResult:
@@ -177,7 +177,7 @@ class InMemory:
                                     self.audio.sample_rate, settings.limiter, self.writer)
 
 
-def master(audio: Audio, reference: Reference, target: Target, *, method: str = DEFAULT_METHOD,
+def master(audio: Audio, reference: Reference, target: Target, *, method: str = MASTER_METHOD,
            settings: MasterSettings | None = None, amounts: Amounts | None = None,
            refit_gain: bool = False, refine_steps: int = REFINE_STEPS,
            refine_seconds: float = REFINE_SECONDS, writer: BackgroundWriter | None = None,

@@ -65,7 +65,7 @@ from automix.mastering.match import EXCERPT_S, suggest_chain
 from automix.mastering.pipeline import MasterResult, run
 from automix.params import LimiterParams, MasterChain
 from automix.presets import Target
-from automix.settings import DEFAULT_METHOD, Amounts, MasterSettings, Reference
+from automix.settings import MASTER_METHOD, Amounts, MasterSettings, Reference
 
 STREAMING_MIN_SAMPLES = 20 * 60 * 48000 * 2  # frames x channels: 20 min of 48 kHz stereo
 BLOCK_S = 10.0  # seconds per block: a few MB per array, and few enough Python-level steps
@@ -649,7 +649,7 @@ class Streamed:
 
 
 def master_stream(input_path: Path, output_path: Path, reference: Reference, target: Target,
-                  *, method: str = DEFAULT_METHOD, settings: MasterSettings | None = None,
+                  *, method: str = MASTER_METHOD, settings: MasterSettings | None = None,
                   amounts: Amounts | None = None, refit_gain: bool = False,
                   bit_depth: int = 24, file_format: str = "wav",
                   block_s: float | None = None) -> tuple[MasterResult, tuple[int, int]]:

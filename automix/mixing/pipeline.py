@@ -41,8 +41,8 @@ from automix.mixing.stems import Stem, loudest_excerpt, sounding, stem_loudness_
 from automix.params import StemChain
 from automix.presets import Target
 from automix.settings import (
-    DEFAULT_METHOD,
     DEFAULT_REVERB,
+    MIX_METHOD,
     Amounts,
     MixSettings,
     Reference,
@@ -50,13 +50,13 @@ from automix.settings import (
 )
 
 # How `suggest_mix` starts: role defaults ("dsp") or the stem network ("network", the
-# default, `settings.DEFAULT_METHOD`); on the stem model's validation multitracks
+# default, `settings.MIX_METHOD`); on the stem model's validation multitracks
 # (benchmarks/mixing.py's protocol) the network takes the log-mel distance to the real mix
 # from 4.95 to 3.99 dB.
 
 
 def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
-                method: str = DEFAULT_METHOD, fit: bool = True, refine_steps: int = 0,
+                method: str = MIX_METHOD, fit: bool = True, refine_steps: int = 0,
                 time_budget_s: float = REFINE_BUDGET_S) -> dict[str, StemChain]:
     """Per-stem settings: role defaults (`default_chains`); with ``method`` "network", each
     stem's level, EQ and balance from the stem network (`network_chains`); levels fitted to
@@ -116,7 +116,7 @@ class MixResult:
 
 
 def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Target, *,
-        method: str = DEFAULT_METHOD, settings: MixSettings | None = None,
+        method: str = MIX_METHOD, settings: MixSettings | None = None,
         amounts: Amounts | None = None,
         load_warnings: list[AudioWarning] | None = None, refine_steps: int = 0) -> MixResult:
     """Mix ``stems`` toward ``reference`` (settings by `suggest_mix` with ``method`` and
