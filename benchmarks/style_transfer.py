@@ -66,6 +66,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -482,7 +483,8 @@ def learning_curve(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="/work/data")
+    parser.add_argument("--data", default=os.environ.get(
+        "AUTOMIX_DATA", str(Path.home() / ".cache" / "automix-data")))
     parser.add_argument("--songs", type=int, default=None,
                         help="at most this many songs per eval package (all)")
     parser.add_argument("--segment-s", type=float, default=10.0)
