@@ -25,12 +25,13 @@ from automix.effects.limiter import (
     residue_trim_db,
     trim_residue,
 )
-from automix.params import MASTER_GAIN_DB, LimiterParams, MasterChain
+from automix.params import LimiterParams, MasterChain
 from automix.presets import Target
 from automix.settings import MasterSettings
 
 LOUDNESS_TOLERANCE_LU = 0.1  # a rendered master this close to the target is done
 PREDICTION_TOLERANCE_LU = 0.02  # the gain search's aim, on its prediction
+GAIN_SEARCH_DB = 150.0  # the gain search stays within +-this: far past any real song's need
 MAX_GAIN_PASSES = 10  # predictions per search on the coarse model (~0.03 s each, 3-min song)
 MAX_EXACT_CURVES = 3  # full-rate limiter curves per search (~0.15 s each)
 MAX_RENDERS = 3
@@ -175,8 +176,8 @@ def _secant_search(lufs_at: Callable[[float], float], lufs: float,
     """The gain in dB (rounded to 1e-4) where ``lufs_at`` reads ``lufs`` within
     `PREDICTION_TOLERANCE_LU`, by secant steps from ``gain_db``, and its reading. Limiting
     only ever takes loudness away, so each dB of gain adds between 0 and 1 dB of loudness; a
-    target the limiter cannot reach (the gain stops adding loudness) stops the search at the
-    end of the master gain's range (`params.MASTER_GAIN_DB`) instead of running off."""
+    target the limiter cannot reach (the gain stops adding loudness) stops the search at
+    +-`GAIN_SEARCH_DB` instead of running off to an overflow."""
     previous: tuple[float, float] | None = None
     for attempt in range(MAX_GAIN_PASSES):
         gain_db = round(gain_db, 4)
@@ -188,8 +189,8 @@ def _secant_search(lufs_at: Callable[[float], float], lufs: float,
         if previous is not None and previous[0] != gain_db:
             slope = (predicted - previous[1]) / (gain_db - previous[0])
         previous = (gain_db, predicted)
-        gain_db = min(max(gain_db + error / min(max(slope, 0.1), 1.0), MASTER_GAIN_DB.min),
-                      MASTER_GAIN_DB.max)
+        gain_db = min(max(gain_db + error / min(max(slope, 0.1), 1.0), -GAIN_SEARCH_DB),
+                      GAIN_SEARCH_DB)
     return gain_db, predicted
 
 
