@@ -518,26 +518,28 @@ def rendered_blocks(path: Path, settings: MasterSettings, block: int, *,
         yield y if trim is None else y * trim
 
 
+def metered(path: Path, blocks: Iterator[np.ndarray],
+            block: int) -> tuple[LoudnessMeter, TruePeakMeter]:
+    """A loudness meter and a (finished) true-peak meter over ``blocks`` of ``path``'s format."""
+    sample_rate, channels, _ = file_format_of(path)
+    level, peak = LoudnessMeter(sample_rate, channels), TruePeakMeter(sample_rate, block)
+    for y in blocks:
+        level.push(y)
+        peak.push(y)
+    peak.finish()
+    return level, peak
+
+
 def chain_loudness(path: Path, chain: MasterChain, block: int) -> tuple[float, float]:
     """Integrated loudness (LUFS) and true peak (dBTP) of the chained file (before gain and
     limiter)."""
-    sample_rate, channels, _ = file_format_of(path)
-    meter, peak = LoudnessMeter(sample_rate, channels), TruePeakMeter(sample_rate, block)
-    for y in chained_blocks(path, chain, block):
-        meter.push(y)
-        peak.push(y)
-    peak.finish()
-    return meter.integrated_lufs(), peak.dbtp
+    level, peak = metered(path, chained_blocks(path, chain, block), block)
+    return level.integrated_lufs(), peak.dbtp
 
 
 def measure_render(path: Path, settings: MasterSettings, block: int) -> tuple[float, float]:
     """Render without writing: (loudness of the trimmed master in LUFS, residue trim in dB)."""
-    sample_rate, channels, _ = file_format_of(path)
-    level, peak = LoudnessMeter(sample_rate, channels), TruePeakMeter(sample_rate, block)
-    for y in rendered_blocks(path, settings, block):
-        level.push(y)
-        peak.push(y)
-    peak.finish()
+    level, peak = metered(path, rendered_blocks(path, settings, block), block)
     trim_db = residue_trim_db(peak.dbtp, settings.limiter)
     return level.integrated_lufs(gain=10.0 ** (trim_db / 20.0)), trim_db
 
