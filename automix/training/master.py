@@ -650,8 +650,8 @@ def fit_twin(model: MasterNet, cache: data.SegmentCache, bank: CropBank, cfg: Tr
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         progress.update(task, advance=1)
-        row = {"stft": float(parts["stft"]), "feature": float(parts["feature"]),
-               "response_db": float(extra["response_db"].mean()),
+        row = {"stft": parts["stft"].item(), "feature": parts["feature"].item(),
+               "response_db": extra["response_db"].mean().item(),
                "feature_parity_db": float(parity)}
         for k, v in row.items():
             sums[k] = sums.get(k, 0.0) + v
