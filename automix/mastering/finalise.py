@@ -118,12 +118,12 @@ def finalise(audio: Audio, chain: MasterChain, target: Target,
     for _ in range(MAX_RENDERS):
         gain_db, curve, predicted = gain_for_loudness(curves, power, sample_rate,
                                                        target.integrated_lufs - bias, gain_db)
-        if cap is not None and gain_db > cap:
+        capped = cap is not None and gain_db > cap
+        if capped:
             gain_db, curve = cap, gain_curve(curves, cap)
-            out, measured = limited_and_measured(chained, curve, sample_rate, limiter, writer)
-            break
         out, measured = limited_and_measured(chained, curve, sample_rate, limiter, writer)
-        if abs(target.integrated_lufs - measured.integrated_lufs) <= LOUDNESS_TOLERANCE_LU:
+        if capped or abs(target.integrated_lufs - measured.integrated_lufs) \
+                <= LOUDNESS_TOLERANCE_LU:
             break
         bias = measured.integrated_lufs - predicted
     settings = MasterSettings(chain=chain, gain_db=gain_db, limiter=limiter,

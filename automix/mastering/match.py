@@ -139,7 +139,7 @@ def fit_eq(input_features: Analysis, reference_features: Analysis,
         best = bounded_least_squares(residuals, start, np.where(free, lower, start),
                                      np.where(free, upper, start))
         hp, eq = unpack(best)
-        eq = readable.tidy_eq(EQParams(**{k: float(v[0]) for k, v in as_dict(eq).items()}))
+        eq = EQParams(**{k: float(v[0]) for k, v in as_dict(eq).items()})
     hp = HighpassParams(freq_hz=float(hp.freq_hz[0]))
     return round_params(hp), readable.tidy_eq(round_params(eq))
 

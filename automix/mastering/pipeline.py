@@ -69,7 +69,6 @@ class MasterResult:
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
         }
 
-
     def loudness_held(self) -> list[dict[str, str]]:
         """W08 when a reference file's loudness was not reached because the limiter would
         have taken more than the target's ``max_limiting_db`` off the loudest peak."""

@@ -9,12 +9,8 @@
 - Width: narrowed by more than 25 % (below `WIDTH_FLOOR_PCT`) only when the reference is
   clearly narrower (`clearly_narrower`); `limit_width` states the rule once for both matchers.
 
-`tidy` applies the EQ and width rules to a whole `MasterChain`: the DSP matcher calls it, and the
-network matcher can call it on its chain the same way::
-
-    chain = readable.tidy(chain, input_width=input_analysis.width,
-                          reference_width=reference.features.width,
-                          single_production=reference.kind == "file")
+`tidy` applies the EQ and width rules to a whole `MasterChain`; both matchers call it on
+their chain (`automix.mastering.match.match_tone` and `network_match`).
 """
 
 from __future__ import annotations

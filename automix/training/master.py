@@ -50,7 +50,6 @@ import torch
 from automix.model import features
 from automix.model.network import (
     CHAIN_INPUT_RMS_DB,
-    N_PARAMS,
     PARAM_NAMES,
     MasterNet,
     NetConfig,
@@ -809,5 +808,3 @@ def train(data_dir: str | Path | None, out_dir: str | Path, *, config: str | Pat
     (out / "master.json").write_text(json.dumps(meta, indent=2) + "\n")
     return weights
 
-
-__all__ = ["CONFIGS", "N_PARAMS", "TrainConfig", "train"]
