@@ -27,6 +27,7 @@ from automix.mastering import pipeline
 from automix.mastering.pipeline import MasterResult
 from automix.references import ReferenceCache, resolve_reference, resolve_target
 from automix.settings import (
+    KEEP_BALANCE,
     MASTER_METHOD,
     MIX_METHOD,
     Amounts,
@@ -90,17 +91,27 @@ def suggest(song: AudioLike, reference: str | Reference = "pop", *, target: str 
 def mix(stems_dir: str | os.PathLike, reference: str | Reference = "pop", *,
         target: str | None = None, ceiling_dbtp: float | None = None, method: str = MIX_METHOD,
         settings: MixSettings | None = None, amounts: Amounts | str | None = None,
-        refine_steps: int = 0) -> MixResult:
+        refine_steps: int = 0, keep_balance: float = KEEP_BALANCE,
+        roles: dict[str, str] | None = None) -> MixResult:
     """Mix a folder of stems toward ``reference`` and master the bus, in memory; or render
-    `settings.MixSettings` exactly."""
+    `settings.MixSettings` exactly. ``keep_balance`` (0..1) keeps that much of the stems' own
+    balance; ``roles`` maps stem file names to roles (`mixing.roles.ROLES`)."""
     from automix.mixing import load_stems
     from automix.mixing import mix as run_mix
+    from automix.mixing.roles import check_roles
+    from automix.mixing.stems import with_roles
 
     stems, sample_rate, warnings = load_stems(stems_dir)
+    given = {**(settings.roles if settings else {}), **check_roles(dict(roles or {}),
+                                                                  where="roles")}
+    stems = with_roles(stems, given)
+    if settings is not None and not settings.stems:  # a settings file of roles only
+        settings = None
     ref = _reference(reference, ceiling_dbtp)
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
     return run_mix(stems, sample_rate, ref, tgt, method=method, settings=settings,
-                   amounts=_amounts(amounts), load_warnings=warnings, refine_steps=refine_steps)
+                   amounts=_amounts(amounts), load_warnings=warnings, refine_steps=refine_steps,
+                   keep_balance=keep_balance)
 
 
 def _reference(spec: str | Reference, ceiling_dbtp: float | None) -> Reference:

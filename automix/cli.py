@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from automix import memory
-from automix.errors import AutomixError, OutputError, first_line
+from automix.errors import AutomixError, OutputError, SettingsError, first_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Automatic mixing and mastering toward a reference production.")
@@ -251,6 +251,13 @@ def mix(
     amount: str | None = typer.Option(None, "--amount", help="Scale the master, as for master."),
     stems_out: Path | None = typer.Option(None, "--stems-out",
                                              help="Also write each processed stem here."),
+    keep_balance: float | None = typer.Option(
+        None, "--keep-balance", help="0..1: how much of the stems' own balance to keep (1: "
+        "their relative levels as they arrive, a rough mix; 0, the default: automix's)."),
+    role: list[str] | None = typer.Option(
+        None, "--role", help="NAME=ROLE: the role of a stem (file name with or without its "
+        "extension); repeatable. Roles: vocals, drums, bass, guitar, keys, synth, strings, "
+        "brass, other."),
     refine_steps: int = typer.Option(
         0, "--refine-steps", min=0, help="Then refine gains, EQ, pans and sends through the "
         "twin toward the reference's balance for this many steps (default 0: off)."),
@@ -261,11 +268,13 @@ def mix(
 ) -> None:
     """Mix a folder of stems toward a reference and master the bus to a delivery target."""
     from automix.files import mix_file
+    from automix.mixing.roles import parse_roles
     from automix.settings import Amounts, MixOptions, OutputOptions
 
     options = MixOptions(reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
                          amounts=Amounts.parse(amount), settings=settings_path,
-                         refine_steps=refine_steps, **_given(method=method and method.value))
+                         refine_steps=refine_steps, roles=parse_roles(role),
+                         **_given(method=method and method.value, keep_balance=keep_balance))
     _threads(options.method)
     report = mix_file(stems_dir, options, OutputOptions(
         output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
@@ -275,12 +284,13 @@ def mix(
         return
     stems = Table(title=f"automix mix ({report['method']}): {len(report['stems'])} stems",
                   title_justify="left")
-    for col in ("stem", "role", "gain dB", "pan", "high-pass Hz", "compressor", "send dB"):
-        stems.add_column(col, justify="left" if col in ("stem", "role") else "right")
+    for col in ("stem", "role", "from", "gain dB", "pan", "high-pass Hz", "compressor",
+                "send dB"):
+        stems.add_column(col, justify="left" if col in ("stem", "role", "from") else "right")
     for info in report["stems"]:
         s = report["settings"]["stems"][info["name"]]
         c = s["compressor"]
-        stems.add_row(info["name"], f"{info['role']} ({info['role_from']})",
+        stems.add_row(info["name"], info["role"], info["role_from"],
                       f"{s['gain']['gain_db']:+.1f}", f"{s['pan']['pan']:+.2f}",
                       f"{s['highpass']['freq_hz']:.0f}",
                       "off" if c["ratio"] <= 1.0 else f"{c['ratio']:g}:1 @ {c['threshold_db']:.0f}",
@@ -319,6 +329,11 @@ def batch(
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (processes) or ray."),
     address: str | None = typer.Option(None, "--address",
                                           help="Ray cluster address (default: start one)."),
+    role: list[str] | None = typer.Option(
+        None, "--role", help="Mix: NAME=ROLE for stems of that file name in any song; "
+        "repeatable."),
+    keep_balance: float | None = typer.Option(
+        None, "--keep-balance", help="Mix: 0..1, how much of the stems' own balance to keep."),
 ) -> None:
     """Master or mix every song in INPUT_DIR; finished songs are skipped, so a rerun resumes."""
     import time
@@ -333,6 +348,14 @@ def batch(
     check_format(file_format.value, bit_depth)
     resolve(reference, target, ceiling_dbtp=ceiling_dbtp)
     options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp}
+    if mode is Mode.mix:
+        from automix.mixing.roles import parse_roles
+        from automix.settings import MixOptions
+
+        options |= {"roles": parse_roles(role), **_given(keep_balance=keep_balance)}
+        MixOptions(**options)  # checked once, here
+    elif role or keep_balance is not None:
+        raise SettingsError("--role and --keep-balance are for --mode mix")
     planned = batching.plan(input_dir, out_dir, mode=mode.value, file_format=file_format.value,
                             bit_depth=bit_depth, options=options)
     if out_dir.exists() and not out_dir.is_dir():

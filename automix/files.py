@@ -38,6 +38,7 @@ from automix.settings import (
     MasterOptions,
     MasterSettings,
     MixOptions,
+    MixSettings,
     OutputOptions,
     Reference,
     read_master_settings,
@@ -284,11 +285,12 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
                                                          path.resolve().parent):  # or a link
             raise OutputError(f"{path}: refusing to write over the input (the stems folder)")
     settings = read_mix_settings(options.settings) if options.settings else None
+    stems, settings = _with_user_roles(stems, settings, options)
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
                        cache=cache)
     result = mix(stems, sample_rate, ref, tgt, method=options.method, settings=settings,
                  amounts=options.amounts, load_warnings=warnings,
-                 refine_steps=options.refine_steps)
+                 refine_steps=options.refine_steps, keep_balance=options.keep_balance)
     with all_or_nothing() as written:  # a failure below removes what this run wrote
         written.append(save(out_path, result.audio, bit_depth=depth, file_format=fmt))
         report = {"automix": __version__, "input": str(stems_dir), "output": str(out_path),
@@ -320,10 +322,11 @@ def suggest_mix_file(stems_dir: Path, output: Path, options: MixOptions = MixOpt
 
     check_settings_output(output, force)
     stems, sample_rate, warnings = load_stems(Path(stems_dir))
+    stems, _ = _with_user_roles(stems, None, options)
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
                        cache=cache)
     full = mix(stems, sample_rate, ref, tgt, method=options.method, amounts=options.amounts,
-               load_warnings=warnings).to_dict()
+               load_warnings=warnings, keep_balance=options.keep_balance).to_dict()
     document = {
         "automix": __version__, "input": str(stems_dir), "method": full["method"],
         "reference": {k: full["reference"][k] for k in ("name", "kind")},
@@ -334,6 +337,19 @@ def suggest_mix_file(stems_dir: Path, output: Path, options: MixOptions = MixOpt
     }
     write_document(output, document)
     return document
+
+
+def _with_user_roles(stems: list, settings: MixSettings | None, options: MixOptions
+                     ) -> tuple[list, MixSettings | None]:
+    """The stems with the roles the user gave (the settings file's ``roles``, then
+    ``--role``, which wins), and the settings to render: None when the file held only roles
+    (the mix is suggested with them)."""
+    from automix.mixing.stems import with_roles
+
+    roles = {**(settings.roles if settings else {}), **options.roles}
+    if settings is not None and not settings.stems:
+        settings = None
+    return with_roles(stems, roles) if roles else stems, settings
 
 
 # --- what comes after the audio ---------------------------------------------------------------

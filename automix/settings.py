@@ -54,6 +54,9 @@ SETTINGS_SUFFIXES = (".json", ".yaml", ".yml")
 # the song, whose features differ from the target's); --refine-steps turns it on.
 REFINE_STEPS = 0
 REFINE_SECONDS = 8.0  # its time budget
+# How much of the balance the stems arrive with a suggested mix keeps (--keep-balance): 0 the
+# suggestion's levels, 1 the stems' own relative levels (a rough mix, only EQ and dynamics).
+KEEP_BALANCE = 0.0
 DEFAULT_REVERB = ReverbParams(decay_s=1.4, predelay_ms=20.0, damping_hz=6000.0,
                               width_pct=100.0, wet_db=-6.0)  # the shared room a mix starts with
 
@@ -208,28 +211,40 @@ class MixSettings:
     """Everything needed to re-render a mix exactly, in real units.
 
     ``stems`` maps each stem's file name to its chain; ``reverb`` is the shared bus;
-    ``master`` is what the bus is mastered with.
+    ``master`` is what the bus is mastered with; ``roles`` the roles the user gave stems
+    (file name -> role, `mixing.roles.ROLES`). A settings file may hold only ``roles``: then
+    the mix is suggested with them (``stems`` empty), not rendered.
     """
 
     stems: dict[str, StemChain]
     reverb: ReverbParams = DEFAULT_REVERB
     master: MasterSettings = MasterSettings()
+    roles: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stems": {name: _rounded(as_dict(chain)) for name, chain in self.stems.items()},
-                "reverb": _rounded(as_dict(self.reverb)), "master": self.master.to_dict()}
+                "reverb": _rounded(as_dict(self.reverb)), "master": self.master.to_dict(),
+                **({"roles": dict(self.roles)} if self.roles else {})}
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "settings") -> MixSettings:
         """Validate a settings mapping (unknown keys, types and ranges give `SettingsError`)."""
         if not isinstance(data, dict):
             raise SettingsError(f"{where}: expected a JSON object")
-        allowed = ("stems", "reverb", "master")
+        from automix.mixing.roles import check_roles
+
+        allowed = ("stems", "reverb", "master", "roles")
         unknown = sorted(set(data) - set(allowed), key=str)
         if unknown:
             raise SettingsError(f"{where}: unknown key {unknown[0]!r}; allowed: "
                                 f"{', '.join(allowed)}")
+        roles = data.get("roles", {})
+        if not isinstance(roles, dict) or not all(isinstance(v, str) for v in roles.values()):
+            raise SettingsError(f"{where}.roles: expected a mapping of stem file names to roles")
+        roles = check_roles({str(k): v for k, v in roles.items()}, where=f"{where}.roles")
         stems = data.get("stems")
+        if stems is None and roles and set(data) == {"roles"}:
+            return cls(stems={}, roles=roles)
         if not isinstance(stems, dict) or not stems:
             raise SettingsError(f"{where}.stems: expected a mapping of stem file names to "
                                 "their settings")
@@ -237,7 +252,8 @@ class MixSettings:
             stems={str(name): validate_chain(StemChain, chain, where=f"{where}.stems.{name}")
                    for name, chain in stems.items()},
             reverb=validate(ReverbParams, data.get("reverb", {}), where=f"{where}.reverb"),
-            master=MasterSettings.from_dict(data.get("master", {}), where=f"{where}.master"))
+            master=MasterSettings.from_dict(data.get("master", {}), where=f"{where}.master"),
+            roles=roles)
 
 
 def _rounded(values: dict[str, Any]) -> dict[str, Any]:
@@ -285,10 +301,21 @@ class MasterOptions(Options):
 class MixOptions(Options):
     """How a folder of stems is mixed (see `Options`); ``method`` "network" (the default)
     lets the stem network set levels, EQ and balance; ``refine_steps`` > 0 then refines them
-    through the twin."""
+    through the twin; ``keep_balance`` (0..1) keeps that much of the stems' own balance;
+    ``roles`` (file name -> role) overrides the roles read from names and audio."""
 
     method: str = MIX_METHOD
     refine_steps: int = 0
+    keep_balance: float = KEEP_BALANCE
+    roles: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from automix.mixing.roles import check_roles
+
+        super().__post_init__()
+        if not 0.0 <= self.keep_balance <= 1.0:
+            raise SettingsError(f"--keep-balance {self.keep_balance:g} is out of range [0, 1]")
+        object.__setattr__(self, "roles", check_roles(dict(self.roles)))
 
 
 @dataclass(frozen=True, kw_only=True)

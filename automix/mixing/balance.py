@@ -5,7 +5,10 @@ high-pass, compressor, pan spread and send); `network_chains` lets the stem netw
 stem's level, EQ and balance; `fit_balance` moves the levels so that the mix's mid and side
 third-octave band powers match the reference's (`fit_levels`: stems taken as uncorrelated,
 so band powers add; least squares in dB with a ridge toward the role balance). A level move
-keeps a stem's compressor sounding the same (`with_level_move`). Silent stems
+keeps a stem's compressor sounding the same (`with_level_move`). Whatever suggested them, the
+levels end within each role's plausible share of the mix and near the stems' input balance
+(`plausible_levels`), and ``keep_balance`` moves them back toward the input balance
+(`keep_input_balance`). Silent stems
 (`Stem.silent`) are passed through (a neutral chain at unit gain) and take no part in any of
 this: the others' settings are what they would be without them.
 """
@@ -18,9 +21,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from automix import analysis
+from automix import analysis, loudness
 from automix.mixing.render import RENDER_THREADS, render_dry
-from automix.mixing.roles import ROLE_DEFAULTS
+from automix.mixing.roles import PAIR_PAN, ROLE_DEFAULTS, ROLE_SHARE_LU, pair_side
 from automix.mixing.stems import (
     SILENT_STEM_LUFS,
     Stem,
@@ -49,6 +52,8 @@ MIN_EQ_MOVE_DB = 0.5  # the stem network's EQ moves smaller than this are left o
 MAX_FIT_MOVE_DB = 12.0  # the fit moves a stem's level at most this far from its role balance
 FIT_PRIOR_WEIGHT = 0.05  # per dB squared of a level move, against dB squared of band error
 FIT_SIDE_WEIGHT = 0.3  # side bands count this much against mid bands
+MAX_INPUT_MOVE_DB = 15.0  # no stem ends further than this from its input level, relative to
+# the others (its gain minus the stems' median gain); ranges of shares in `ROLE_SHARE_LU`
 
 
 def default_chains(stems: list[Stem], sample_rate: int) -> dict[str, StemChain]:
@@ -63,6 +68,7 @@ def default_chains(stems: list[Stem], sample_rate: int) -> dict[str, StemChain]:
     gain_range = ranges(GainParams)["gain_db"]
     chains = {}
     side = 1.0
+    pairs = paired(stems)
     for stem in stems:
         if stem.silent:
             chains[stem.name] = StemChain()
@@ -71,7 +77,9 @@ def default_chains(stems: list[Stem], sample_rate: int) -> dict[str, StemChain]:
         lufs = stem_loudness_lufs(stem, sample_rate)
         gain_db = 0.0 if lufs < SILENT_STEM_LUFS else gain_range.clip(base + role.level_lu - lufs)
         pan = 0.0
-        if role.pan_spread and not stem.is_stereo:
+        if stem.name in pairs and not stem.is_stereo:
+            pan = pairs[stem.name] * PAIR_PAN
+        elif role.pan_spread and not stem.is_stereo:
             pan, side = side * role.pan_spread, -side
         comp = CompressorParams()
         if role.compressor is not None:
@@ -86,6 +94,80 @@ def default_chains(stems: list[Stem], sample_rate: int) -> dict[str, StemChain]:
     return chains
 
 
+
+
+def paired(stems: list[Stem]) -> dict[str, float]:
+    """The side (-1 left, +1 right) of each stem that is one of an L/R pair ("Gtr L" and "Gtr
+    R", `roles.pair_side`) whose other side is among ``stems``."""
+    sides = {s.name: pair_side(s.name) for s in stems}
+    found = {v for v in sides.values() if v is not None}
+    return {name: v[1] for name, v in sides.items()
+            if v is not None and (v[0], -v[1]) in found}
+
+
+def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+                     span: tuple[int, int] | None = None) -> dict[str, StemChain]:
+    """``chains`` with the smallest level moves that put every sounding stem within its role's
+    share of the mix (`ROLE_SHARE_LU`: its loudness minus the power sum of the others') and
+    within `MAX_INPUT_MOVE_DB` of its input level relative to the others (its gain minus a
+    common offset). Loudness is measured through each chain on samples ``span`` (default: the
+    loudest `FIT_EXCERPT_S`); a level move moves it as much (`with_level_move` keeps the
+    compressor's sound); stems are taken as uncorrelated. Soft bounds solved by least
+    squares, so a folder whose roles cannot all be satisfied (32 lead vocals) gets the
+    nearest balance. Stems quieter than `SILENT_STEM_LUFS` in the excerpt keep their chains."""
+    from scipy.optimize import least_squares
+
+    start, end = span or loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
+
+    def unit_gain_lufs(stem: Stem) -> float:
+        dry = render_dry(stem.samples[:, start:end], stem.is_stereo, sample_rate,
+                         chains[stem.name])
+        return loudness.integrated_lufs(dry, sample_rate) - chains[stem.name].gain.gain_db
+
+    candidates = [s for s in sounding(stems) if excerpt_level_db(s, start, end) > SILENT_STEM_LUFS]
+    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
+        measured = list(pool.map(unit_gain_lufs, candidates))
+    kept = [(s, lufs) for s, lufs in zip(candidates, measured, strict=True)
+            if math.isfinite(lufs) and lufs + chains[s.name].gain.gain_db > SILENT_STEM_LUFS]
+    if len(kept) < 2:
+        return dict(chains)
+    heard = [s for s, _ in kept]
+    lufs = np.array([m for _, m in kept])
+    gains = np.array([chains[s.name].gain.gain_db for s in heard])
+    low, high = np.array([ROLE_SHARE_LU[s.role] for s in heard]).T
+    to_nepers = math.log(10.0) / 10.0
+    weight = 10.0  # per LU outside a range, against 1 per dB of move
+
+    def shares(levels: np.ndarray) -> np.ndarray:
+        power = np.exp(levels * to_nepers)
+        return levels - np.log(np.maximum(power.sum() - power, 1e-30)) / to_nepers
+
+    def residuals(v: np.ndarray) -> np.ndarray:
+        moves, offset = v[:-1], v[-1]
+        share = shares(lufs + gains + moves)
+        drift = np.abs(gains + moves - offset) - MAX_INPUT_MOVE_DB
+        return np.concatenate([moves, weight * np.maximum(share - high, 0.0),
+                               weight * np.maximum(low - share, 0.0),
+                               weight * np.maximum(drift, 0.0)])
+
+    fit = least_squares(residuals, np.append(np.zeros(len(heard)), np.median(gains)))
+    moves = np.where(np.abs(fit.x[:-1]) < 0.05, 0.0, fit.x[:-1])
+    return {**chains, **{s.name: with_level_move(chains[s.name], float(m))
+                         for s, m in zip(heard, moves, strict=True) if m}}
+
+
+def keep_input_balance(stems: list[Stem], chains: dict[str, StemChain],
+                       amount: float) -> dict[str, StemChain]:
+    """``chains`` with each sounding stem's gain moved ``amount`` (0..1) of the way to the
+    stems' mean gain: at 1 every stem gets the same gain, so the stems keep the relative
+    levels they arrived with (a rough mix); at 0 the suggestion stands. Compressors follow
+    (`with_level_move`)."""
+    heard = sounding(stems)
+    if amount <= 0.0 or len(heard) < 2:
+        return dict(chains)
+    mean_db = float(np.mean([chains[s.name].gain.gain_db for s in heard]))
+    return {**chains, **{s.name: with_level_move(
+        chains[s.name], amount * (mean_db - chains[s.name].gain.gain_db)) for s in heard}}
 
 
 def with_level_move(chain: StemChain, move_db: float) -> StemChain:

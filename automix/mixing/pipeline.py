@@ -34,7 +34,14 @@ from automix.analysis import AudioWarning
 from automix.audio import Audio
 from automix.errors import SettingsError
 from automix.mastering.pipeline import MasterResult, master
-from automix.mixing.balance import FIT_EXCERPT_S, default_chains, fit_balance, network_chains
+from automix.mixing.balance import (
+    FIT_EXCERPT_S,
+    default_chains,
+    fit_balance,
+    keep_input_balance,
+    network_chains,
+    plausible_levels,
+)
 from automix.mixing.refine import REFINE_BUDGET_S, refine
 from automix.mixing.render import render_mix
 from automix.mixing.stems import Stem, loudest_excerpt, sounding, stem_loudness_lufs
@@ -42,6 +49,7 @@ from automix.params import StemChain
 from automix.presets import Target
 from automix.settings import (
     DEFAULT_REVERB,
+    KEEP_BALANCE,
     MIX_METHOD,
     Amounts,
     MixSettings,
@@ -57,13 +65,17 @@ from automix.settings import (
 
 def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
                 method: str = MIX_METHOD, fit: bool = True, refine_steps: int = 0,
-                time_budget_s: float = REFINE_BUDGET_S) -> dict[str, StemChain]:
+                time_budget_s: float = REFINE_BUDGET_S,
+                keep_balance: float = KEEP_BALANCE) -> dict[str, StemChain]:
     """Per-stem settings: role defaults (`default_chains`); with ``method`` "network", each
     stem's level, EQ and balance from the stem network (`network_chains`); levels fitted to
     the reference's band balance (`fit_balance`, unless ``fit`` is False); then refined
     through the twin (`refine`) when ``refine_steps`` > 0 (off by default: on held-out real
     multitracks it moved mixes away from the real ones, 5.3 -> 5.7 dB log-mel, and it costs
-    seconds)."""
+    seconds). Last, for every method, the levels are held to a plausible balance
+    (`plausible_levels`: each role's share of the mix, `roles.ROLE_SHARE_LU`, and at most
+    `MAX_INPUT_MOVE_DB` from the input balance), and moved ``keep_balance`` (0..1) of the way
+    back to the balance the stems arrived with (`keep_input_balance`)."""
     check_method(method)
     chains = default_chains(stems, sample_rate)
     span = loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
@@ -71,12 +83,12 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
         chains = network_chains(stems, sample_rate, chains, reference, span)
     if fit:
         chains = fit_balance(stems, sample_rate, chains, reference, span)
-    if refine_steps <= 0:
-        return chains
-    if len(sounding(stems)) < 2:
-        return chains
-    return {**chains, **refine(sounding(stems), sample_rate, chains, DEFAULT_REVERB, reference,
-                               steps=refine_steps, time_budget_s=time_budget_s)}
+    if refine_steps > 0 and len(sounding(stems)) >= 2:
+        chains = {**chains, **refine(sounding(stems), sample_rate, chains, DEFAULT_REVERB,
+                                     reference, steps=refine_steps,
+                                     time_budget_s=time_budget_s)}
+    chains = plausible_levels(stems, sample_rate, chains, span)
+    return keep_input_balance(stems, chains, keep_balance)
 
 
 # --- the whole mix ----------------------------------------------------------------------------
@@ -118,16 +130,18 @@ class MixResult:
 def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Target, *,
         method: str = MIX_METHOD, settings: MixSettings | None = None,
         amounts: Amounts | None = None,
-        load_warnings: list[AudioWarning] | None = None, refine_steps: int = 0) -> MixResult:
+        load_warnings: list[AudioWarning] | None = None, refine_steps: int = 0,
+        keep_balance: float = KEEP_BALANCE) -> MixResult:
     """Mix ``stems`` toward ``reference`` (settings by `suggest_mix` with ``method`` and
-    ``refine_steps``) and master the bus at ``target``; or render given ``settings``
+    ``refine_steps``, keeping ``keep_balance`` of the stems' input balance) and master the bus
+    at ``target``; or render given ``settings``
     exactly. ``amounts`` (`settings.Amounts`) scale every stem's and the
     master's settings toward neutral (eq, dynamics; width also centres the pans)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if settings is None:
         chains = suggest_mix(stems, sample_rate, reference, method=method,
-                             refine_steps=refine_steps)
+                             refine_steps=refine_steps, keep_balance=keep_balance)
         reverb, master_settings = DEFAULT_REVERB, None
     else:
         names = [s.name for s in stems]
@@ -147,7 +161,8 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
     timings["render_mix"] = time.perf_counter() - t0
     result = master(Audio(bus, sample_rate), reference, target, settings=master_settings,
                     amounts=amounts)
-    mix_settings = MixSettings(stems=dict(chains), reverb=reverb, master=result.settings)
+    mix_settings = MixSettings(stems=dict(chains), reverb=reverb, master=result.settings,
+                               roles={s.name: s.role for s in stems if s.role_source == "user"})
     return MixResult(result.audio, mix_settings, method, stems, processed, result,
                      list(load_warnings or []), timings)
 

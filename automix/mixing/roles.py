@@ -1,8 +1,11 @@
 """Roles: what each stem is (vocals, drums, bass, ...) and where each role starts in a mix.
 
 A role is read from the file name when a keyword says it plainly (`role_from_name`: "vocals",
-"kick", "bass", ...), else guessed from the audio (`role_from_audio`). `ROLE_DEFAULTS` holds
-each role's starting level, high-pass, pan spread, reverb send and compressor.
+"kick", "bass", GM names, abbreviations), else guessed from the audio (`role_from_audio`), unless
+the user names it (``--role NAME=ROLE``). `ROLE_DEFAULTS` holds each role's starting level,
+high-pass, pan spread, reverb send and compressor; `ROLE_SHARE_LU` the range of each role's
+loudness against the rest of the mix that a suggested balance keeps to; `pair_side` finds the
+two sides of an L/R pair ("Gtr L", "Gtr R"), which are panned as a pair.
 """
 
 from __future__ import annotations
@@ -14,40 +17,60 @@ from pathlib import Path
 
 import numpy as np
 
-ROLES = ("vocals", "drums", "bass", "guitar", "keys", "synth", "strings", "brass", "other")
-# Keywords per role, tried in this order on the name's lower-case words (drums first, so that
-# "bassdrum" and "bass drum" are drums, not bass). Keywords of 5 letters or more match anywhere
-# in a word ("loudsnare"), of 3-4 letters at a word's start ("kick2"), shorter ones whole words.
-ROLE_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("drums", ("bassdrum", "bdrum", "bd", "kick", "kik", "snare", "snr", "hihat", "hh", "hat",
-               "cymbal", "crash", "ride", "tom", "drum", "perc", "clap", "rim", "sidestick",
-               "conga", "bongo", "shaker", "tamb", "beat", "loop", "overhead", "oh")),
-    ("vocals", ("vocal", "vox", "voice", "sing", "choir", "lead vocal", "bv", "bgv", "adlib")),
-    ("bass", ("bass", "sub", "808")),
-    ("guitar", ("guitar", "gtr", "gt")),
-    ("keys", ("piano", "pinao", "keys", "key", "rhodes", "organ", "epiano", "wurli", "clav",
-              "harpsichord", "vibes", "marimba", "xylo")),
-    ("strings", ("string", "violin", "viola", "cello", "orch")),
-    ("brass", ("horn", "trumpet", "trombone", "brass", "sax", "flute", "clarinet", "oboe",
-               "flj00te")),
-    ("synth", ("synth", "pad", "arp", "lead", "saw", "pluck", "bell", "sid", "fm")),
-)
+from automix.errors import SettingsError
 
+ROLES = ("vocals", "drums", "bass", "guitar", "keys", "synth", "strings", "brass", "other")
+# Keywords per role (General-MIDI instrument names and the abbreviations of DAW track names),
+# tried on the name's lower-case words, camelCase split ("AltoSax" -> "alto sax", "LdVox" ->
+# "ld vox", "EGtr" -> "e gtr"). Two passes: first whole words and phrases, role by role in this
+# order ("bassoon" is brass, "synth bass" bass, "bass drum" drums); then the same keywords
+# inside words: those of 5 letters or more anywhere ("loudsnare"), of 3-4 letters at a word's
+# start ("kick2"), shorter ones never. "backing" (a band's backing track) and "band" are named,
+# as "other".
+ROLE_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("drums", ("bassdrum", "bass drum", "bdrum", "bd", "kick", "kik", "kd", "snare", "snr", "sn",
+               "sd", "hihat", "hi hat", "hh", "hat", "cymbal", "crash", "ride", "tom", "toms",
+               "drum", "drums", "perc", "clap", "rim", "sidestick", "conga", "bongo", "shaker",
+               "tamb", "beat", "loop", "overhead", "oh", "timpani", "taiko", "agogo", "woodblock",
+               "cowbell", "steel drums", "room", "rooms")),
+    ("vocals", ("vocal", "vocals", "vox", "voice", "sing", "choir", "lead vocal", "bv", "bgv",
+                "adlib", "ldvox", "leadvox", "aahs", "oohs")),
+    ("brass", ("bassoon",)),  # before "bass"
+    ("bass", ("bass", "sub", "808", "contrabass", "synth bass", "bassline")),
+    ("guitar", ("guitar", "gtr", "gt", "egtr", "agtr", "sitar", "banjo", "shamisen", "koto",
+                "mandolin", "ukulele")),
+    ("keys", ("piano", "pinao", "pno", "keys", "key", "kbd", "rhodes", "organ", "epiano", "ep",
+              "wurli", "clav", "clavinet", "harpsichord", "vibes", "vibraphone", "marimba",
+              "xylo", "celesta", "glockenspiel", "music box", "dulcimer", "accordion",
+              "kalimba", "tubular bells")),
+    ("strings", ("strings", "string", "violin", "vln", "viola", "vla", "cello", "vc",
+                 "orch", "harp", "fiddle", "pizzicato", "tremolo")),
+    ("brass", ("horn", "horns", "trumpet", "tpt", "trombone", "tbn", "tuba", "brass", "sax",
+               "flute", "flj00te", "clarinet", "oboe", "piccolo", "recorder", "whistle",
+               "ocarina", "shakuhachi", "harmonica", "bagpipe", "shanai", "bottle", "winds",
+               "woodwinds")),
+    ("synth", ("synth", "pad", "arp", "lead", "saw", "pluck", "bell", "sid", "fm", "square")),
+    ("other", ("backing", "band", "fx", "sfx")),
+)
+# A name whose last word is one of these is one side of a pair ("Gtr L", "OH R", "Keys_Left").
+PAIR_SIDES = {"l": -1.0, "left": -1.0, "r": 1.0, "right": 1.0}
 
 
 def _words(name: str) -> list[str]:
-    """Lower-case words of a file name without its extension and track number."""
-    stem = Path(name).stem.lower()
+    """Lower-case words of a file name without its extension and track number, camelCase
+    split ("AltoSax" -> "alto", "sax"; "EGtr" -> "e", "gtr")."""
+    stem = re.sub(r"([a-z])([A-Z])", r"\1 \2", Path(name).stem)
+    stem = re.sub(r"([A-Z])([A-Z][a-z])", r"\1 \2", stem).lower()
     stem = re.sub(r"([a-z])([0-9])", r"\1 \2", stem)
     return [w for w in re.split(r"[^a-z0-9]+", stem) if w and not w.isdigit()]
 
 
-def _matches(keyword: str, word: str) -> bool:
+def _inside(keyword: str, word: str) -> bool:
     if len(keyword) >= 5:
         return keyword in word
     if len(keyword) >= 3:
         return word.startswith(keyword)
-    return word == keyword
+    return False
 
 
 def role_from_name(name: str) -> str | None:
@@ -55,15 +78,58 @@ def role_from_name(name: str) -> str | None:
 
     >>> role_from_name("03_Lead Vocals.wav"), role_from_name("bassdrum01.flac")
     ('vocals', 'drums')
+    >>> role_from_name("AltoSax.wav"), role_from_name("PickBass.wav"), role_from_name("SN.wav")
+    ('brass', 'bass', 'drums')
     """
     words = _words(name)
-    text = " ".join(words)
+    text = f" {' '.join(words)} "
     for role, keywords in ROLE_KEYWORDS:
-        for keyword in keywords:
-            if " " in keyword:
-                if keyword in text:
-                    return role
-            elif any(_matches(keyword, w) for w in words):
+        if any(f" {k} " in text for k in keywords):
+            return role
+    for role, keywords in ROLE_KEYWORDS:
+        if any(" " not in k and _inside(k, w) for k in keywords for w in words):
+            return role
+    return None
+
+
+def pair_side(name: str) -> tuple[str, float] | None:
+    """("name without its side", -1 or +1) when ``name`` is one side of an L/R pair ("Gtr L",
+    "OH_R", "keys left"), else None."""
+    words = _words(name)
+    if len(words) < 2 or words[-1] not in PAIR_SIDES:
+        return None
+    return " ".join(words[:-1]), PAIR_SIDES[words[-1]]
+
+
+def check_roles(roles: dict[str, str], where: str = "--role") -> dict[str, str]:
+    """``roles`` (stem name -> role) when every role is one of `ROLES`, else `SettingsError`
+    in one line naming the valid ones."""
+    for name, role in roles.items():
+        if role not in ROLES:
+            raise SettingsError(f"{where} {name}={role}: unknown role {role!r}; valid roles: "
+                                f"{', '.join(ROLES)}")
+    return dict(roles)
+
+
+def parse_roles(items: list[str] | None) -> dict[str, str]:
+    """``--role NAME=ROLE`` options as a mapping (checked, `check_roles`); NAME is a stem's
+    file name, with or without its extension."""
+    roles = {}
+    for item in items or []:
+        name, sep, role = item.rpartition("=")
+        if not sep or not name.strip():
+            raise SettingsError(f"--role: expected NAME=ROLE, got {item!r} (roles: "
+                                f"{', '.join(ROLES)})")
+        roles[name.strip()] = role.strip().lower()
+    return check_roles(roles)
+
+
+def user_role(name: str, roles: dict[str, str]) -> str | None:
+    """The role ``roles`` gives the stem file ``name`` (by its name or its name without the
+    extension, either case), else None."""
+    for key in (name, Path(name).stem):
+        for given, role in roles.items():
+            if given.lower() == key.lower():
                 return role
     return None
 
@@ -127,3 +193,24 @@ ROLE_DEFAULTS: dict[str, RoleDefaults] = {
     "other": RoleDefaults(-1.0, 40.0, 0.3, -60.0, None),
 }
 
+
+
+# How loud a stem of each role may sit against the rest of the mix (the power sum of every
+# other stem), in LU: (lowest, highest). The suggested balance (`balance.plausible_levels`)
+# keeps to these whatever the network or the fit asked: a lead (vocals, a lead guitar, a solo
+# horn) at most a few LU over the whole band, kick and bass never over the rest of it. Wide
+# at the bottom: with many stems each is naturally far under the rest (a hi-hat among 14).
+# On held-out multitracks, unconstrained suggestions had put a lead guitar 6 LU over its
+# band (from 5 LU under) and a jazz song's kick and bass +10 dB over everything.
+ROLE_SHARE_LU: dict[str, tuple[float, float]] = {
+    "vocals": (-12.0, 3.0),
+    "drums": (-30.0, 0.0),
+    "bass": (-24.0, -1.0),
+    "guitar": (-30.0, 3.0),
+    "keys": (-30.0, 3.0),
+    "synth": (-30.0, 3.0),
+    "strings": (-30.0, 3.0),
+    "brass": (-30.0, 3.0),
+    "other": (-36.0, 3.0),
+}
+PAIR_PAN = 1.0  # the two sides of an L/R pair ("OH L", "OH R") are panned this far out

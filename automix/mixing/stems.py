@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
@@ -29,7 +29,7 @@ from automix import analysis, loudness
 from automix.analysis import CLIP_RUN_SAMPLES, CLIP_RUNS_ALLOWED, AudioWarning
 from automix.audio import MIN_DURATION_S, READ_EXTENSIONS, load
 from automix.errors import AudioInputError
-from automix.mixing.roles import role_from_audio, role_from_name
+from automix.mixing.roles import role_from_audio, role_from_name, user_role
 
 MIN_STEMS = 2
 MAX_STEMS = 32
@@ -48,7 +48,7 @@ class Stem:
     name : str, the file name (the key of its settings)
     samples : np.ndarray, shape (channels, samples), float32, channels 1 or 2
     role : str, one of `ROLES`
-    role_source : str, "name" or "audio"
+    role_source : str, "name", "audio" or "user" (``--role``, `with_roles`)
     silent : bool, quieter than `SILENT_STEM_LUFS` or shorter than a loudness block: passed
         through at unit gain, left out of the network and the balance fit
     """
@@ -231,3 +231,11 @@ def loudest_excerpt(stems: list[Stem], sample_rate: int, seconds: float) -> tupl
     return analysis.loudest_span(energy, hop, total, int(seconds * sample_rate))
 
 
+def with_roles(stems: list[Stem], roles: dict[str, str]) -> list[Stem]:
+    """``stems`` with the roles the user gave (``--role NAME=ROLE``, a settings file's
+    ``roles``: `roles.user_role`), their source "user"; names that match no stem are left."""
+    out = []
+    for stem in stems:
+        role = user_role(stem.name, roles)
+        out.append(stem if role is None else replace(stem, role=role, role_source="user"))
+    return out

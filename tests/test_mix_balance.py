@@ -1,0 +1,274 @@
+"""Issue 16, points 4, 5 and 7, on stems cut from the committed real excerpts.
+
+A plausible balance: whatever the method suggests, no stem ends outside its role's share of
+the mix (`roles.ROLE_SHARE_LU`: a lead at most a few LU over the band, kick and bass never over
+everything), measured on the processed stems; ``--keep-balance 1`` keeps the stems' relative
+levels as they arrive. Roles: the name vocabulary, L/R pairs, ``--role`` and a settings file's
+``roles``, shown with where they came from. The mix report: a per-stem table and the bus.
+"""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from automix import loudness
+from automix.cli import app
+from automix.mixing.balance import plausible_levels
+from automix.mixing.roles import ROLE_SHARE_LU, ROLES, pair_side, role_from_name
+from automix.mixing.stems import load_stems
+from automix.params import GainParams, StemChain
+
+ROOT = Path(__file__).resolve().parent.parent
+SECONDS = 6.0
+runner = CliRunner()
+
+
+def _excerpt(path: str, gain_db: float = 0.0) -> tuple[np.ndarray, int]:
+    x, sr = sf.read(ROOT / path, dtype="float32", always_2d=True)
+    x = x[: int(SECONDS * sr)]
+    x = x * np.float32(10 ** (-14.0 / 20) / np.max(np.abs(x)))
+    return x * np.float32(10 ** (gain_db / 20)), sr
+
+
+def _folder(folder: Path, sources: dict[str, tuple[str, float]]) -> Path:
+    folder.mkdir(parents=True)
+    for name, (source, gain_db) in sources.items():
+        sf.write(folder / name, *_excerpt(source, gain_db))
+    return folder
+
+
+# a band recording: the backing and a lead guitar 5 LU under it
+BAND = {"01_backing.flac": ("reference_tracks/rock/hedgewars__rock.flac", 0.0),
+        "02_lead-guitar.flac": ("reference_tracks/metal/fof_war_of_freedom.flac", -8.0)}
+# a rhythm section: kick, bass (named by role; real music), keys, pad
+SECTION = {"Kick.flac": ("reference_tracks/rock/lmms_thomasso_axefromthe80s.flac", 0.0),
+           "PickBass.flac": ("reference_tracks/hiphop/lmms_capdan_reggaetry.flac", 0.0),
+           "Pno.flac": ("examples/dirty_love.flac", 0.0),
+           "Pad 2.flac": ("reference_tracks/ambient/singularity__nebula.flac", -6.0)}
+
+
+def _mix(folder: Path, out: Path, *args: str) -> dict:
+    result = runner.invoke(app, ["mix", str(folder), "-o", str(out), "--stems-out",
+                                 str(out.with_suffix("")), *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def _shares(folder: Path) -> dict[str, float]:
+    """Each file's loudness minus the loudness of the sum of the others (LU)."""
+    stems = {p.name: sf.read(p, always_2d=True) for p in sorted(folder.iterdir())}
+    sr = next(iter(stems.values()))[1]
+    out = {}
+    for name, (x, _) in stems.items():
+        rest = np.sum([y for n, (y, _) in stems.items() if n != name], axis=0)
+        out[Path(name).stem] = (loudness.integrated_lufs(x.T, sr)
+                                - loudness.integrated_lufs(rest.T, sr))
+    return out
+
+
+@pytest.fixture(scope="module")
+def band(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _folder(tmp_path_factory.mktemp("band") / "stems", BAND)
+
+
+@pytest.fixture(scope="module")
+def section(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _folder(tmp_path_factory.mktemp("section") / "stems", SECTION)
+
+
+# --- point 4: a plausible balance -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["network", "dsp"])
+def test_a_lead_ends_at_most_a_few_lu_over_the_band(band: Path, tmp_path: Path,
+                                                    method: str) -> None:
+    report = _mix(band, tmp_path / "mix.wav", "--method", method)
+    assert {s["name"]: s["role"] for s in report["stems"]} == {
+        "01_backing.flac": "other", "02_lead-guitar.flac": "guitar"}
+    lead = _shares(tmp_path / "mix")["02_lead-guitar"]
+    assert lead <= ROLE_SHARE_LU["guitar"][1] + 0.5, lead
+
+
+@pytest.mark.parametrize("method", ["network", "dsp"])
+def test_kick_and_bass_stay_within_their_share(section: Path, tmp_path: Path,
+                                               method: str) -> None:
+    report = _mix(section, tmp_path / "mix.wav", "--method", method)
+    roles = {Path(s["name"]).stem: s["role"] for s in report["stems"]}
+    assert roles == {"Kick": "drums", "PickBass": "bass", "Pno": "keys", "Pad 2": "synth"}
+    for name, share in _shares(tmp_path / "mix").items():
+        low, high = ROLE_SHARE_LU[roles[name]]
+        assert low - 0.5 <= share <= high + 0.5, (name, share)
+
+
+def test_plausible_levels_pulls_kick_and_bass_back(section: Path) -> None:
+    """Chains that put kick and bass 10 dB over everything (what a fit once did to a jazz
+    song) are moved back into their shares (levels measured here without the chains' other
+effects: neutral chains), and no further than they must."""
+    stems, sr, _ = load_stems(section)
+    loud = {"Kick.flac": 10.0, "PickBass.flac": 10.0, "Pno.flac": -10.0, "Pad 2.flac": -10.0}
+    chains = {s.name: StemChain(gain=GainParams(gain_db=loud[s.name])) for s in stems}
+    fixed = plausible_levels(stems, sr, chains)
+    levels = {}
+    for s in stems:
+        played = s.samples if s.is_stereo else np.repeat(s.samples.mean(0, keepdims=True), 2, 0)
+        levels[s.name] = loudness.integrated_lufs(played, sr) + fixed[s.name].gain.gain_db
+    for s in stems:
+        rest = 10 * np.log10(sum(10 ** (v / 10) for n, v in levels.items() if n != s.name))
+        low, high = ROLE_SHARE_LU[s.role]
+        assert low - 1.0 <= levels[s.name] - rest <= high + 1.0, (s.name, levels[s.name] - rest)
+    gains = {n: c.gain.gain_db for n, c in fixed.items()}
+    assert gains["Kick.flac"] - gains["Pno.flac"] < 20.0 - 3.0, gains  # moved, and
+    assert gains["Kick.flac"] - gains["Pno.flac"] > 0.0, gains  # not further than it had to
+
+
+def test_keep_balance_one_keeps_the_stems_relative_levels(band: Path, tmp_path: Path) -> None:
+    """The lead arrives 5 LU or so under the backing: --keep-balance 1 keeps that (within
+    what EQ and compression change), 0 does not."""
+    before = _shares(band)["02_lead-guitar"]
+    kept = _mix(band, tmp_path / "kept.wav", "--method", "dsp", "--keep-balance", "1")
+    gains = [c["gain"]["gain_db"] for c in kept["settings"]["stems"].values()]
+    assert max(gains) - min(gains) < 0.05
+    after = _shares(tmp_path / "kept")["02_lead-guitar"]
+    assert abs(after - before) < 1.5, (before, after)
+    _mix(band, tmp_path / "free.wav", "--method", "dsp")
+    assert abs(_shares(tmp_path / "free")["02_lead-guitar"] - before) > 3.0
+
+
+def test_keep_balance_out_of_range_is_one_line(band: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["mix", str(band), "-o", str(tmp_path / "m.wav"),
+                                 "--keep-balance", "1.5"])
+    assert result.exit_code == 1 and "--keep-balance 1.5 is out of range [0, 1]" in result.output
+
+
+# --- point 5: roles ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "role"), [
+    ("AltoSax.wav", "brass"), ("03_TenorSax.flac", "brass"), ("PickBass.wav", "bass"),
+    ("AcousticBass.wav", "bass"), ("Electric Bass (finger).wav", "bass"),
+    ("Synth Bass 1.wav", "bass"), ("Bassoon.wav", "brass"), ("SN.wav", "drums"),
+    ("Pno.wav", "keys"), ("EGtr.wav", "guitar"), ("LdVox.wav", "vocals"),
+    ("01_backing.flac", "other"), ("lead.wav", "synth"), ("02_lead-guitar.flac", "guitar"),
+    ("OH L.wav", "drums"), ("Drawbar Organ.wav", "keys"), ("Choir Aahs.wav", "vocals"),
+    ("Synth Strings 1.wav", "strings"), ("Contrabass.wav", "bass"), ("Timpani.wav", "drums"),
+    ("Bass Guitar.wav", "bass"), ("bassdrum01.flac", "drums"), ("track 7.wav", None),
+])
+def test_role_vocabulary(name: str, role: str | None) -> None:
+    assert role_from_name(name) == role
+
+
+def test_pair_sides() -> None:
+    assert pair_side("Gtr L.wav") == ("gtr", -1.0)
+    assert pair_side("OH_R.flac") == ("oh", 1.0)
+    assert pair_side("Keys Left.wav") == ("keys", -1.0)
+    assert pair_side("lead.wav") is None and pair_side("L.wav") is None
+
+
+def test_l_r_pairs_are_panned_as_pairs(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "stems", {
+        "Gtr L.flac": ("reference_tracks/rock/hedgewars__rock.flac", 0.0),
+        "Gtr R.flac": ("reference_tracks/metal/fof_war_of_freedom.flac", 0.0),
+        "OH L.flac": ("reference_tracks/rock/lmms_thomasso_axefromthe80s.flac", 0.0),
+        "OH R.flac": ("reference_tracks/hiphop/lmms_capdan_reggaetry.flac", 0.0),
+        "Keys L.flac": ("examples/dirty_love.flac", 0.0)})  # no Keys R: not a pair
+    for path in folder.iterdir():  # mono files: panned by the mix
+        x, sr = sf.read(path)
+        sf.write(path, x.mean(axis=1), sr)
+    report = _mix(folder, tmp_path / "mix.wav", "--method", "dsp")
+    pans = {n: c["pan"]["pan"] for n, c in report["settings"]["stems"].items()}
+    assert pans["Gtr L.flac"] == -1.0 and pans["Gtr R.flac"] == 1.0
+    assert pans["OH L.flac"] == -1.0 and pans["OH R.flac"] == 1.0
+    assert abs(pans["Keys L.flac"]) < 1.0
+
+
+def test_role_option_and_settings_roles(band: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["mix", str(band), "-o", str(tmp_path / "a.wav"), "--method",
+                                 "dsp", "--role", "01_backing=keys", "--role",
+                                 "02_lead-guitar.flac=vocals"])
+    assert result.exit_code == 0, result.output
+    assert "user" in result.output
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert {s["name"]: (s["role"], s["role_from"]) for s in report["stems"]} == {
+        "01_backing.flac": ("keys", "user"), "02_lead-guitar.flac": ("vocals", "user")}
+    assert report["settings"]["roles"] == {"01_backing.flac": "keys",
+                                           "02_lead-guitar.flac": "vocals"}
+    assert report["settings"]["stems"]["02_lead-guitar.flac"]["send"]["send_db"] > -60.0
+    settings = tmp_path / "roles.yaml"
+    settings.write_text("roles:\n  01_backing.flac: strings\n")
+    report = _mix(band, tmp_path / "b.wav", "--method", "dsp", "--settings", str(settings),
+                  "--role", "02_lead-guitar=brass")
+    assert {s["name"]: (s["role"], s["role_from"]) for s in report["stems"]} == {
+        "01_backing.flac": ("strings", "user"), "02_lead-guitar.flac": ("brass", "user")}
+
+
+@pytest.mark.parametrize("command", ["mix", "batch"])
+def test_an_unknown_role_is_one_line_naming_the_valid_ones(band: Path, tmp_path: Path,
+                                                           command: str) -> None:
+    args = (["mix", str(band), "-o", str(tmp_path / "m.wav")] if command == "mix" else
+            ["batch", str(band.parent), "-o", str(tmp_path / "out"), "--mode", "mix"])
+    result = runner.invoke(app, [*args, "--role", "01_backing=kazoo"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "unknown role 'kazoo'" in lines[0] and ", ".join(ROLES) in lines[0]
+
+
+# --- point 7: the mix report ------------------------------------------------------------------
+
+
+class _Tables(HTMLParser):
+    """The page's title and each table's rows of cell texts, by table id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.title, self.tables, self._table, self._in = "", {}, None, None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "table":
+            self._table = dict(attrs).get("id")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th", "title"):
+            self._in = tag
+            if tag != "title":
+                self.tables[self._table][-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th", "title"):
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "title":
+            self.title += data
+        elif self._in:
+            self.tables[self._table][-1][-1] += data
+
+
+def test_the_mix_report_has_a_stem_table_and_the_bus(band: Path, tmp_path: Path) -> None:
+    report = _mix(band, tmp_path / "mix.wav", "--method", "dsp", "--report",
+                  str(tmp_path / "report.html"))
+    page = _Tables()
+    page.feed((tmp_path / "report.html").read_text())
+    assert page.title == "automix mix report"
+    head, *rows = page.tables["stems"]
+    assert head == ["stem", "role", "gain dB", "pan", "EQ", "compressor", "send"]
+    assert [r[0] for r in rows] == ["01_backing.flac", "02_lead-guitar.flac"]
+    for row in rows:
+        chain = report["settings"]["stems"][row[0]]
+        assert row[1] == "guitar (name)" if "lead" in row[0] else row[1] == "other (name)"
+        assert float(row[2]) == pytest.approx(chain["gain"]["gain_db"], abs=0.01)
+        assert float(row[3]) == pytest.approx(chain["pan"]["pan"], abs=0.01)
+        assert row[4].startswith(f"high-pass {chain['highpass']['freq_hz']:.0f} Hz")
+    bus = {r[0]: r[1:] for r in page.tables["bus"][1:]}
+    before, after = report["measurements"]["input"], report["measurements"]["output"]
+    assert float(bus["loudness (LUFS)"][0]) == pytest.approx(before["integrated_lufs"], abs=0.01)
+    assert float(bus["loudness (LUFS)"][1]) == pytest.approx(after["integrated_lufs"], abs=0.01)
