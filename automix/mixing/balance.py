@@ -23,7 +23,7 @@ import numpy as np
 
 from automix import analysis, loudness
 from automix.mixing.render import RENDER_THREADS, render_dry
-from automix.mixing.roles import PAIR_PAN, ROLE_DEFAULTS, ROLE_SHARE_LU, pair_side
+from automix.mixing.roles import PAIR_PAN, ROLE_DEFAULTS, pair_side, share_range_lu
 from automix.mixing.stems import (
     SILENT_STEM_LUFS,
     Stem,
@@ -108,7 +108,7 @@ def paired(stems: list[Stem]) -> dict[str, float]:
 def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
                      span: tuple[int, int] | None = None) -> dict[str, StemChain]:
     """``chains`` with the smallest level moves that put every sounding stem within its role's
-    share of the mix (`ROLE_SHARE_LU`: its loudness minus the power sum of the others') and
+    share of the mix (`roles.share_range_lu`: its loudness minus the power sum of the others') and
     within `MAX_INPUT_MOVE_DB` of its input level relative to the others (its gain minus a
     common offset). Loudness is measured through each chain on samples ``span`` (default: the
     loudest `FIT_EXCERPT_S`); a level move moves it as much (`with_level_move` keeps the
@@ -134,7 +134,7 @@ def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, Stem
     heard = [s for s, _ in kept]
     lufs = np.array([m for _, m in kept])
     gains = np.array([chains[s.name].gain.gain_db for s in heard])
-    low, high = np.array([ROLE_SHARE_LU[s.role] for s in heard]).T
+    low, high = np.array([share_range_lu(s.role, len(heard)) for s in heard]).T
     to_nepers = math.log(10.0) / 10.0
     weight = 10.0  # per LU outside a range, against 1 per dB of move
 

@@ -196,21 +196,33 @@ ROLE_DEFAULTS: dict[str, RoleDefaults] = {
 
 
 # How loud a stem of each role may sit against the rest of the mix (the power sum of every
-# other stem), in LU: (lowest, highest). The suggested balance (`balance.plausible_levels`)
-# keeps to these whatever the network or the fit asked: a lead (vocals, a lead guitar, a solo
-# horn) at most a few LU over the whole band, kick and bass never over the rest of it. Wide
-# at the bottom: with many stems each is naturally far under the rest (a hi-hat among 14).
-# On held-out multitracks, unconstrained suggestions had put a lead guitar 6 LU over its
-# band (from 5 LU under) and a jazz song's kick and bass +10 dB over everything.
+# other stem), in LU: (floor, ceiling). The ceiling is over the rest; the floor is under the
+# stem's equal share (-10 log10(N - 1) among N equally loud stems), so that it scales with the
+# stem count (a hi-hat among 14 stems sits far under the rest). The suggested balance
+# (`balance.plausible_levels`) keeps to these whatever the network or the fit asked: a lead
+# (vocals, a lead guitar, a solo horn) at most a few LU over the whole band, kick and bass
+# never over the rest of it, nothing buried. Unconstrained, suggestions had put a lead guitar
+# 6 LU over its band (from 5 LU under), a jazz song's kick and bass +10 dB over everything,
+# and on the committed excerpts a piano 23 LU under a pad.
 ROLE_SHARE_LU: dict[str, tuple[float, float]] = {
-    "vocals": (-12.0, 3.0),
-    "drums": (-30.0, 0.0),
-    "bass": (-24.0, -1.0),
-    "guitar": (-30.0, 3.0),
-    "keys": (-30.0, 3.0),
-    "synth": (-30.0, 3.0),
-    "strings": (-30.0, 3.0),
-    "brass": (-30.0, 3.0),
-    "other": (-36.0, 3.0),
+    "vocals": (-6.0, 3.0),
+    "drums": (-15.0, 0.0),
+    "bass": (-10.0, -1.0),
+    "guitar": (-12.0, 3.0),
+    "keys": (-12.0, 3.0),
+    "synth": (-12.0, 3.0),
+    "strings": (-12.0, 3.0),
+    "brass": (-12.0, 3.0),
+    "other": (-15.0, 3.0),
 }
+
+
+def share_range_lu(role: str, stem_count: int) -> tuple[float, float]:
+    """The lowest and highest loudness (LU) a stem of ``role`` may have against the sum of
+    the other ``stem_count - 1`` stems (`ROLE_SHARE_LU`)."""
+    floor, ceiling = ROLE_SHARE_LU[role]
+    equal = -10.0 * math.log10(max(stem_count - 1, 1))
+    return min(equal + floor, ceiling), ceiling
+
+
 PAIR_PAN = 1.0  # the two sides of an L/R pair ("OH L", "OH R") are panned this far out
