@@ -146,6 +146,9 @@ def suggest(
         None, "--method", help="How settings are suggested (default: dsp for a song, network "
         "for stems)."),
     amount: str | None = typer.Option(None, "--amount", help="As for master."),
+    role: list[str] | None = typer.Option(None, "--role", help="Stems: NAME=ROLE, as for mix."),
+    keep_balance: float | None = typer.Option(None, "--keep-balance",
+                                                 help="Stems: 0..1, as for mix."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write suggested settings (real units) and the measurements behind them; edit, then
@@ -156,7 +159,10 @@ def suggest(
     common = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
               "amounts": Amounts.parse(amount), **_given(method=method and method.value)}
     if input_path.is_dir():  # a folder of stems: suggest a mix
-        options: MasterOptions | MixOptions = MixOptions(**common)
+        from automix.mixing.roles import parse_roles
+
+        options: MasterOptions | MixOptions = MixOptions(
+            **common, roles=parse_roles(role), **_given(keep_balance=keep_balance))
         _threads(options.method)
         doc = suggest_mix_file(input_path, output, options, force=force)
     else:
