@@ -24,6 +24,7 @@ from automix.mixing.balance import plausible_levels
 from automix.mixing.roles import ROLE_SHARE_LU, ROLES, pair_side, role_from_name, share_range_lu
 from automix.mixing.stems import load_stems
 from automix.params import GainParams, StemChain
+from conftest import DATA_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 6.0
@@ -272,3 +273,29 @@ def test_the_mix_report_has_a_stem_table_and_the_bus(band: Path, tmp_path: Path)
     before, after = report["measurements"]["input"], report["measurements"]["output"]
     assert float(bus["loudness (LUFS)"][0]) == pytest.approx(before["integrated_lufs"], abs=0.01)
     assert float(bus["loudness (LUFS)"][1]) == pytest.approx(after["integrated_lufs"], abs=0.01)
+
+
+# --- the band recordings of the real-music folder ---------------------------------------------
+
+BANDS = sorted((DATA_DIR / "multitracks").glob("fof_*/stems")) if (
+    DATA_DIR / "multitracks").is_dir() else []
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not BANDS, reason="real-music folder absent")
+@pytest.mark.parametrize("method", ["network", "dsp"])
+def test_real_band_recordings_keep_the_lead_near_the_band(tmp_path: Path, method: str) -> None:
+    """Backing and lead guitar of real band recordings (stems that sum to the released mix),
+    20 s from the middle: the lead ends at most its role's ceiling over the band."""
+    for stems in BANDS:
+        folder = tmp_path / "in" / stems.parent.name
+        folder.mkdir(parents=True)
+        for path in stems.glob("*.flac"):
+            info = sf.info(path)
+            x, sr = sf.read(path, start=int(info.frames * 0.4), frames=20 * info.samplerate,
+                            always_2d=True)
+            sf.write(folder / path.name, x, sr)
+        _mix(folder, tmp_path / f"{folder.name}.wav", "--method", method)
+        shares = _shares(tmp_path / folder.name)
+        lead = next(v for k, v in shares.items() if "lead" in k)
+        assert lead <= ROLE_SHARE_LU["guitar"][1] + 0.5, (folder.name, shares)
