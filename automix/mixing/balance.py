@@ -53,7 +53,7 @@ MAX_FIT_MOVE_DB = 12.0  # the fit moves a stem's level at most this far from its
 FIT_PRIOR_WEIGHT = 0.05  # per dB squared of a level move, against dB squared of band error
 FIT_SIDE_WEIGHT = 0.3  # side bands count this much against mid bands
 MAX_INPUT_MOVE_DB = 15.0  # no stem ends further than this from its input level, relative to
-# the others (its gain minus the stems' median gain); ranges of shares in `ROLE_SHARE_LU`
+# the others (its gain minus one offset common to all); the role shares: `roles.ROLE_SHARE_LU`
 
 
 def default_chains(stems: list[Stem], sample_rate: int) -> dict[str, StemChain]:
