@@ -25,6 +25,7 @@ output is, should it clip (the limiter keeps it from doing so).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,12 +119,17 @@ class MixResult:
 def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Target, *,
         method: str = MIX_METHOD, settings: MixSettings | None = None,
         amounts: Amounts | None = None,
-        load_warnings: list[AudioWarning] | None = None, refine_steps: int = 0) -> MixResult:
+        load_warnings: list[AudioWarning] | None = None, refine_steps: int = 0,
+        progress: Callable[[str], None] | None = None) -> MixResult:
     """Mix ``stems`` toward ``reference`` (settings by `suggest_mix` with ``method`` and
     ``refine_steps``) and master the bus at ``target``; or render given ``settings``
     exactly. ``amounts`` (`settings.Amounts`) scale every stem's and the
-    master's settings toward neutral (eq, dynamics; width also centres the pans)."""
+    master's settings toward neutral (eq, dynamics; width also centres the pans).
+    ``progress`` is called with each stage's name as it starts ("suggest", "render",
+    "master"); `timings_s` holds each stage's seconds."""
     timings: dict[str, float] = {}
+    step = progress or (lambda stage: None)
+    step("suggest")
     t0 = time.perf_counter()
     if settings is None:
         chains = suggest_mix(stems, sample_rate, reference, method=method,
@@ -142,9 +148,11 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
     if amounts is not None and amounts.scales:
         chains = {name: amounts.scale(chain) for name, chain in chains.items()}
     timings["suggest_mix"] = time.perf_counter() - t0
+    step("render")
     t0 = time.perf_counter()
     bus, processed = render_mix(stems, sample_rate, chains, reverb)
     timings["render_mix"] = time.perf_counter() - t0
+    step("master")
     result = master(Audio(bus, sample_rate), reference, target, settings=master_settings,
                     amounts=amounts)
     mix_settings = MixSettings(stems=dict(chains), reverb=reverb, master=result.settings)
