@@ -301,7 +301,8 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
                        cache=cache)
     result = mix(stems, sample_rate, ref, tgt, method=options.method, settings=settings,
                  amounts=options.amounts, load_warnings=warnings,
-                 refine_steps=options.refine_steps, progress=step)
+                 refine_steps=options.refine_steps, progress=step,
+                 keep_processed=stems_out is not None)
     step("write")
     t0 = time.perf_counter()
     with all_or_nothing() as written:  # a failure below removes what this run wrote

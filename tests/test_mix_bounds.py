@@ -87,3 +87,29 @@ def test_cli_shows_stage_names_on_a_terminal_only(tmp_path: Path) -> None:
     plain = runner.invoke(app, ["mix", str(folder), "-o", str(out), "--method", "dsp",
                                 "--force"])
     assert plain.exit_code == 0 and "mix song:" not in plain.stderr
+
+
+def test_render_in_groups_keeps_the_bus_of_the_whole_render() -> None:
+    """The bus rendered a few stems at a time, keeping none of them, equals the sum of every
+    stem's dry render plus the room's return of their sends (the in-memory formula)."""
+    from automix.effects import render
+    from automix.mixing.render import RENDER_THREADS, render_mix, render_stem
+    from automix.params import GainParams, PanParams, SendParams, StemChain
+    from automix.settings import DEFAULT_REVERB
+
+    rng = np.random.default_rng(1)
+    n = 2 * RENDER_THREADS + 1  # more than one group, the last one partial
+    stems = [stem_io.Stem(f"{i}.wav", (0.1 * rng.standard_normal((1 + i % 2, SR * 2)))
+                          .astype(np.float32), "other", "audio") for i in range(n)]
+    chains = {s.name: StemChain(gain=GainParams(gain_db=-3.0 + i), pan=PanParams(pan=0.2 * i - 0.5),
+                                send=SendParams(send_db=-12.0 if i % 2 else -60.0))
+              for i, s in enumerate(stems)}
+    bus, kept = render_mix(stems, SR, chains, DEFAULT_REVERB, keep=False)
+    whole, drys = render_mix(stems, SR, chains, DEFAULT_REVERB)
+    assert kept == [] and len(drys) == n
+    np.testing.assert_array_equal(bus, whole)
+    parts = [render_stem(s, SR, chains[s.name]) for s in stems]
+    sends = sum(send for (_, send), s in zip(parts, stems, strict=True)
+                if chains[s.name].send.send_db > -60.0)
+    expected = sum(dry for dry, _ in parts) + render.reverb_return(sends, SR, DEFAULT_REVERB)
+    np.testing.assert_allclose(bus, expected, atol=1e-5)
