@@ -286,7 +286,7 @@ def long_stems(stem_count: int, minutes: float, method: str) -> None:
         folder = Path(tmp) / "long"
         folder.mkdir()
         rng = np.random.default_rng(0)
-        n = int(minutes * 60 * 44100)
+        n = round(minutes * 60 * 44100)
         for i in range(stem_count):
             with sf.SoundFile(folder / f"track {i:02d}.wav", "w", 44100, 1,
                               subtype="PCM_16") as f:
