@@ -113,3 +113,17 @@ def test_render_in_groups_keeps_the_bus_of_the_whole_render() -> None:
                 if chains[s.name].send.send_db > -60.0)
     expected = sum(dry for dry, _ in parts) + render.reverb_return(sends, SR, DEFAULT_REVERB)
     np.testing.assert_allclose(bus, expected, atol=1e-5)
+
+
+def test_master_reports_its_stages(tmp_path: Path) -> None:
+    from automix.files import master_file
+    from automix.settings import MasterOptions
+
+    song = tmp_path / "song.wav"
+    t = np.arange(SR * 4) / SR
+    sf.write(song, (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR)
+    seen: list[str] = []
+    master_file(song, MasterOptions(), OutputOptions(output=tmp_path / "out.wav"),
+                progress=seen.append)
+    assert seen == ["master", "write"]
+    assert (tmp_path / "out.wav").exists()
