@@ -10,7 +10,8 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,27 @@ def tune_memory(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand not in ("serve", "train"):
         memory.keep_freed_memory()
     memory.skip_exit_collection()
+
+
+PROGRESS_ENV = "AUTOMIX_PROGRESS"  # "1": show stage progress even when stderr is no terminal
+
+
+@contextmanager
+def _stages(title: str, as_json: bool) -> Iterator[Callable[[str], None] | None]:
+    """A progress callback for a pipeline's stages, shown on stderr (a spinner with the
+    stage's name and the time so far, cleared at the end) when stderr is a terminal (or
+    ``AUTOMIX_PROGRESS=1``) and --json does not own the output; else None."""
+    forced = os.environ.get(PROGRESS_ENV) == "1"
+    if as_json or not (forced or err_console.is_terminal):
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True, force_terminal=True) if forced else err_console
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(title, total=None)
+        yield lambda stage: bar.update(task, description=f"{title}: {stage}", refresh=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -123,9 +145,10 @@ def master(
                             **_given(refine_steps=refine_steps, refine_seconds=refine_seconds,
                                      method=method and method.value))
     _threads(options.method)
-    report = master_file(input_path, options, OutputOptions(
-        output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
-        preview=preview, report=report_path))
+    with _stages(f"master {input_path.name}", as_json) as progress:
+        report = master_file(input_path, options, OutputOptions(
+            output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
+            preview=preview, report=report_path), progress=progress)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -282,9 +305,10 @@ def mix(
                          refine_steps=refine_steps, roles=parse_roles(role),
                          **_given(method=method and method.value, keep_balance=keep_balance))
     _threads(options.method)
-    report = mix_file(stems_dir, options, OutputOptions(
-        output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
-        preview=preview, report=report_path), stems_out=stems_out)
+    with _stages(f"mix {stems_dir.name}", as_json) as progress:
+        report = mix_file(stems_dir, options, OutputOptions(
+            output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
+            preview=preview, report=report_path), stems_out=stems_out, progress=progress)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return

@@ -11,6 +11,7 @@ previews, the HTML report and processed stems. A failure removes everything the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -96,13 +97,15 @@ def check_settings_output(output: Path, force: bool) -> None:
 
 def master_file(input_path: Path, options: MasterOptions = MasterOptions(),
                 output: OutputOptions = OutputOptions(), *,
-                cache: ReferenceCache | None = None) -> dict[str, Any]:
+                cache: ReferenceCache | None = None,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Master one file end to end; return the JSON report (also written as the sidecar).
 
     Writes the master, its sidecar, and as ``output`` asks, previews (folder
     ``<output>_preview``) and an HTML report. Nothing is written when anything before the
     write fails. A file longer than `streaming.STREAMING_MIN_SAMPLES` is mastered in blocks
     (bounded memory; the DSP matcher). ``cache`` keeps reference files' analyses across calls.
+    ``progress`` is called with each stage's name as it starts ("master", then "write").
     """
     from automix.mastering import streaming
 
@@ -114,6 +117,8 @@ def master_file(input_path: Path, options: MasterOptions = MasterOptions(),
     if output.preview:  # an input named like a preview, in the previews' folder
         for path in preview_paths(out_path)[1:]:
             refuse_input(path, input_path)
+    step = progress or (lambda stage: None)
+    step("master")
     with all_or_nothing() as written:  # a failure below removes what this run wrote
         if streaming.is_long(input_path):  # hours of audio: blocks, in bounded memory
             result, span = _master_streamed(input_path, out_path, options, output, cache)
@@ -125,6 +130,7 @@ def master_file(input_path: Path, options: MasterOptions = MasterOptions(),
             song, result = _master_in_memory(input_path, out_path, options, output, cache,
                                               written)
             previews_of = (song, result.audio)
+        step("write")
         report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
                   **result.to_dict()}
         write_extras(report, written, out_path=out_path, sidecar=sidecar,
@@ -250,14 +256,17 @@ def suggest_file(input_path: Path, output: Path, options: MasterOptions = Master
 
 def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
              output: OutputOptions = OutputOptions(), *, stems_out: Path | None = None,
-             cache: ReferenceCache | None = None) -> dict[str, Any]:
+             cache: ReferenceCache | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Mix one folder of stems end to end; return the JSON report (also written as the sidecar).
 
     Writes the mix (default ``<folder>_mix.<fmt>`` beside the folder), its sidecar (settings
     in real units, re-renderable with ``options.settings``; measurements; warnings), and
     as ``output`` asks, previews and an HTML report; and the processed stems (``stems_out``,
     one ``<stem name>.<fmt>`` each, after its chain and before the master, without the
-    reverb). Nothing is written when anything before the write fails.
+    reverb). Nothing is written when anything before the write fails. ``progress`` is called
+    with each stage's name as it starts ("load", then `mixing.pipeline.mix`'s, then
+    "write"); the report's ``timings_s`` holds every stage's seconds and their "total".
     """
     from automix.mixing.pipeline import mix
     from automix.mixing.stems import as_played, load_stems
@@ -270,7 +279,11 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
     for path in (output.report, stems_out):
         if path is not None and path.exists() and not force and path.is_file():
             raise OutputError(f"{path}: exists; use --force to overwrite")
+    step = progress or (lambda stage: None)
+    start = time.perf_counter()
+    step("load")
     stems, sample_rate, warnings = load_stems(stems_dir)
+    load_s = time.perf_counter() - start
     stem_paths = []
     if stems_out is not None:
         if stems_out.exists() and not stems_out.is_dir():
@@ -290,7 +303,10 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
                        cache=cache)
     result = mix(stems, sample_rate, ref, tgt, method=options.method, settings=settings,
                  amounts=options.amounts, load_warnings=warnings,
-                 refine_steps=options.refine_steps, keep_balance=options.keep_balance)
+                 refine_steps=options.refine_steps, keep_balance=options.keep_balance,
+                 progress=step, keep_processed=stems_out is not None)
+    step("write")
+    t0 = time.perf_counter()
     with all_or_nothing() as written:  # a failure below removes what this run wrote
         written.append(save(out_path, result.audio, bit_depth=depth, file_format=fmt))
         report = {"automix": __version__, "input": str(stems_dir), "output": str(out_path),
@@ -308,6 +324,10 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
         write_extras(report, written, out_path=out_path, sidecar=sidecar, reference=ref,
                      previews_of=(before, result.audio) if before else None,
                      report_path=output.report)
+        end = time.perf_counter()
+        report["timings_s"] = {"load": round(load_s, 3), **report["timings_s"],
+                               "write": round(end - t0, 3), "total": round(end - start, 3)}
+        write_document(sidecar, report)  # again, with the whole run timed
     report["sidecar"] = str(sidecar)
     return report
 

@@ -7,7 +7,12 @@ scored against the real mix of the same segment: log-mel distance (dB, gain norm
 production features (tonal balance error, loudness, crest, width). Then 8 stems of 3 minutes
 are mixed and timed. Usage::
 
-    python benchmarks/mixing.py [--seconds 30] [--speed-only] [--no-speed]
+    python benchmarks/mixing.py [--seconds 30] [--speed-only] [--no-speed] [--long 32 10]
+
+The speed part also times the bare pedalboard render of the chains automix chose (read, each
+stem through its chain, sum) and prints automix's end-to-end time as a ratio of it; ``--long``
+mixes synthetic long stems in a child process and reports its wall time and peak RSS.
+Songs that fail are reported as a row, not skipped; silent stems are kept.
 
 Held-out songs: the sha1 rule of the song name at 20 % (`automix.training.data.is_held_out`,
 which the stem model's training obeys), a superset of the master model's 10 % held out.
@@ -51,6 +56,8 @@ from automix.training.stems import Perturbation  # noqa: E402
 SEED = 0
 LOG_MEL_GOAL = 0.7  # automix's log-mel distance at most this times the equal-loudness sum's
 SPEED_GOAL_S = 6.0  # 8 stems x 3 minutes: suggest, render and master
+BARE_RATIO_GOAL = 1.5  # automix mix end to end / the bare pedalboard render of its chains
+LONG_RSS_GOAL_GIB = 1.5  # 32 stems x 10 minutes: peak resident memory (issue #16)
 
 
 def held_out(root: Path) -> list[Path]:
@@ -120,40 +127,62 @@ def quality(seconds: float, method: str) -> None:
     rng = np.random.default_rng(SEED)
     rows: dict[str, list[dict[str, float]]] = {"plain sum": [], "equal-loudness sum": [],
                                                "automix": []}
+    failed: list[str] = []
+    silent_songs = 0
     for song in songs:
-        mix_path = real_mix(song)
-        duration = sf.info(mix_path).duration
-        seg = min(seconds, duration / 2.5)
-        a_start, b_start = segments(duration)
-        real, sr = read(mix_path, a_start, seg)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "stems"
-            folder.mkdir()
-            for stem_path in sorted((song / "stems").glob("*.flac")):
-                x, ssr = read(stem_path, a_start, seg)
-                if not np.any(x):
-                    continue
-                sf.write(folder / f"{stem_path.stem}.wav", x.T, ssr, subtype="FLOAT")
-            ref_path = Path(tmp) / "reference.wav"
-            sf.write(ref_path, read(mix_path, b_start, seg)[0].T, sr, subtype="FLOAT")
-            stems, sr, _ = load_stems(folder)
-            perturbed = [Stem(s.name, render_stem(s, sr, perturbation(rng))[0],
-                              s.role, s.role_source, s.silent) for s in stems]
-            plain = np.sum([s.samples for s in perturbed], axis=0)
-            equal = np.sum([s.samples * np.float32(10 ** ((-30 - stem_loudness_lufs(
-                s, sr)) / 20)) for s in perturbed if stem_loudness_lufs(s, sr) > -70],
-                axis=0)
-            reference = resolve_reference(str(ref_path))
-            t0 = time.perf_counter()
-            result = mixing.mix(perturbed, sr, reference, reference.target, method=method)
-            took = time.perf_counter() - t0
-        for name, y in (("plain sum", plain), ("equal-loudness sum", equal),
-                        ("automix", result.audio.samples)):
-            rows[name].append(scores(y, real, sr))
-        print(f"{song.name}: {len(stems)} stems, {seg:.0f} s, automix {took:.1f} s; log-mel "
-              + ", ".join(f"{k} {v[-1]['log-mel dB']:.2f}" for k, v in rows.items()))
+        try:
+            silent_songs += _score_song(song, seconds, method, rng, rows)
+        except Exception as exc:  # noqa: BLE001 - a failure is a result here: a row
+            failed.append(f"{song.name} ({type(exc).__name__}: {exc})")
+            print(f"{song.name}: FAILED {type(exc).__name__}: {exc}")
+    if not rows["automix"]:
+        print(f"every held-out song failed: {failed}")
+        return
+    _quality_table(songs, rows, failed, silent_songs)
+
+
+def _score_song(song: Path, seconds: float, method: str, rng: np.random.Generator,
+                rows: dict[str, list[dict[str, float]]]) -> int:
+    """Score one held-out song into ``rows``; returns 1 when a stem of it is silent in the
+    segment (kept: a real folder has such stems), else 0."""
+    mix_path = real_mix(song)
+    duration = sf.info(mix_path).duration
+    seg = min(seconds, duration / 2.5)
+    a_start, b_start = segments(duration)
+    real, sr = read(mix_path, a_start, seg)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "stems"
+        folder.mkdir()
+        for stem_path in sorted((song / "stems").glob("*.flac")):
+            x, ssr = read(stem_path, a_start, seg)
+            sf.write(folder / f"{stem_path.stem}.wav", x.T, ssr, subtype="FLOAT")
+        ref_path = Path(tmp) / "reference.wav"
+        sf.write(ref_path, read(mix_path, b_start, seg)[0].T, sr, subtype="FLOAT")
+        stems, sr, _ = load_stems(folder)
+        has_silent = int(any(st.silent for st in stems))
+        perturbed = [Stem(s.name, render_stem(s, sr, perturbation(rng))[0],
+                          s.role, s.role_source, s.silent) for s in stems]
+        plain = np.sum([s.samples for s in perturbed], axis=0)
+        equal = np.sum([s.samples * np.float32(10 ** ((-30 - stem_loudness_lufs(
+            s, sr)) / 20)) for s in perturbed if stem_loudness_lufs(s, sr) > -70],
+            axis=0)
+        reference = resolve_reference(str(ref_path))
+        t0 = time.perf_counter()
+        result = mixing.mix(perturbed, sr, reference, reference.target, method=method)
+        took = time.perf_counter() - t0
+    for name, y in (("plain sum", plain), ("equal-loudness sum", equal),
+                    ("automix", result.audio.samples)):
+        rows[name].append(scores(y, real, sr))
+    print(f"{song.name}: {len(stems)} stems, {seg:.0f} s, automix {took:.1f} s; log-mel "
+          + ", ".join(f"{k} {v[-1]['log-mel dB']:.2f}" for k, v in rows.items()))
+    return has_silent
+
+
+def _quality_table(songs: list[Path], rows: dict[str, list[dict[str, float]]],
+                   failed: list[str], silent_songs: int) -> None:
     metrics = list(rows["automix"][0])
-    print(f"\n{len(songs)} held-out songs ({', '.join(s.name for s in songs)}); "
+    print(f"\n{len(songs)} held-out songs ({', '.join(s.name for s in songs)}), "
+          f"{silent_songs} of them with a silent stem in the segment; "
           "mean absolute error against the real mix (lower is better)\n")
     print("| system | " + " | ".join(metrics) + " |")
     print("|---|" + "---|" * len(metrics))
@@ -169,6 +198,7 @@ def quality(seconds: float, method: str) -> None:
     print(f"goal: better than the equal-loudness sum on every production feature: "
           f"{len(better)}/{len(features)} ({', '.join(better) or 'none'}), "
           f"{_verdict(len(better) == len(features))}")
+    print(f"| failed songs | {len(failed)} of {len(songs)} | {'; '.join(failed) or '-'} |")
 
 
 def _verdict(met: bool) -> str:
@@ -201,8 +231,10 @@ def speed(method: str, stem_count: int = 8, seconds: float = 180.0) -> None:
         result = mixing.mix(stems, sr, reference, reference.target, method=method)
         t_mix = time.perf_counter() - t0
         t0 = time.perf_counter()
-        mix_file(folder, MixOptions(method=method), OutputOptions(output=Path(tmp) / "mix.wav"))
+        report = mix_file(folder, MixOptions(method=method),
+                          OutputOptions(output=Path(tmp) / "mix.wav"))
         t_all = time.perf_counter() - t0
+        t_bare = bare_render(folder, report["settings"])
     timings = {**result.timings_s, **result.master.timings_s}
     print(f"\nspeed: {stem_count} stems x {seconds:.0f} s ({source}), --method {method}, "
           f"torch threads {torch.get_num_threads()}")
@@ -217,6 +249,70 @@ def speed(method: str, stem_count: int = 8, seconds: float = 180.0) -> None:
           f"{os.cpu_count()} cores)")
     print(f"throughput: {seconds / t_all:.1f}x real time per process "
           f"(automix batch runs one song per worker)")
+    ratio = t_all / t_bare
+    print(f"| bare pedalboard render of the same chains (read, chains, sum) | {t_bare:.2f} |")
+    stages = report["timings_s"]
+    parts = sum(v for k, v in stages.items() if k != "total")
+    print(f"| sidecar timings_s: stages / total | {parts:.2f} / {stages['total']:.2f} |")
+    print(f"goal: automix mix end to end <= {BARE_RATIO_GOAL}x the bare render: {ratio:.2f}x, "
+          f"{_verdict(ratio <= BARE_RATIO_GOAL)}")
+
+
+def bare_render(folder: Path, settings: dict) -> float:
+    """Seconds to read each stem and run it through its chain in pedalboard, summed: the
+    floor any mixer of these chains pays (no analysis, no suggestion, no master)."""
+    from automix.mixing.render import render_dry
+    from automix.settings import MixSettings
+
+    chains = MixSettings.from_dict(settings).stems
+    t0 = time.perf_counter()
+    bus = None
+    for path in sorted(folder.iterdir()):
+        x, sr = sf.read(path, dtype="float32", always_2d=True)
+        x = np.ascontiguousarray(x.T)
+        stereo = x.shape[0] == 2 and not np.array_equal(x[0], x[1])
+        dry = render_dry(x, stereo, sr, chains[path.name])
+        bus = dry if bus is None else bus + dry
+    return time.perf_counter() - t0
+
+
+def long_stems(stem_count: int, minutes: float, method: str) -> None:
+    """`automix mix` of ``stem_count`` synthetic stems of ``minutes`` each (mono, 16-bit,
+    44.1 kHz; every other one a pulsed bass, the rest filtered noise in bursts), in its own
+    process: wall time and peak RSS."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "long"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        n = round(minutes * 60 * 44100)
+        for i in range(stem_count):
+            with sf.SoundFile(folder / f"track {i:02d}.wav", "w", 44100, 1,
+                              subtype="PCM_16") as f:
+                for start in range(0, n, 44100 * 10):
+                    t = np.arange(start, min(n, start + 441000)) / 44100
+                    x = (0.3 * np.sin(2 * np.pi * (40 + i) * t) * (np.sin(np.pi * t) > 0)
+                         if i % 2 == 0 else 0.05 * rng.standard_normal(t.size)
+                         * (np.sin(2 * np.pi * (1 + i / 7) * t) > 0.5))
+                    f.write(x.astype(np.float32))
+        # /usr/bin/time measures the child: this process's own pages (the stems of the speed
+        # run) would count in a child forked from here before it execs
+        stats = Path(tmp) / "time.txt"
+        cmd = ["/usr/bin/time", "-f", "%M %e", "-o", str(stats), sys.executable, "-m",
+               "automix", "mix", str(folder), "-o", str(Path(tmp) / "mix.wav"), "--method",
+               method]
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+        err = proc.stderr.decode()[-400:]
+        kib, wall = stats.read_text().split()[-2:]
+    peak_gib, wall = int(kib) / 1024**2, float(wall)
+    print(f"\nlong stems: {stem_count} x {minutes:g} min (synthetic, mono), --method {method}")
+    print("| case | wall s | peak RSS GiB | status |\n|---|---|---|---|")
+    print(f"| {stem_count} stems x {minutes:g} min | {wall:.1f} | {peak_gib:.2f} | "
+          f"{'ok' if proc.returncode == 0 else 'FAILED ' + err} |")
+    print(f"goal: peak RSS <= {LONG_RSS_GOAL_GIB} GiB: {peak_gib:.2f} GiB, "
+          f"{_verdict(peak_gib <= LONG_RSS_GOAL_GIB)}")
 
 
 def main() -> None:
@@ -224,6 +320,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--speed-only", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--long", type=float, nargs=2, metavar=("STEMS", "MINUTES"),
+                    default=None, help="also mix this many synthetic stems of these minutes "
+                    "(the issue's case: 32 10)")
     ap.add_argument("--method", choices=METHODS, default=MIX_METHOD,
                     help="how automix mix suggests per-stem settings")
     args = ap.parse_args()
@@ -232,6 +331,8 @@ def main() -> None:
         quality(args.seconds, args.method)
     if not args.no_speed:
         speed(args.method)
+    if args.long:
+        long_stems(int(args.long[0]), args.long[1], args.method)
 
 
 if __name__ == "__main__":

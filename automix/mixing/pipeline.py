@@ -25,6 +25,7 @@ output is, should it clip (the limiter keeps it from doing so).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,7 @@ class MixResult:
     method: str  # how the settings were suggested ("dsp" or "network"), or "settings"
     stems: list[Stem]
     processed: list[np.ndarray]  # each stem after its chain, (2, samples), before the master
+    # (empty when `mix` was asked not to keep them)
     master: MasterResult
     warnings: list[AudioWarning]
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -131,13 +133,20 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
         method: str = MIX_METHOD, settings: MixSettings | None = None,
         amounts: Amounts | None = None,
         load_warnings: list[AudioWarning] | None = None, refine_steps: int = 0,
-        keep_balance: float = KEEP_BALANCE) -> MixResult:
+        keep_balance: float = KEEP_BALANCE,
+        progress: Callable[[str], None] | None = None,
+        keep_processed: bool = True) -> MixResult:
     """Mix ``stems`` toward ``reference`` (settings by `suggest_mix` with ``method`` and
     ``refine_steps``, keeping ``keep_balance`` of the stems' input balance) and master the bus
     at ``target``; or render given ``settings``
     exactly. ``amounts`` (`settings.Amounts`) scale every stem's and the
-    master's settings toward neutral (eq, dynamics; width also centres the pans)."""
+    master's settings toward neutral (eq, dynamics; width also centres the pans).
+    ``progress`` is called with each stage's name as it starts ("suggest", "render",
+    "master"); `timings_s` holds each stage's seconds. Without ``keep_processed`` the
+    result's ``processed`` is empty and the render holds a few processed stems at a time."""
     timings: dict[str, float] = {}
+    step = progress or (lambda stage: None)
+    step("suggest")
     t0 = time.perf_counter()
     if settings is None:
         chains = suggest_mix(stems, sample_rate, reference, method=method,
@@ -156,9 +165,11 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
     if amounts is not None and amounts.scales:
         chains = {name: amounts.scale(chain) for name, chain in chains.items()}
     timings["suggest_mix"] = time.perf_counter() - t0
+    step("render")
     t0 = time.perf_counter()
-    bus, processed = render_mix(stems, sample_rate, chains, reverb)
+    bus, processed = render_mix(stems, sample_rate, chains, reverb, keep=keep_processed)
     timings["render_mix"] = time.perf_counter() - t0
+    step("master")
     result = master(Audio(bus, sample_rate), reference, target, settings=master_settings,
                     amounts=amounts)
     mix_settings = MixSettings(stems=dict(chains), reverb=reverb, master=result.settings,

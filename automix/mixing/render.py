@@ -51,22 +51,30 @@ def sends_reverb(chain: StemChain) -> bool:
 
 
 def render_mix(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
-               reverb: ReverbParams) -> tuple[np.ndarray, list[np.ndarray]]:
+               reverb: ReverbParams, *, keep: bool = True
+               ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The summed mix bus ``(2, samples)`` (dry stems plus the reverb return of their sends)
-    and each processed dry stem. Stems are rendered in threads (pedalboard releases the GIL);
-    the room is convolved only when some stem sends to it."""
+    and each processed dry stem (none unless ``keep``). Stems are rendered in threads
+    (pedalboard releases the GIL), `RENDER_THREADS` at a time, each added to the bus (and the
+    send bus) as soon as its group is done, so that without ``keep`` at most that many
+    processed stems are held at once; the sum runs in stem order either way (the same bus).
+    The room is convolved only when some stem sends to it."""
     def one(stem: Stem) -> np.ndarray:
         return render_dry(stem.samples, stem.is_stereo, sample_rate, chains[stem.name])
 
-    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
-        drys = list(pool.map(one, stems))
     bus = np.zeros((2, stems[0].samples.shape[1]), np.float32)
-    sends = np.zeros_like(bus)
-    for stem, dry in zip(stems, drys, strict=True):
-        bus += dry
-        chain = chains[stem.name]
-        if sends_reverb(chain):
-            sends += dry * np.float32(render.db_to_amp(chain.send.send_db))
-    if any(sends_reverb(chains[s.name]) for s in stems):
+    sends = np.zeros_like(bus) if any(sends_reverb(chains[s.name]) for s in stems) else None
+    kept = []
+    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
+        for first in range(0, len(stems), RENDER_THREADS):
+            group = stems[first : first + RENDER_THREADS]
+            for stem, dry in zip(group, pool.map(one, group), strict=True):
+                bus += dry
+                chain = chains[stem.name]
+                if sends is not None and sends_reverb(chain):
+                    sends += dry * np.float32(render.db_to_amp(chain.send.send_db))
+                if keep:
+                    kept.append(dry)
+    if sends is not None:
         bus += render.reverb_return(sends, sample_rate, reverb)
-    return bus, drys
+    return bus, kept

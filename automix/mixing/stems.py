@@ -35,6 +35,8 @@ MIN_STEMS = 2
 MAX_STEMS = 32
 STEREO_SIDE_RATIO = 1e-3  # a stem whose side RMS / mid RMS is below this is treated as mono
 LOUDNESS_EXCERPT_S = 30.0  # a stem's loudness is measured on at most this much of its active part
+ROLE_EXCERPT_S = 30.0  # a stem's role is heard on at most this much of its active part (the
+# whole stem's FFT took 88 of 117 s on 21 stems of 6.5 min: issue #16)
 ACTIVE_RANGE_DB = 50.0  # half-second hops within this of a stem's loudest count as active
 SILENT_STEM_LUFS = -60.0  # stems quieter than this as they play are silent (S03): unit gain,
 # not balanced; the one rule for "silent" in mixing (`load_stems`, `balance`)
@@ -158,8 +160,8 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
         quiet = is_short or length < MIN_DURATION_S * sample_rate or (
             stem_loudness_lufs(Stem(f.name, x, "other", "audio"), sample_rate)
             < SILENT_STEM_LUFS)
-        stems.append(Stem(f.name, x, role or ("other" if quiet else
-                                              role_from_audio(x, sample_rate)),
+        stems.append(Stem(f.name, x, role or ("other" if quiet else role_from_audio(
+            active_excerpt(x, sample_rate, ROLE_EXCERPT_S), sample_rate)),
                           "name" if role else "audio", silent=quiet))
     for stem, is_short in zip(stems, short, strict=True):
         if stem.silent:
