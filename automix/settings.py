@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from automix.analysis import Analysis
-from automix.audio import write_text_atomic
+from automix.audio import output_format, write_text_atomic
 from automix.errors import SettingsError, first_line
 from automix.params import (
     MASTER_GAIN_DB,
@@ -294,12 +294,13 @@ class MixOptions(Options):
 @dataclass(frozen=True, kw_only=True)
 class OutputOptions:
     """What is written: the audio (default ``<input>_master.<fmt>`` or ``<folder>_mix.<fmt>``
-    beside the input) in ``file_format`` and ``bit_depth``, its JSON sidecar, and optionally
+    beside the input) in ``file_format`` (None: the one ``output``'s name ends in, else wav;
+    see `audio.output_format`) and ``bit_depth``, its JSON sidecar, and optionally
     loudness-matched previews and an HTML report. ``force`` overwrites existing outputs (never
     the input)."""
 
     output: Path | None = None
-    file_format: str = "wav"
+    file_format: str | None = None
     bit_depth: int = 24
     force: bool = False
     preview: bool = False
@@ -307,6 +308,7 @@ class OutputOptions:
 
     def __post_init__(self) -> None:
         _as_paths(self, "output", "report")
+        object.__setattr__(self, "file_format", output_format(self.output, self.file_format))
 
 
 def _as_paths(options: Any, *names: str) -> None:
