@@ -330,11 +330,15 @@ def batch(
     bit_depth: int = typer.Option(24, "--bit-depth", help="16, 24 or 32."),
     jobs: int | None = typer.Option(None, "--jobs", "-j",
                                        help="Songs at once (default half the cores)."),
+    method: Method | None = typer.Option(None, "--method", help="As for master or mix."),
+    amount: str | None = typer.Option(None, "--amount", help="As for master."),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (processes) or ray."),
     address: str | None = typer.Option(None, "--address",
                                           help="Ray cluster address (default: start one)."),
+    force: bool = typer.Option(False, "--force", help="Redo every song, finished or not."),
 ) -> None:
-    """Master or mix every song in INPUT_DIR; finished songs are skipped, so a rerun resumes."""
+    """Master or mix every song in INPUT_DIR (a mix: each folder of stems, or its stems/
+    folder); a song finished with the same settings is skipped, so a rerun resumes."""
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -342,12 +346,15 @@ def batch(
     from automix import batch as batching
     from automix.audio import check_format
     from automix.references import resolve
+    from automix.settings import Amounts
 
     # options every song shares are checked once, here, not reported as N failed songs
     file_format = file_format or "wav"
     check_format(file_format, bit_depth)
     resolve(reference, target, ceiling_dbtp=ceiling_dbtp)
-    options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp}
+    Amounts.parse(amount)
+    options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
+               "amounts": amount, **_given(method=method and method.value)}
     planned = batching.plan(input_dir, out_dir, mode=mode.value, file_format=file_format,
                             bit_depth=bit_depth, options=options)
     if out_dir.exists() and not out_dir.is_dir():
@@ -369,7 +376,7 @@ def batch(
                                        highlight=False)
 
         results = batching.run(planned, engine=engine.value, workers=jobs, address=address,
-                               on_result=advance)
+                               force=force, on_result=advance)
     wall = time.perf_counter() - t0
     table = Table(title=f"automix batch: {out_dir}", title_justify="left")
     for col in ("song", "status", "seconds", "x real time", "output / error"):

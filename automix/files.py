@@ -42,6 +42,7 @@ from automix.settings import (
     Reference,
     read_master_settings,
     read_mix_settings,
+    request_of,
     write_document,
 )
 
@@ -125,7 +126,7 @@ def master_file(input_path: Path, options: MasterOptions = MasterOptions(),
                                               written)
             previews_of = (song, result.audio)
         report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
-                  **result.to_dict()}
+                  "request": request_of(options, output), **result.to_dict()}
         write_extras(report, written, out_path=out_path, sidecar=sidecar,
                      reference=result.reference,
                      previews_of=previews_of if output.preview else None,
@@ -292,7 +293,7 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
     with all_or_nothing() as written:  # a failure below removes what this run wrote
         written.append(save(out_path, result.audio, bit_depth=depth, file_format=fmt))
         report = {"automix": __version__, "input": str(stems_dir), "output": str(out_path),
-                  **result.to_dict()}
+                  "request": request_of(options, output), **result.to_dict()}
         if stems_out is not None:
             if not stems_out.is_dir():
                 stems_out.mkdir(parents=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +309,14 @@ class OutputOptions:
     def __post_init__(self) -> None:
         _as_paths(self, "output", "report")
         object.__setattr__(self, "file_format", output_format(self.output, self.file_format))
+
+
+def request_of(options: Options, output: OutputOptions) -> dict[str, Any]:
+    """What a run was asked for, as plain JSON: every option (reference, target, ceiling,
+    method, amounts, settings file, ...) and the output's format and bit depth. A sidecar
+    keeps it; batch redoes a song whose sidecar asked for something else."""
+    asked = {**asdict(options), "format": output.file_format, "bit_depth": output.bit_depth}
+    return json.loads(json.dumps(asked, default=str))  # paths as text, tuples as lists
 
 
 def _as_paths(options: Any, *names: str) -> None:
