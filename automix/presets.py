@@ -164,7 +164,7 @@ def load_target(name: str | os.PathLike) -> Target:
         return Target(name="the input's loudness", integrated_lufs=math.nan,
                       ceiling_dbtp=DEFAULT_CEILING_DBTP, keeps_input=True,
                       description="the input's own integrated loudness (--target keep)")
-    lufs = _lufs(text)
+    lufs = lufs_of(text)
     if lufs is not None:
         low, high = LUFS_RANGE
         if not low <= lufs <= high:
@@ -181,7 +181,7 @@ def load_target(name: str | os.PathLike) -> Target:
                   description=_text(data, "description", path))
 
 
-def _lufs(text: str) -> float | None:
+def lufs_of(text: str) -> float | None:
     """The loudness ``text`` gives (``-12``, ``-12.5``, ``-12 LUFS``), or None: not a number."""
     number = text[:-4].strip() if text.upper().endswith("LUFS") else text
     try:

@@ -8,8 +8,9 @@ Endpoints
 ---------
 ``GET /``
     The audition page (upload, suggestion, loudness-matched A/B player, sliders, downloads).
-``GET /docs``, ``GET /openapi.json``
-    Interactive API docs and the OpenAPI schema.
+``GET /docs``, ``GET /redoc``, ``GET /openapi.json``
+    Interactive API docs (Swagger UI and ReDoc, their files served from the fastapi-offline
+    package: no CDN) and the OpenAPI schema.
 ``GET /v1/presets``
     Genre presets (``reference``) and delivery targets (``target``).
 ``GET /v1/params``
@@ -55,6 +56,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -237,14 +239,15 @@ def _choices(kind: str, form: Form, job_dir: Path) -> dict[str, Any]:
     target = form.fields.get("target") or None
     named = None
     if target is not None:  # a name, a loudness or keep, as on the command line; never a path
-        try:
-            named = None if target.endswith(".json") else presets.load_target(target)
-        except SettingsError:
-            pass
-        if named is None:
+        if target not in targets and target.lower() != presets.KEEP \
+                and presets.lufs_of(target) is None:
             raise Problem(422, "bad-field", f"target: unknown {target!r}"
                           f"{did_you_mean(target, list(targets))}; known: "
                           f"{', '.join(targets)}, a loudness in LUFS (-12), or keep")
+        try:
+            named = presets.load_target(target)
+        except SettingsError as exc:
+            raise Problem(422, "bad-field", f"target: {exc}") from None
     params["target"] = target
     params["ceiling_dbtp"] = _number(form, "ceiling_dbtp", *presets.CEILING_RANGE_DBTP)
     lufs = _number(form, "target_lufs", *presets.LUFS_RANGE)
@@ -374,7 +377,8 @@ MULTIPART_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/for
         "input_job": {"type": "string", "description": "reuse this job's input"},
         "reference": {"type": "string", "description": "a genre preset (GET /v1/presets)"},
         "reference_file": {"type": "string", "format": "binary"},
-        "target": {"type": "string", "description": "a delivery target"},
+        "target": {"type": "string", "description": "a delivery target: a name (GET "
+                   "/v1/presets), a loudness in LUFS (-12), or keep (the input's own)"},
         "target_lufs": {"type": "number", "description": "a custom loudness target"},
         "ceiling_dbtp": {"type": "number"},
         "settings": {"type": "string", "description": "settings JSON (from suggest)"},
@@ -387,8 +391,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
     """The FastAPI app for ``config`` (creates the data folder and database)."""
     store = JobStore(config.database)
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
-    app = FastAPI(title="automix", version=__version__,
-                  description="Automatic mastering toward a reference: jobs, presets, previews.")
+    # /docs and /redoc from files fastapi-offline ships, not from a CDN: they work offline
+    app = FastAPIOffline(title="automix", version=__version__, static_url="/docs-assets",
+                         description="Automatic mastering toward a reference: jobs, presets, "
+                         "previews.")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(Problem)
