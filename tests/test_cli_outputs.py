@@ -93,7 +93,7 @@ def test_channels_that_cancel_warn_and_read_a_bounded_width(tmp_path: Path) -> N
     report = json.loads(result.stdout)
     measured = report["measurements"]["input"]
     assert measured["correlation"] < -0.3
-    assert 1.0 < measured["width"] <= analysis.WIDTH_MAX
+    assert analysis.PHASE_WIDTH_MIN < measured["width"] <= analysis.WIDTH_MAX
     assert "W09-phase" in {w["code"] for w in report["warnings"]}
     # L = -R exactly, after 16-bit quantisation: no longer a width of millions
     antiphase = tmp_path / "antiphase.wav"
