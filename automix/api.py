@@ -69,14 +69,15 @@ def master(song: AudioLike, reference: str | Reference = "pop", *, target: str |
            ceiling_dbtp: float | None = None, method: str = MASTER_METHOD,
            settings: MasterSettings | None = None, amounts: Amounts | str | None = None,
            refit_gain: bool = False) -> MasterResult:
-    """Master ``song`` toward ``reference`` at the delivery ``target`` (default: the
-    reference's), in memory; or render ``settings`` exactly (see `settings.MasterOptions` for
-    what each option does). The result holds the audio, the settings and both analyses."""
+    """Master ``song`` toward ``reference`` at the delivery ``target`` (a platform's name, a
+    loudness in LUFS such as ``"-12"``, or ``"keep"``; default: the reference's), in memory;
+    or render ``settings`` exactly (see `settings.MasterOptions` for what each option does).
+    The result holds the audio, the settings and both analyses."""
     audio = _audio(song)
     ref = _reference(reference, ceiling_dbtp)
-    return pipeline.master(audio, ref, resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp),
-                           method=method, settings=settings, amounts=_amounts(amounts),
-                           refit_gain=refit_gain)
+    tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp, settings=settings)
+    return pipeline.master(audio, ref, tgt, method=method, settings=settings,
+                           amounts=_amounts(amounts), refit_gain=refit_gain)
 
 
 def suggest(song: AudioLike, reference: str | Reference = "pop", *, target: str | None = None,
@@ -108,7 +109,8 @@ def mix(stems_dir: str | os.PathLike, reference: str | Reference = "pop", *,
     if settings is not None and not settings.stems:  # a settings file of roles only
         settings = None
     ref = _reference(reference, ceiling_dbtp)
-    tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
+    tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp,
+                         settings=settings.master if settings is not None else None)
     return run_mix(stems, sample_rate, ref, tgt, method=method, settings=settings,
                    amounts=_amounts(amounts), load_warnings=warnings, refine_steps=refine_steps,
                    keep_balance=keep_balance)

@@ -171,6 +171,25 @@ def check_format(file_format: str, bit_depth: int | str, *,
                             f"{format_name} wav")
 
 
+def output_format(output: Path | None, file_format: str | None) -> str | None:
+    """The format an output is written in: ``file_format`` when given, else the one its name
+    ends in (``song.flac``: flac), else wav. `SettingsError` when the two disagree, or when
+    the name asks for an audio format automix does not write (``song.mp3``); a
+    ``file_format`` automix does not know is returned as is, for `check_format` to name."""
+    suffix = output.suffix.lower() if output is not None else ""
+    by_name = {f".{name}": name for name in FORMATS}.get(suffix)
+    audio_name = by_name is not None or suffix in READ_EXTENSIONS
+    if file_format is None:
+        if audio_name and by_name is None:
+            raise SettingsError(f"{output}: automix writes {' or '.join(FORMATS)}, not "
+                                f"{suffix.lstrip('.')}; name the output .wav or .flac")
+        return by_name or "wav"
+    if file_format in FORMATS and audio_name and by_name != file_format:
+        raise SettingsError(f"--format {file_format} contradicts the output's name "
+                            f"{output.name}; drop --format or name it .{file_format}")
+    return file_format
+
+
 def save(
     path: str | os.PathLike,
     audio: Audio,

@@ -2,12 +2,15 @@
 
 A job is plain data (paths and options), never audio: it crosses processes and Ray as is,
 and the worker loads the audio and builds the pedalboard plugins itself. A job whose output
-and JSON sidecar both exist is finished (the sidecar is written last) and is skipped, so an
-interrupted batch resumes where it stopped. One failing song never stops the others.
+and JSON sidecar both exist, the sidecar (written last) recording the same request (options,
+format, bit depth: `settings.request_of`), is finished and skipped, so an interrupted batch
+resumes where it stopped and a batch rerun with other settings redoes every song; ``force``
+redoes all. One failing song never stops the others.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -25,6 +28,7 @@ from automix.errors import AutomixError, SettingsError, first_line
 
 if TYPE_CHECKING:
     from automix.references import ReferenceCache
+    from automix.settings import MasterOptions, MixOptions, OutputOptions
 
 MODES = ("master", "mix")
 ENGINES = ("local", "ray")
@@ -38,7 +42,8 @@ class Job:
     mode: str
     input: str
     output: str
-    options: dict[str, Any] = field(default_factory=dict)  # `MasterOptions` / `MixOptions`
+    # `MasterOptions` / `MixOptions` as keywords; "amounts" as `Amounts.parse` reads it
+    options: dict[str, Any] = field(default_factory=dict)
     file_format: str = "wav"
     bit_depth: int = 24
 
@@ -46,8 +51,28 @@ class Job:
     def sidecar(self) -> Path:
         return Path(self.output).with_suffix(".json")
 
+    def library_options(self) -> tuple[MasterOptions | MixOptions, OutputOptions]:
+        """The options `files.master_file` or `files.mix_file` runs this job with."""
+        from automix.settings import Amounts, MasterOptions, MixOptions, OutputOptions
+
+        options = dict(self.options)
+        amounts = Amounts.parse(options.pop("amounts", None))
+        kind = MasterOptions if self.mode == "master" else MixOptions
+        return kind(amounts=amounts, **options), OutputOptions(
+            output=Path(self.output), file_format=self.file_format, bit_depth=self.bit_depth,
+            force=True)
+
     def is_done(self) -> bool:
-        return Path(self.output).exists() and self.sidecar.exists()
+        """Whether the output and its sidecar exist, the sidecar made with this request."""
+        from automix.settings import request_of
+
+        if not Path(self.output).exists():
+            return False
+        try:
+            made = json.loads(self.sidecar.read_text(encoding="utf-8")).get("request")
+        except (OSError, ValueError, AttributeError):  # absent, unreadable, not an object
+            return False
+        return made == request_of(*self.library_options())
 
 
 @dataclass
@@ -63,7 +88,9 @@ class JobResult:
 def plan(input_dir: Path, out_dir: Path, *, mode: str, file_format: str = "wav",
          bit_depth: int = 24, options: dict[str, Any] | None = None) -> list[Job]:
     """The jobs for ``input_dir``: each audio file (master) or each sub-folder (mix) is one
-    song, written to ``out_dir/<name>.<fmt>``."""
+    song, written to ``out_dir/<name>.<fmt>``. A sub-folder with a ``stems/`` folder in it
+    (``song/stems/*`` beside the song's own mix, the layout of the real-music data) is mixed
+    from those stems."""
     if mode not in MODES:
         raise SettingsError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
     if not input_dir.is_dir():
@@ -73,9 +100,10 @@ def plan(input_dir: Path, out_dir: Path, *, mode: str, file_format: str = "wav",
                  and not p.name.startswith(".") and p.suffix.lower() in READ_EXTENSIONS]
         names = [p.stem for p in songs]
     else:
-        songs = [p for p in sorted(input_dir.iterdir()) if p.is_dir()
-                 and not p.name.startswith(".")]
-        names = [p.name for p in songs]
+        folders = [p for p in sorted(input_dir.iterdir()) if p.is_dir()
+                   and not p.name.startswith(".")]
+        songs = [p / "stems" if (p / "stems").is_dir() else p for p in folders]
+        names = [p.name for p in folders]
     if not songs:
         kind = "audio files" if mode == "master" else "folders of stems"
         raise SettingsError(f"{input_dir}: no {kind} to {mode}")
@@ -92,17 +120,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     import soundfile as sf
 
     from automix.files import master_file, mix_file
-    from automix.settings import MasterOptions, MixOptions, OutputOptions
 
     j = Job(**job)
     t0 = time.perf_counter()
     try:
-        output = OutputOptions(output=Path(j.output), file_format=j.file_format,
-                               bit_depth=j.bit_depth, force=True)
+        options, output = j.library_options()
         if j.mode == "master":
-            master_file(Path(j.input), MasterOptions(**j.options), output, cache=_cache)
+            master_file(Path(j.input), options, output, cache=_cache)
         else:
-            mix_file(Path(j.input), MixOptions(**j.options), output, cache=_cache)
+            mix_file(Path(j.input), options, output, cache=_cache)
         audio_s = float(sf.info(j.output).duration)
         return asdict(JobResult(j.name, "done", time.perf_counter() - t0, audio_s, j.output))
     except AutomixError as exc:
@@ -158,9 +184,10 @@ def default_jobs() -> int:
 
 
 def run(jobs: list[Job], *, engine: str = "local", workers: int | None = None,
-        address: str | None = None,
+        address: str | None = None, force: bool = False,
         on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
-    """Run ``jobs`` (finished ones are skipped); return one result per job, in job order.
+    """Run ``jobs`` (finished ones are skipped, unless ``force``: see `Job.is_done`); return
+    one result per job, in job order.
 
     ``on_result`` is called as each job ends (for progress). ``engine`` "local" runs a
     process pool of ``workers`` (default half the cores); "ray" runs Ray tasks on the cluster
@@ -174,7 +201,7 @@ def run(jobs: list[Job], *, engine: str = "local", workers: int | None = None,
     results: dict[str, JobResult] = {}
     pending = []
     for job in jobs:
-        if job.is_done():
+        if not force and job.is_done():
             results[job.name] = JobResult(job.name, "skipped", output=job.output)
             if on_result:
                 on_result(results[job.name])

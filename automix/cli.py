@@ -34,13 +34,27 @@ class Method(str, Enum):
     network = "network"
 
 
-class Format(str, Enum):
-    wav = "wav"
-    flac = "flac"
+TARGET_HELP = ("Delivery target: a platform (spotify, apple, ...: `automix presets`), a "
+               "loudness in LUFS (-12), keep (the input's own), or a target .json file.")
+FORMAT_HELP = "wav or flac (default: from the output's name, else wav)."
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("automix")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            from automix import __version__ as number
+        out_console.print(f"automix {number}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
-def tune_memory(ctx: typer.Context) -> None:
+def tune_memory(ctx: typer.Context, show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")) -> None:
     """Cheap fresh memory for the commands (see `automix.memory`); numpy is imported after
     this runs. The long-running ones (the server, whose workers tune their own, and training)
     keep glibc's defaults, which return freed memory. No command collects garbage at exit."""
@@ -106,12 +120,11 @@ def master(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="The song to master."),
     reference: str = typer.Option("pop", "--reference", "-r",
                                   help="A genre preset (see `automix presets`) or an audio file."),
-    target: str | None = typer.Option(None, "--target", "-t",
-                                         help="Delivery target (spotify, apple, ...)."),
+    target: str | None = typer.Option(None, "--target", "-t", help=TARGET_HELP),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling",
                                                  help="True-peak ceiling in dBTP."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Output file."),
-    file_format: Format = typer.Option(Format.wav, "--format", help="wav or flac."),
+    file_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
     bit_depth: int = typer.Option(24, "--bit-depth", help="16 (TPDF-dithered), 24, or 32 float."),
     method: Method | None = typer.Option(
         None, "--method", help="How settings are suggested: dsp (the default) or network."),
@@ -147,7 +160,7 @@ def master(
     _threads(options.method)
     with _stages(f"master {input_path.name}", as_json) as progress:
         report = master_file(input_path, options, OutputOptions(
-            output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
+            output=output, file_format=file_format, bit_depth=bit_depth, force=force,
             preview=preview, report=report_path), progress=progress)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -163,7 +176,7 @@ def suggest(
     output: Path = typer.Option(..., "--output", "-o", help="settings.json or settings.yaml"),
     reference: str = typer.Option("pop", "--reference", "-r",
                                   help="A genre preset or an audio file."),
-    target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
+    target: str | None = typer.Option(None, "--target", "-t", help=TARGET_HELP),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
     method: Method | None = typer.Option(
         None, "--method", help="How settings are suggested (default: dsp for a song, network "
@@ -235,8 +248,9 @@ def _print_master(report: dict[str, Any]) -> None:
         table.add_row(name, *cells, f"{err:.2f}")
     out_console.print(table)
     t, s = report["target"], report["settings"]
-    out_console.print(f"target: {t['name']} ({t['integrated_lufs']:g} LUFS, "
-                      f"{t['ceiling_dbtp']:g} dBTP)")
+    aim = f"{t['integrated_lufs']:g} LUFS, {t['ceiling_dbtp']:g} dBTP"
+    out_console.print(f"target: {aim}" if t["name"] == f"{t['integrated_lufs']:g} LUFS"
+                      else f"target: {t['name']} ({aim})")
     eq, c = s["chain"]["eq"], s["chain"]["compressor"]
     peaks = ", ".join(f"{eq[f'peak{i}_gain_db']:+.1f} dB @ {eq[f'peak{i}_freq_hz']:.0f} Hz"
                       for i in (1, 2, 3))
@@ -265,12 +279,12 @@ def mix(
                                      help="A folder of 2 to 32 stems (WAV, FLAC, ...)."),
     reference: str = typer.Option("pop", "--reference", "-r",
                                   help="A genre preset (see `automix presets`) or an audio file."),
-    target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
+    target: str | None = typer.Option(None, "--target", "-t", help=TARGET_HELP),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling",
                                                  help="True-peak ceiling in dBTP."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                           help="Output file (default STEMS_DIR_mix.wav)."),
-    file_format: Format = typer.Option(Format.wav, "--format", help="wav or flac."),
+    file_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
     bit_depth: int = typer.Option(24, "--bit-depth", help="16 (TPDF-dithered), 24, or 32 float."),
     method: Method | None = typer.Option(
         None, "--method", help="Per-stem settings from role defaults (dsp) or the stem "
@@ -307,7 +321,7 @@ def mix(
     _threads(options.method)
     with _stages(f"mix {stems_dir.name}", as_json) as progress:
         report = mix_file(stems_dir, options, OutputOptions(
-            output=output, file_format=file_format.value, bit_depth=bit_depth, force=force,
+            output=output, file_format=file_format, bit_depth=bit_depth, force=force,
             preview=preview, report=report_path), stems_out=stems_out, progress=progress)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -350,12 +364,14 @@ def batch(
     mode: Mode = typer.Option(Mode.master, "--mode", help="master or mix."),
     reference: str = typer.Option("pop", "--reference", "-r",
                                   help="A genre preset or an audio file."),
-    target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
+    target: str | None = typer.Option(None, "--target", "-t", help=TARGET_HELP),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
-    file_format: Format = typer.Option(Format.wav, "--format", help="wav or flac."),
+    file_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
     bit_depth: int = typer.Option(24, "--bit-depth", help="16, 24 or 32."),
     jobs: int | None = typer.Option(None, "--jobs", "-j",
                                        help="Songs at once (default half the cores)."),
+    method: Method | None = typer.Option(None, "--method", help="As for master or mix."),
+    amount: str | None = typer.Option(None, "--amount", help="As for master."),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (processes) or ray."),
     address: str | None = typer.Option(None, "--address",
                                           help="Ray cluster address (default: start one)."),
@@ -364,8 +380,10 @@ def batch(
         "repeatable."),
     keep_balance: float | None = typer.Option(
         None, "--keep-balance", help="Mix: 0..1, how much of the stems' own balance to keep."),
+    force: bool = typer.Option(False, "--force", help="Redo every song, finished or not."),
 ) -> None:
-    """Master or mix every song in INPUT_DIR; finished songs are skipped, so a rerun resumes."""
+    """Master or mix every song in INPUT_DIR (a mix: each folder of stems, or its stems/
+    folder); a song finished with the same settings is skipped, so a rerun resumes."""
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -373,20 +391,24 @@ def batch(
     from automix import batch as batching
     from automix.audio import check_format
     from automix.references import resolve
+    from automix.settings import Amounts
 
     # options every song shares are checked once, here, not reported as N failed songs
-    check_format(file_format.value, bit_depth)
+    file_format = file_format or "wav"
+    check_format(file_format, bit_depth)
     resolve(reference, target, ceiling_dbtp=ceiling_dbtp)
-    options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp}
+    amounts = Amounts.parse(amount)
+    options = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
+               "amounts": amount, **_given(method=method and method.value)}
     if mode is Mode.mix:
         from automix.mixing.roles import parse_roles
         from automix.settings import MixOptions
 
         options |= {"roles": parse_roles(role), **_given(keep_balance=keep_balance)}
-        MixOptions(**options)  # checked once, here
+        MixOptions(**{**options, "amounts": amounts})  # checked once, here
     elif role or keep_balance is not None:
         raise SettingsError("--role and --keep-balance are for --mode mix")
-    planned = batching.plan(input_dir, out_dir, mode=mode.value, file_format=file_format.value,
+    planned = batching.plan(input_dir, out_dir, mode=mode.value, file_format=file_format,
                             bit_depth=bit_depth, options=options)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: not a folder (a file has this name)")
@@ -407,7 +429,7 @@ def batch(
                                        highlight=False)
 
         results = batching.run(planned, engine=engine.value, workers=jobs, address=address,
-                               on_result=advance)
+                               force=force, on_result=advance)
     wall = time.perf_counter() - t0
     table = Table(title=f"automix batch: {out_dir}", title_justify="left")
     for col in ("song", "status", "seconds", "x real time", "output / error"):

@@ -24,3 +24,11 @@ def first_line(exc: BaseException, default: str | None = None) -> str:
     if lines:
         return lines[0]
     return type(exc).__name__ if default is None else default
+
+
+def did_you_mean(text: str, names: list[str]) -> str:
+    """`` (did you mean 'rock'?)`` when one of ``names`` is close to ``text``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(text.lower(), names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -44,6 +44,7 @@ from automix.settings import (
     Reference,
     read_master_settings,
     read_mix_settings,
+    request_of,
     write_document,
 )
 
@@ -132,7 +133,7 @@ def master_file(input_path: Path, options: MasterOptions = MasterOptions(),
             previews_of = (song, result.audio)
         step("write")
         report = {"automix": __version__, "input": str(input_path), "output": str(out_path),
-                  **result.to_dict()}
+                  "request": request_of(options, output), **result.to_dict()}
         write_extras(report, written, out_path=out_path, sidecar=sidecar,
                      reference=result.reference,
                      previews_of=previews_of if output.preview else None,
@@ -165,7 +166,7 @@ def _master_streamed(input_path: Path, out_path: Path, options: MasterOptions,
     check_channels(input_path, streaming.file_format_of(input_path)[1])
     settings = read_master_settings(options.settings) if options.settings else None
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       cache=cache)
+                       settings=settings, cache=cache)
     return streaming.master_stream(input_path, out_path, ref, tgt, method=options.method,
                                    settings=settings, amounts=options.amounts,
                                    refit_gain=options.refit_gain, bit_depth=output.bit_depth,
@@ -188,7 +189,7 @@ def _run(input_path: Path, options: MasterOptions, writer: BackgroundWriter | No
         timings["analyse"] = time.perf_counter() - t0
         del ref_audio  # the master need not hold 64 MB of it for 3 min of stereo
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       analysed=ref_analysis, cache=cache)
+                       settings=settings, analysed=ref_analysis, cache=cache)
     result = master(song, ref, tgt, method=options.method, settings=settings,
                     amounts=options.amounts, refit_gain=options.refit_gain,
                     refine_steps=options.refine_steps, refine_seconds=options.refine_seconds,
@@ -300,7 +301,7 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
     settings = read_mix_settings(options.settings) if options.settings else None
     stems, settings = _with_user_roles(stems, settings, options)
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       cache=cache)
+                       settings=settings.master if settings is not None else None, cache=cache)
     result = mix(stems, sample_rate, ref, tgt, method=options.method, settings=settings,
                  amounts=options.amounts, load_warnings=warnings,
                  refine_steps=options.refine_steps, keep_balance=options.keep_balance,
@@ -310,7 +311,7 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
     with all_or_nothing() as written:  # a failure below removes what this run wrote
         written.append(save(out_path, result.audio, bit_depth=depth, file_format=fmt))
         report = {"automix": __version__, "input": str(stems_dir), "output": str(out_path),
-                  **result.to_dict()}
+                  "request": request_of(options, output), **result.to_dict()}
         if stems_out is not None:
             if not stems_out.is_dir():
                 stems_out.mkdir(parents=True)

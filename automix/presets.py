@@ -15,19 +15,21 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from automix.audio import load, write_text_atomic
-from automix.errors import SettingsError, first_line
+from automix.errors import SettingsError, did_you_mean, first_line
 from automix.params import LimiterParams, as_real, ranges
 
 LUFS_RANGE = (-40.0, 0.0)  # a delivery loudness outside this is a typo, not a target
 CEILING_RANGE_DBTP = (ranges(LimiterParams)["ceiling_dbtp"].min,
                       ranges(LimiterParams)["ceiling_dbtp"].max)
+DEFAULT_CEILING_DBTP = -1.0  # a target that names no ceiling (a loudness, keep, a file's)
+KEEP = "keep"  # --target keep: the input's own integrated loudness
 BANDS_KEY = "bands"
 
 
@@ -57,6 +59,8 @@ class Target:
     max_limiting_db : float or None, dB: the most the limiter may take off the loudest true
         peak to reach ``integrated_lufs``; the master stays quieter rather than limit harder
         (None: the loudness is reached whatever it takes, as for named targets)
+    keeps_input : bool, the input's own loudness is the target (``--target keep``):
+        ``integrated_lufs`` is NaN until `for_input` sets it from the input's analysis
     """
 
     name: str
@@ -64,6 +68,14 @@ class Target:
     ceiling_dbtp: float
     description: str
     max_limiting_db: float | None = None
+    keeps_input: bool = False
+
+    def for_input(self, input_lufs: float) -> Target:
+        """This target for an input of loudness ``input_lufs``: itself, or, for ``keep``,
+        with that loudness (at the sidecar's precision, 0.01 LU)."""
+        if not self.keeps_input:
+            return self
+        return replace(self, integrated_lufs=round(float(input_lufs), 2))
 
 
 @dataclass(frozen=True)
@@ -110,15 +122,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _resolve(name: str | os.PathLike, folder: Path, kind: str) -> Path:
-    """A known preset name in ``folder``, or the path of a JSON file in the same format."""
+def _resolve(name: str | os.PathLike, folder: Path, kind: str, also: str = "") -> Path:
+    """A known preset name in ``folder``, or the path of a JSON file in the same format;
+    ``also`` ends the error's list of what is known."""
     text = os.fspath(name)
     if text in _names(folder):
         return folder / f"{text}.json"
     if text.endswith(".json") and Path(text).is_file():
         return Path(text)
     known = ", ".join(_names(folder)) or f"none found in {folder}"
-    raise SettingsError(f"unknown {kind} {text!r}; known: {known}")
+    raise SettingsError(f"unknown {kind} {text!r}{did_you_mean(text, _names(folder))}; "
+                        f"known: {known}{also}")
 
 
 def _number(data: dict[str, Any], key: str, bounds: tuple[float, float], where: Path) -> float:
@@ -139,16 +153,42 @@ def _text(data: dict[str, Any], key: str, where: Path) -> str:
 
 
 def load_target(name: str | os.PathLike) -> Target:
-    """The delivery target ``name`` (see `list_targets`), or one read from a ``.json`` path.
+    """The delivery target ``name`` (see `list_targets`); a loudness in LUFS (``"-12"``);
+    `KEEP`, the input's own loudness (see `Target.for_input`); or one read from a ``.json``
+    path. Each but a named or read target has the ceiling `DEFAULT_CEILING_DBTP`.
 
-    Raises `SettingsError` naming the known targets when ``name`` is neither.
+    Raises `SettingsError` naming the known targets when ``name`` is none of these.
     """
-    path = _resolve(name, _targets_dir(), "target")
+    text = os.fspath(name).strip()
+    if text.lower() == KEEP:
+        return Target(name="the input's loudness", integrated_lufs=math.nan,
+                      ceiling_dbtp=DEFAULT_CEILING_DBTP, keeps_input=True,
+                      description="the input's own integrated loudness (--target keep)")
+    lufs = lufs_of(text)
+    if lufs is not None:
+        low, high = LUFS_RANGE
+        if not low <= lufs <= high:
+            raise SettingsError(f"target {text}: a loudness must be in [{low:g}, {high:g}] LUFS")
+        return Target(name=f"{lufs:g} LUFS", integrated_lufs=lufs,
+                      ceiling_dbtp=DEFAULT_CEILING_DBTP,
+                      description="an integrated loudness given in LUFS")
+    path = _resolve(text, _targets_dir(), "target",
+                    also=", a loudness in LUFS (-12), keep, or a target .json file")
     data = _read_json(path)
     return Target(name=_text(data, "name", path),
                   integrated_lufs=_number(data, "integrated_lufs", LUFS_RANGE, path),
                   ceiling_dbtp=_number(data, "ceiling_dbtp", CEILING_RANGE_DBTP, path),
                   description=_text(data, "description", path))
+
+
+def lufs_of(text: str) -> float | None:
+    """The loudness ``text`` gives (``-12``, ``-12.5``, ``-12 LUFS``), or None: not a number."""
+    number = text[:-4].strip() if text.upper().endswith("LUFS") else text
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def list_targets() -> list[Target]:

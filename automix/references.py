@@ -14,11 +14,10 @@ from pathlib import Path
 from automix import analysis, presets
 from automix.analysis import Analysis
 from automix.audio import check_channels, load
-from automix.errors import SettingsError
-from automix.presets import Target
-from automix.settings import Reference
+from automix.errors import SettingsError, did_you_mean
+from automix.presets import DEFAULT_CEILING_DBTP, Target
+from automix.settings import MasterSettings, Reference
 
-DEFAULT_CEILING_DBTP = -1.0
 # A reference file's loudness is partly its arrangement (a battle theme is louder than a
 # ballad of the same album): it is followed only as far as the limiter takes at most this off
 # the song's loudest peak; a named delivery target (--target) is reached whatever it takes.
@@ -72,8 +71,8 @@ def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None,
                          presets.load_target(profile.target), sources)
     path = Path(spec)
     if not path.exists():
-        raise SettingsError(f"unknown reference {spec!r}: not a preset ({', '.join(names)}) "
-                            "and no such file")
+        raise SettingsError(f"unknown reference {spec!r}{did_you_mean(spec, names)}: not a "
+                            f"preset ({', '.join(names)}) and no such file")
     if analysed is None and cache is not None:
         analysed = cache.get(path)
     if analysed is None:
@@ -92,9 +91,20 @@ def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None,
 
 
 def resolve_target(name: str | None, reference: Reference, *,
-                   ceiling_dbtp: float | None = None) -> Target:
-    """The named delivery target, else the reference's; ``ceiling_dbtp`` overrides either."""
-    target = presets.load_target(name) if name else reference.target
+                   ceiling_dbtp: float | None = None,
+                   settings: MasterSettings | None = None) -> Target:
+    """The delivery target ``name`` gives (see `presets.load_target`: a platform, a loudness
+    in LUFS, ``keep``, a file); else, when ``settings`` are rendered, their own loudness and
+    ceiling; else the reference's. ``ceiling_dbtp`` overrides any of them."""
+    if name:
+        target = presets.load_target(name)
+    elif settings is not None:
+        target = Target(name="from the settings",
+                        integrated_lufs=settings.target_lufs,
+                        ceiling_dbtp=settings.limiter.ceiling_dbtp,
+                        description="the loudness and ceiling stored in the settings")
+    else:
+        target = reference.target
     if ceiling_dbtp is not None:
         low, high = presets.CEILING_RANGE_DBTP
         if not low <= ceiling_dbtp <= high:
@@ -105,10 +115,11 @@ def resolve_target(name: str | None, reference: Reference, *,
 
 
 def resolve(spec: str, target: str | None, *, ceiling_dbtp: float | None = None,
-            analysed: Analysis | None = None,
+            settings: MasterSettings | None = None, analysed: Analysis | None = None,
             cache: ReferenceCache | None = None) -> tuple[Reference, Target]:
     """`resolve_reference` and then `resolve_target` with it: what every master and mix
     starts from."""
     reference = resolve_reference(spec, ceiling_dbtp=ceiling_dbtp, analysed=analysed,
                                   cache=cache)
-    return reference, resolve_target(target, reference, ceiling_dbtp=ceiling_dbtp)
+    return reference, resolve_target(target, reference, ceiling_dbtp=ceiling_dbtp,
+                                     settings=settings)

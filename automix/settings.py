@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from automix.analysis import Analysis
-from automix.audio import write_text_atomic
+from automix.audio import output_format, write_text_atomic
 from automix.errors import SettingsError, first_line
 from automix.params import (
     MASTER_GAIN_DB,
@@ -321,12 +321,13 @@ class MixOptions(Options):
 @dataclass(frozen=True, kw_only=True)
 class OutputOptions:
     """What is written: the audio (default ``<input>_master.<fmt>`` or ``<folder>_mix.<fmt>``
-    beside the input) in ``file_format`` and ``bit_depth``, its JSON sidecar, and optionally
+    beside the input) in ``file_format`` (None: the one ``output``'s name ends in, else wav;
+    see `audio.output_format`) and ``bit_depth``, its JSON sidecar, and optionally
     loudness-matched previews and an HTML report. ``force`` overwrites existing outputs (never
     the input)."""
 
     output: Path | None = None
-    file_format: str = "wav"
+    file_format: str | None = None
     bit_depth: int = 24
     force: bool = False
     preview: bool = False
@@ -334,6 +335,15 @@ class OutputOptions:
 
     def __post_init__(self) -> None:
         _as_paths(self, "output", "report")
+        object.__setattr__(self, "file_format", output_format(self.output, self.file_format))
+
+
+def request_of(options: Options, output: OutputOptions) -> dict[str, Any]:
+    """What a run was asked for, as plain JSON: every option (reference, target, ceiling,
+    method, amounts, settings file, ...) and the output's format and bit depth. A sidecar
+    keeps it; batch redoes a song whose sidecar asked for something else."""
+    asked = {**asdict(options), "format": output.file_format, "bit_depth": output.bit_depth}
+    return json.loads(json.dumps(asked, default=str))  # paths as text, tuples as lists
 
 
 def _as_paths(options: Any, *names: str) -> None:

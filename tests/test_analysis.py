@@ -108,7 +108,8 @@ def test_width_and_correlation_of_basic_stereo_images():
     assert independent.width == pytest.approx(1.0, abs=0.05)
     assert independent.correlation == pytest.approx(0.0, abs=0.05)
     assert inverted.correlation == pytest.approx(-1.0, abs=1e-6)
-    assert inverted.width == math.inf and inverted.to_dict()["width"] is None
+    assert inverted.width == analysis.WIDTH_MAX == inverted.to_dict()["width"]
+    assert "W09-phase" in codes(inverted) and "W09-phase" not in codes(independent)
     # side bands of independent channels sit at the mid level in every band (wide bands:
     # the few bins of the lowest ones scatter by about 1 dB over 5 s)
     wide = BAND_CENTERS_HZ >= 250

@@ -74,6 +74,10 @@ def test_audition_page_end_to_end(browser: webdriver.Chrome, tmp_path: Path) -> 
         state = browser.execute_script("return window.automix.state.job;")
         assert state["status"] == "done" and state["result"]["reference"]["name"] == "rock"
         assert not browser.find_element(By.ID, "error").is_displayed()
+        out = state["result"]["measurements"]["output"]
+        assert browser.find_element(By.ID, "status-text").text == (
+            f"done: song.wav at {out['integrated_lufs']:.1f} LUFS, "
+            f"{out['true_peak_dbtp']:.1f} dBTP (target: spotify, -14 LUFS)")
 
         # The player: both loudness-matched previews decoded, started together, looping.
         urls = browser.execute_script("return window.automix.player.urls;")
@@ -122,6 +126,10 @@ def test_audition_page_end_to_end(browser: webdriver.Chrome, tmp_path: Path) -> 
         settings = job["result"]["settings"]
         assert settings["chain"]["eq"]["low_shelf_gain_db"] == 3.0
         assert settings["target_lufs"] == -12.0
+        out = job["result"]["measurements"]["output"]  # a loudness is not said twice
+        assert browser.find_element(By.ID, "status-text").text == (
+            f"done: song.wav at {out['integrated_lufs']:.1f} LUFS, "
+            f"{out['true_peak_dbtp']:.1f} dBTP (target: -12 LUFS)")
         assert job["result"]["measurements"]["output"]["integrated_lufs"] == pytest.approx(
             -12.0, abs=0.3)
         assert browser.execute_script("return window.automix.player.active;") == "input"
@@ -132,3 +140,15 @@ def test_audition_page_end_to_end(browser: webdriver.Chrome, tmp_path: Path) -> 
         downloaded = srv.request("GET", settings_link.removeprefix(srv.url)).json()
         assert downloaded["settings"] == settings
         assert not browser.find_element(By.ID, "slider-reverb-wet_db").is_displayed()
+
+
+def test_api_docs_render_offline(browser: webdriver.Chrome, tmp_path: Path) -> None:
+    """/docs draws every endpoint from files the server itself serves (no CDN)."""
+    with LocalServer(tmp_path / "data", "--workers", "0") as srv:
+        browser.get(srv.url + "/docs")
+        _wait(browser, "document.querySelectorAll('.opblock').length >= 4", 30)
+        title = browser.find_element(By.CSS_SELECTOR, ".info .title").text
+        assert title.startswith("automix")
+        loaded = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name);")
+        assert loaded and all(url.startswith(srv.url) for url in loaded), loaded

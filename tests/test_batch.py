@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from automix import batch
 from automix.cli import app
 from automix.errors import SettingsError
+from automix.settings import request_of
 from conftest import music_like
 
 SR = 44100
@@ -53,8 +54,65 @@ def test_unfinished_outputs_are_redone(songs: Path, tmp_path: Path) -> None:
     Path(jobs[1].output).write_bytes(b"partial")  # audio without its sidecar: not finished
     assert not jobs[1].is_done()
     Path(jobs[2].output).write_bytes(b"x")
-    jobs[2].sidecar.write_text("{}")
+    jobs[2].sidecar.write_text("{}")  # a sidecar that does not say what it was made with
+    assert not jobs[2].is_done()
+    jobs[2].sidecar.write_text(json.dumps({"request": request_of(*jobs[2].library_options())}))
     assert jobs[2].is_done()
+
+
+def _in_process(monkeypatch) -> None:
+    """Songs run in this process (no pool to spawn): what is redone is batch's choice."""
+    from dataclasses import asdict
+
+    monkeypatch.setattr(batch, "_run_local", lambda jobs, workers, address: (
+        batch.JobResult(**batch.run_job(asdict(j))) for j in jobs))
+
+
+def test_a_rerun_redoes_songs_whose_settings_changed(songs: Path, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    from automix import loudness
+
+    _in_process(monkeypatch)
+    (songs / "broken.wav").unlink()
+    out = tmp_path / "out"
+    base = ["batch", str(songs), "-o", str(out), "-t", "-12"]
+    for extra, summary in (([], "2 done, 0 skipped"), ([], "0 done, 2 skipped"),
+                           (["--amount", "0.5"], "2 done, 0 skipped"),
+                           (["--amount", "0.5", "--bit-depth", "16"], "2 done, 0 skipped"),
+                           (["--amount", "0.5", "--bit-depth", "16"], "0 done, 2 skipped"),
+                           (["--amount", "0.5", "--bit-depth", "16", "--force"], "2 done"),
+                           (["--amount", "0.5", "--bit-depth", "16", "-t", "-16"], "2 done")):
+        result = runner.invoke(app, base + extra)
+        assert result.exit_code == 0 and summary in result.output, (extra, result.output)
+    for name in ("song0", "song1"):
+        y, sr = sf.read(out / f"{name}.wav", dtype="float32", always_2d=True)
+        assert sf.info(out / f"{name}.wav").subtype == "PCM_16"
+        assert loudness.integrated_lufs(y.T, sr) == pytest.approx(-16.0, abs=0.5)
+        request = json.loads((out / f"{name}.json").read_text())["request"]
+        assert request["target"] == "-16" and request["amounts"]["eq"] == 0.5
+
+
+def test_a_song_folder_with_stems_is_mixed_from_them(tmp_path: Path, monkeypatch) -> None:
+    songs = tmp_path / "multitracks"
+    for song, nested in (("band", True), ("plain", False)):
+        stems = songs / song / "stems" if nested else songs / song
+        stems.mkdir(parents=True)
+        mix = np.zeros((2, 3 * SR), dtype=np.float32)
+        for i, stem in enumerate(("drums", "bass")):
+            x = music_like(np.random.default_rng(10 + i), SR, 3.0) * np.float32(0.5)
+            sf.write(stems / f"{stem}.wav", x.T, SR)
+            mix += x
+        if nested:  # the song's own render beside its stems is not a stem
+            sf.write(songs / song / "mix_sum.wav", mix.T, SR)
+    jobs = batch.plan(songs, tmp_path / "out", mode="mix")
+    assert [(j.name, Path(j.input).relative_to(songs).as_posix()) for j in jobs] == [
+        ("band", "band/stems"), ("plain", "plain")]
+    _in_process(monkeypatch)
+    result = runner.invoke(app, ["batch", str(songs), "-o", str(tmp_path / "out"),
+                                 "--mode", "mix", "--method", "dsp"])
+    assert result.exit_code == 0 and "2 done" in result.output, result.output
+    report = json.loads((tmp_path / "out" / "band.json").read_text())
+    assert sorted(s["name"] for s in report["stems"]) == ["bass.wav", "drums.wav"]
 
 
 def test_plan_refuses_empty_and_unknown(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -54,7 +55,15 @@ def test_presets_params_and_docs(server: LocalServer) -> None:
     params = server.request("GET", "/v1/params").json()
     assert params["eq.low_shelf_gain_db"] == {"min": -12.0, "max": 12.0, "default": 0.0,
                                               "scale": "lin", "unit": "dB"}
-    assert server.request("GET", "/docs").status == 200
+    for page, needs in (("/docs", {b"swagger-ui-bundle.js", b"swagger-ui.css"}),
+                        ("/redoc", {b"redoc.standalone.js"})):
+        docs = server.request("GET", page)
+        assert docs.status == 200
+        assert not re.search(rb"https?://", docs.body)  # no CDN: the page works offline
+        assets = re.findall(rb'(?:src|href)="([^"]+)"', docs.body)
+        assert {a.rsplit(b"/", 1)[-1] for a in assets} >= needs
+        for asset in assets:
+            assert asset.startswith(b"/") and server.request("GET", asset.decode()).status == 200
     schema = server.request("GET", "/openapi.json").json()
     assert {"/v1/jobs", "/v1/suggest", "/v1/presets", "/v1/jobs/{job_id}"} <= set(schema["paths"])
     assert "multipart/form-data" in schema["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
@@ -118,10 +127,28 @@ def test_suggest_job(server: LocalServer) -> None:
     assert missing.status == 404 and missing.headers["content-type"] == PROBLEM
 
 
+@pytest.mark.parametrize("target", ["-12", "keep"])
+def test_a_target_by_loudness_or_keep(server: LocalServer, target: str) -> None:
+    song = wav_bytes(3.0, seed=8)
+    resp = server.submit({"target": target}, [("file", "song.wav", song)])
+    assert resp.status == 202, resp.body
+    job = server.wait(resp.headers["location"])
+    assert job["status"] == "done", job["error"]
+    x, sr = sf.read(io.BytesIO(song), dtype="float32", always_2d=True)
+    expected = loudness.integrated_lufs(x.T, sr) if target == "keep" else -12.0
+    assert job["result"]["target"]["integrated_lufs"] == pytest.approx(expected, abs=0.01)
+    master, sr = _audio(server, job["links"]["master"])
+    assert loudness.integrated_lufs(master, sr) == pytest.approx(expected, abs=0.5)
+    assert loudness.true_peak_dbtp(master, sr) <= -1.0 + 0.01
+
+
 BAD_REQUESTS = [
     ({"reference": "polka"}, 422, "unknown preset 'polka'"),
     ({"reference": "/etc/passwd"}, 422, "unknown preset"),
     ({"target": "radio"}, 422, "target: unknown 'radio'"),
+    ({"target": "aple"}, 422, "did you mean 'apple'?"),
+    ({"target": "+5"}, 422, "a loudness must be in [-40, 0] LUFS"),
+    ({"target": "presets/targets/cd.json"}, 422, "unknown"),  # never a path on the server
     ({"target_lufs": "-80"}, 422, "target_lufs=-80 is out of range"),
     ({"target_lufs": "nan"}, 422, "out of range"),
     ({"ceiling_dbtp": "loud"}, 422, "ceiling_dbtp: expected a number"),

@@ -9,7 +9,7 @@ module), `streaming.Streamed` reads, processes and writes a long file in blocks.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,12 +36,15 @@ from automix.settings import (
     check_method,
 )
 
+OFF_TARGET_LU = 0.5  # W10 when exactly rendered settings land further than this off the target
+
 
 @dataclass
 class MasterResult:
     """A master: its audio (empty when it was streamed to a file), the settings that render it
     exactly, how they were found (``method``: "dsp", "network" or "settings"), the analyses of
-    input and output, the reference and target, and the seconds each stage took."""
+    input and output, the reference and target, the seconds each stage took, and whether
+    given settings were rendered exactly as stored (their gain not found again)."""
 
     audio: Audio
     settings: MasterSettings
@@ -51,6 +54,7 @@ class MasterResult:
     reference: Reference
     target: Target
     timings_s: dict[str, float] = field(default_factory=dict)
+    rendered_exactly: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         ref_mid = np.asarray(self.reference.features.tonal_mid_db, dtype=np.float64)
@@ -65,7 +69,7 @@ class MasterResult:
                 "output": round(tonal_error_db(self.output.rounded(), ref_mid), 3),
             },
             "warnings": [{"code": w.code, "message": w.message} for w in self.input.warnings]
-            + self.loudness_held(),
+            + self.loudness_held() + self.off_target(),
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
         }
 
@@ -80,6 +84,19 @@ class MasterResult:
             f"the reference's {self.target.integrated_lufs:.1f}: reaching it would limit the "
             f"loudest peak by more than {self.target.max_limiting_db:g} dB; a delivery "
             "target (--target) is reached whatever it takes")}]
+
+
+    def off_target(self) -> list[dict[str, str]]:
+        """W10 when settings rendered exactly as stored (edited, say, or rendered for another
+        target) land more than `OFF_TARGET_LU` off the target's loudness."""
+        off = self.output.integrated_lufs - self.target.integrated_lufs
+        if not self.rendered_exactly or abs(off) <= OFF_TARGET_LU:
+            return []
+        return [{"code": "W10-off-target", "message": (
+            f"the settings rendered as stored read {self.output.integrated_lufs:.1f} LUFS, "
+            f"{abs(off):.1f} LU {'over' if off > 0 else 'under'} the target's "
+            f"{self.target.integrated_lufs:.1f}: add --refit-gain to find the gain to the "
+            "target again")}]
 
 
 def tonal_error_db(features: Analysis, ref_mid: np.ndarray) -> float:
@@ -122,15 +139,15 @@ def run(stages: Stages, input_analysis: Analysis, reference: Reference, target: 
     """
     check_method(method)
     amounts = amounts or Amounts()
+    target = target.for_input(input_analysis.integrated_lufs)  # --target keep
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if settings is not None and not (amounts.scales or refit_gain):
+    exact = settings is not None and not (amounts.scales or refit_gain)
+    if exact:
         out, output = stages.render(settings)
         method = "settings"
     else:
         if settings is not None:
-            target = replace(target, integrated_lufs=settings.target_lufs,
-                             ceiling_dbtp=settings.limiter.ceiling_dbtp)
             chain, release_ms, method = settings.chain, settings.limiter.release_ms, "settings"
         else:
             chain, method = stages.suggest(input_analysis, reference, target, method=method,
@@ -146,7 +163,7 @@ def run(stages: Stages, input_analysis: Analysis, reference: Reference, target: 
         out, output = stages.render(settings)
     timings["render"] = time.perf_counter() - t0  # with the analysis that verifies it
     return MasterResult(out, settings, method, input_analysis, output, reference, target,
-                        {**timings, **stages.timings_s})
+                        {**timings, **stages.timings_s}, rendered_exactly=exact)
 
 
 class InMemory:

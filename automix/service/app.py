@@ -8,8 +8,9 @@ Endpoints
 ---------
 ``GET /``
     The audition page (upload, suggestion, loudness-matched A/B player, sliders, downloads).
-``GET /docs``, ``GET /openapi.json``
-    Interactive API docs and the OpenAPI schema.
+``GET /docs``, ``GET /redoc``, ``GET /openapi.json``
+    Interactive API docs (Swagger UI and ReDoc, their files served from the fastapi-offline
+    package: no CDN) and the OpenAPI schema.
 ``GET /v1/presets``
     Genre presets (``reference``) and delivery targets (``target``).
 ``GET /v1/params``
@@ -19,7 +20,8 @@ Endpoints
     ``kind`` (``master``, default, or ``mix``); ``file`` (the song) or ``stems`` (repeated,
     for mix) or ``input_job`` (reuse an earlier job's input and reference file);
     ``reference`` (a preset name, default ``pop``) or ``reference_file`` (audio);
-    ``target`` (a target name) or ``target_lufs`` (a custom loudness); ``ceiling_dbtp``;
+    ``target`` (a target name, a loudness in LUFS such as ``-12``, or ``keep``: the input's
+    own) or ``target_lufs`` (a custom loudness); ``ceiling_dbtp``;
     ``settings`` (JSON: a settings object, or a document holding one under ``"settings"``,
     rendered as with ``automix master --settings``); ``amounts`` (``0.5`` or
     ``eq=0.5,dynamics=1,width=0``, or a JSON object); ``format`` (wav, flac);
@@ -54,6 +56,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -222,26 +225,36 @@ def _inputs(kind: str, form: Form, job_dir: Path, config: ServiceConfig,
 def _choices(kind: str, form: Form, job_dir: Path) -> dict[str, Any]:
     """Reference, target, ceiling, settings, amounts and format: checked, files written."""
     from automix import presets
+    from automix.errors import SettingsError, did_you_mean
 
     params: dict[str, Any] = {}
     genres = [g.name for g in presets.list_genres()]
     targets = {t.name: t for t in presets.list_targets()}
     reference = form.fields.get("reference") or "pop"
     if reference not in genres:  # a client never names a path on the server
-        raise Problem(422, "bad-field", f"reference: unknown preset {reference!r}; known: "
+        raise Problem(422, "bad-field", f"reference: unknown preset {reference!r}"
+                      f"{did_you_mean(reference, genres)}; known: "
                       f"{', '.join(genres)} (or upload a reference_file)")
     params["reference"] = reference
     target = form.fields.get("target") or None
-    if target is not None and target not in targets:
-        raise Problem(422, "bad-field", f"target: unknown {target!r}; known: "
-                      f"{', '.join(targets)}")
+    named = None
+    if target is not None:  # a name, a loudness or keep, as on the command line; never a path
+        if target not in targets and target.lower() != presets.KEEP \
+                and presets.lufs_of(target) is None:
+            raise Problem(422, "bad-field", f"target: unknown {target!r}"
+                          f"{did_you_mean(target, list(targets))}; known: "
+                          f"{', '.join(targets)}, a loudness in LUFS (-12), or keep")
+        try:
+            named = presets.load_target(target)
+        except SettingsError as exc:
+            raise Problem(422, "bad-field", f"target: {exc}") from None
     params["target"] = target
     params["ceiling_dbtp"] = _number(form, "ceiling_dbtp", *presets.CEILING_RANGE_DBTP)
     lufs = _number(form, "target_lufs", *presets.LUFS_RANGE)
     if lufs is not None:
         ceiling = params["ceiling_dbtp"] if params["ceiling_dbtp"] is not None else (
-            targets[target].ceiling_dbtp if target else -1.0)
-        custom = {"name": f"custom ({lufs:g} LUFS)", "integrated_lufs": lufs,
+            named.ceiling_dbtp if named else presets.DEFAULT_CEILING_DBTP)
+        custom = {"name": f"{lufs:g} LUFS", "integrated_lufs": lufs,
                   "ceiling_dbtp": ceiling, "description": "set on the audition page or API"}
         (job_dir / "target.json").write_text(json.dumps(custom), encoding="utf-8")
         params["target_file"] = "target.json"
@@ -364,7 +377,8 @@ MULTIPART_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/for
         "input_job": {"type": "string", "description": "reuse this job's input"},
         "reference": {"type": "string", "description": "a genre preset (GET /v1/presets)"},
         "reference_file": {"type": "string", "format": "binary"},
-        "target": {"type": "string", "description": "a delivery target"},
+        "target": {"type": "string", "description": "a delivery target: a name (GET "
+                   "/v1/presets), a loudness in LUFS (-12), or keep (the input's own)"},
         "target_lufs": {"type": "number", "description": "a custom loudness target"},
         "ceiling_dbtp": {"type": "number"},
         "settings": {"type": "string", "description": "settings JSON (from suggest)"},
@@ -377,8 +391,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
     """The FastAPI app for ``config`` (creates the data folder and database)."""
     store = JobStore(config.database)
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
-    app = FastAPI(title="automix", version=__version__,
-                  description="Automatic mastering toward a reference: jobs, presets, previews.")
+    # /docs and /redoc from files fastapi-offline ships, not from a CDN: they work offline
+    app = FastAPIOffline(title="automix", version=__version__, static_url="/docs-assets",
+                         description="Automatic mastering toward a reference: jobs, presets, "
+                         "previews.")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(Problem)

@@ -42,7 +42,7 @@ POLL_S = 0.2
 # of audio on one core (master with previews and report, measured on 3-30 s songs).
 EXPECTED_BASE_S = 2.0
 EXPECTED_PER_AUDIO_S = 0.15
-PRIVATE_KEYS = ("input", "output", "previews", "report", "sidecar")  # local paths: not served
+PRIVATE_KEYS = ("input", "output", "previews", "report", "sidecar", "request")  # local paths
 
 
 def mix_available() -> bool:

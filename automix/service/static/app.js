@@ -200,9 +200,19 @@ async function show(job) {
   $("download-master").href = links.master;
   $("download-settings").href = links.settings;
   $("open-report").href = links.report;
-  showStatus(`done: ${job.input_name}, ${job.result.target.name} ` +
-             `(${job.result.measurements.output.integrated_lufs.toFixed(1)} LUFS)`, null);
+  showStatus(doneText(job), null);
   state.job = job; // the job now shown
+}
+
+// "done: song.wav at -14.0 LUFS, -1.2 dBTP (target: spotify, -14 LUFS)"; a target named by
+// its loudness ("-12 LUFS") is not said twice.
+function doneText(job) {
+  const target = job.result.target;
+  const output = job.result.measurements.output;
+  const loudness = `${target.integrated_lufs} LUFS`;
+  const aim = target.name === loudness ? loudness : `${target.name}, ${loudness}`;
+  return `done: ${job.input_name} at ${output.integrated_lufs.toFixed(1)} LUFS, ` +
+    `${output.true_peak_dbtp.toFixed(1)} dBTP (target: ${aim})`;
 }
 
 // --- sliders and re-rendering ---------------------------------------------------------------
