@@ -84,6 +84,9 @@ def master(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="The song to master."),
     reference: str = typer.Option("pop", "--reference", "-r",
                                   help="A genre preset (see `automix presets`) or an audio file."),
+    character: str | None = typer.Option(
+        None, "--character", help="Move the target: warm, bright, wide, ... with an amount, "
+        "e.g. warm:0.5,wide (see `automix presets`)."),
     target: str | None = typer.Option(None, "--target", "-t",
                                          help="Delivery target (spotify, apple, ...)."),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling",
@@ -118,7 +121,7 @@ def master(
     from automix.settings import Amounts, MasterOptions, OutputOptions
 
     options = MasterOptions(reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
-                            amounts=Amounts.parse(amount),
+                            amounts=Amounts.parse(amount), character=character,
                             settings=settings_path, refit_gain=refit_gain,
                             **_given(refine_steps=refine_steps, refine_seconds=refine_seconds,
                                      method=method and method.value))
@@ -140,6 +143,7 @@ def suggest(
     output: Path = typer.Option(..., "--output", "-o", help="settings.json or settings.yaml"),
     reference: str = typer.Option("pop", "--reference", "-r",
                                   help="A genre preset or an audio file."),
+    character: str | None = typer.Option(None, "--character", help="As for master."),
     target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
     method: Method | None = typer.Option(
@@ -154,7 +158,8 @@ def suggest(
     from automix.settings import Amounts, MasterOptions, MixOptions
 
     common = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
-              "amounts": Amounts.parse(amount), **_given(method=method and method.value)}
+              "amounts": Amounts.parse(amount), "character": character,
+              **_given(method=method and method.value)}
     if input_path.is_dir():  # a folder of stems: suggest a mix
         options: MasterOptions | MixOptions = MixOptions(**common)
         _threads(options.method)
@@ -422,8 +427,8 @@ def train(
 @app.command("presets")
 @guarded
 def list_presets() -> None:
-    """List genre presets and delivery targets."""
-    from automix import presets
+    """List genre presets, delivery targets and characters."""
+    from automix import character, presets
 
     genres = Table(title="genre presets (--reference)", title_justify="left")
     for col in ("name", "loudness LUFS", "crest dB", "width", "default target", "description"):
@@ -439,6 +444,17 @@ def list_presets() -> None:
     for t in presets.list_targets():
         targets.add_row(t.name, f"{t.integrated_lufs:g}", f"{t.ceiling_dbtp:g}", t.description)
     out_console.print(targets)
+    chars = Table(title="characters (--character NAME[:AMOUNT],...; the move at amount 1)",
+                  title_justify="left")
+    for col in ("name", "tilt dB/oct", "air dB", "crest dB", "PLR dB", "width", "description"):
+        chars.add_column(col)
+    for c in character.list_characters():
+        air = f"{c.air_db:+g} >= {c.air_hz / 1000:g} kHz" if c.air_db else ""
+        chars.add_row(c.name, f"{c.tilt_db_per_oct:+g}" if c.tilt_db_per_oct else "", air,
+                      f"{c.crest_db:+g}" if c.crest_db else "",
+                      f"{c.plr_db:+g}" if c.plr_db else "",
+                      f"{c.width:+g}" if c.width else "", c.description)
+    out_console.print(chars)
 
 
 @app.command()

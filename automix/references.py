@@ -105,10 +105,13 @@ def resolve_target(name: str | None, reference: Reference, *,
 
 
 def resolve(spec: str, target: str | None, *, ceiling_dbtp: float | None = None,
-            analysed: Analysis | None = None,
-            cache: ReferenceCache | None = None) -> tuple[Reference, Target]:
-    """`resolve_reference` and then `resolve_target` with it: what every master and mix
-    starts from."""
+            analysed: Analysis | None = None, cache: ReferenceCache | None = None,
+            character: str | None = None) -> tuple[Reference, Target]:
+    """`resolve_reference`, moved by ``character`` (`automix.character`), and then
+    `resolve_target` with it: what every master and mix starts from."""
+    from automix import character as characters
+
     reference = resolve_reference(spec, ceiling_dbtp=ceiling_dbtp, analysed=analysed,
                                   cache=cache)
+    reference = characters.apply(reference, characters.parse(character))
     return reference, resolve_target(target, reference, ceiling_dbtp=ceiling_dbtp)

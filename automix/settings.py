@@ -75,10 +75,14 @@ class Reference:
     features: Analysis
     target: Target
     sources: tuple[Path, ...] = ()
+    characters: tuple[Any, ...] = ()  # `character.Character`s its features were moved by
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind,
-                "features": self.features.to_dict(digits=None)}
+        out = {"name": self.name, "kind": self.kind,
+               "features": self.features.to_dict(digits=None)}
+        if self.characters:
+            out["character"] = [c.to_dict() for c in self.characters]
+        return out
 
 
 # --- amounts ----------------------------------------------------------------------------------
@@ -255,9 +259,11 @@ class Options:
     file's path; ``target`` a delivery target's name (default: the reference's);
     ``ceiling_dbtp`` overrides the target's true-peak ceiling; ``method`` how settings are
     suggested (`METHODS`); ``amounts`` how much of each module's suggestion is kept;
-    ``settings`` renders a settings file instead of suggesting."""
+    ``settings`` renders a settings file instead of suggesting; ``character`` moves the
+    reference's target (``warm:0.5,wide``, see `automix.character`)."""
 
     reference: str = "pop"
+    character: str | None = None
     target: str | None = None
     ceiling_dbtp: float | None = None
     method: str = MASTER_METHOD
