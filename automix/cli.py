@@ -82,8 +82,14 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 @guarded
 def master(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="The song to master."),
-    reference: str = typer.Option("pop", "--reference", "-r",
-                                  help="A genre preset (see `automix presets`) or an audio file."),
+    reference: list[str] | None = typer.Option(
+        None, "--reference", "-r", help="A genre preset (see `automix presets`) or an audio "
+        "file (default pop); repeat it to average several."),
+    tone_reference: str | None = typer.Option(
+        None, "--tone-reference", help="Take the tonal balance from this preset or file."),
+    dynamics_reference: str | None = typer.Option(
+        None, "--dynamics-reference",
+        help="Take the dynamics (crest, PLR) and width from this preset or file."),
     character: str | None = typer.Option(
         None, "--character", help="Move the target: warm, bright, wide, ... with an amount, "
         "e.g. warm:0.5,wide (see `automix presets`)."),
@@ -120,7 +126,9 @@ def master(
     from automix.files import master_file
     from automix.settings import Amounts, MasterOptions, OutputOptions
 
-    options = MasterOptions(reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
+    options = MasterOptions(reference=_references(reference), tone_reference=tone_reference,
+                            dynamics_reference=dynamics_reference, target=target,
+                            ceiling_dbtp=ceiling_dbtp,
                             amounts=Amounts.parse(amount), character=character,
                             settings=settings_path, refit_gain=refit_gain,
                             **_given(refine_steps=refine_steps, refine_seconds=refine_seconds,
@@ -141,8 +149,11 @@ def suggest(
     input_path: Path = typer.Argument(..., metavar="INPUT",
                                       help="A song, or a folder of stems (suggests a mix)."),
     output: Path = typer.Option(..., "--output", "-o", help="settings.json or settings.yaml"),
-    reference: str = typer.Option("pop", "--reference", "-r",
-                                  help="A genre preset or an audio file."),
+    reference: list[str] | None = typer.Option(
+        None, "--reference", "-r", help="A genre preset or an audio file; repeat to average."),
+    tone_reference: str | None = typer.Option(None, "--tone-reference", help="As for master."),
+    dynamics_reference: str | None = typer.Option(None, "--dynamics-reference",
+                                                  help="As for master."),
     character: str | None = typer.Option(None, "--character", help="As for master."),
     target: str | None = typer.Option(None, "--target", "-t", help="Delivery target."),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
@@ -157,7 +168,9 @@ def suggest(
     from automix.files import suggest_file, suggest_mix_file
     from automix.settings import Amounts, MasterOptions, MixOptions
 
-    common = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
+    common = {"reference": _references(reference), "tone_reference": tone_reference,
+              "dynamics_reference": dynamics_reference,
+              "target": target, "ceiling_dbtp": ceiling_dbtp,
               "amounts": Amounts.parse(amount), "character": character,
               **_given(method=method and method.value)}
     if input_path.is_dir():  # a folder of stems: suggest a mix
@@ -171,6 +184,13 @@ def suggest(
     master = doc["settings"].get("master", doc["settings"])
     out_console.print(f"wrote {output}: master gain {master['gain_db']:+.2f} dB to "
                       f"{doc['target']['integrated_lufs']:g} LUFS")
+
+
+def _references(given: list[str] | None) -> str | tuple[str, ...]:
+    """``--reference`` as typed: pop when none, one name or path, or several to average."""
+    if not given:
+        return "pop"
+    return given[0] if len(given) == 1 else tuple(given)
 
 
 def _given(**options: Any) -> dict[str, Any]:

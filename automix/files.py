@@ -158,7 +158,9 @@ def _master_streamed(input_path: Path, out_path: Path, options: MasterOptions,
     check_channels(input_path, streaming.file_format_of(input_path)[1])
     settings = read_master_settings(options.settings) if options.settings else None
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       character=options.character, cache=cache)
+                       character=options.character,
+                       tone=options.tone_reference, dynamics=options.dynamics_reference,
+                       cache=cache)
     return streaming.master_stream(input_path, out_path, ref, tgt, method=options.method,
                                    settings=settings, amounts=options.amounts,
                                    refit_gain=options.refit_gain, bit_depth=output.bit_depth,
@@ -181,7 +183,9 @@ def _run(input_path: Path, options: MasterOptions, writer: BackgroundWriter | No
         timings["analyse"] = time.perf_counter() - t0
         del ref_audio  # the master need not hold 64 MB of it for 3 min of stereo
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       character=options.character, analysed=ref_analysis, cache=cache)
+                       character=options.character,
+                       tone=options.tone_reference, dynamics=options.dynamics_reference,
+                       analysed=ref_analysis, cache=cache)
     result = master(song, ref, tgt, method=options.method, settings=settings,
                     amounts=options.amounts, refit_gain=options.refit_gain,
                     refine_steps=options.refine_steps, refine_seconds=options.refine_seconds,
@@ -285,7 +289,9 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
             raise OutputError(f"{path}: refusing to write over the input (the stems folder)")
     settings = read_mix_settings(options.settings) if options.settings else None
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       character=options.character, cache=cache)
+                       character=options.character,
+                       tone=options.tone_reference, dynamics=options.dynamics_reference,
+                       cache=cache)
     result = mix(stems, sample_rate, ref, tgt, method=options.method, settings=settings,
                  amounts=options.amounts, load_warnings=warnings,
                  refine_steps=options.refine_steps)
@@ -321,7 +327,9 @@ def suggest_mix_file(stems_dir: Path, output: Path, options: MixOptions = MixOpt
     check_settings_output(output, force)
     stems, sample_rate, warnings = load_stems(Path(stems_dir))
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       character=options.character, cache=cache)
+                       character=options.character,
+                       tone=options.tone_reference, dynamics=options.dynamics_reference,
+                       cache=cache)
     full = mix(stems, sample_rate, ref, tgt, method=options.method, amounts=options.amounts,
                load_warnings=warnings).to_dict()
     document = {

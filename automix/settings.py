@@ -260,9 +260,13 @@ class Options:
     ``ceiling_dbtp`` overrides the target's true-peak ceiling; ``method`` how settings are
     suggested (`METHODS`); ``amounts`` how much of each module's suggestion is kept;
     ``settings`` renders a settings file instead of suggesting; ``character`` moves the
-    reference's target (``warm:0.5,wide``, see `automix.character`)."""
+    reference's target (``warm:0.5,wide``, see `automix.character`). Several ``reference``
+    are averaged; ``tone_reference`` and ``dynamics_reference`` replace its tonal balance
+    and its dynamics and width (see `references.resolve`)."""
 
-    reference: str = "pop"
+    reference: str | tuple[str, ...] = "pop"
+    tone_reference: str | None = None
+    dynamics_reference: str | None = None
     character: str | None = None
     target: str | None = None
     ceiling_dbtp: float | None = None
