@@ -248,9 +248,13 @@ def _print_master(report: dict[str, Any]) -> None:
                       f"{s['limiter']['ceiling_dbtp']:g} dBTP")
     for w in report["warnings"]:
         err_console.print(f"[yellow]warning {w['code']}:[/] {w['message']}", highlight=False)
-    for key in ("previews", "report"):
-        if key in report:
-            out_console.print(f"{key}: {report[key]}")
+    if "previews" in report:
+        paths = {name: Path(path) for name, path in report["previews"].items()}
+        matched = ", ".join(p.name for n, p in paths.items() if n != "result_delivered")
+        out_console.print(f"previews in {paths['result'].parent}: {matched} (loudness-matched "
+                          "for a fair A/B); result_delivered.wav (as delivered)")
+    if "report" in report:
+        out_console.print(f"report: {report['report']}")
     out_console.print(f"settings and measurements: {report['sidecar']}")
 
 

@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import html
 import io
+import json
 from typing import Any
 
 import numpy as np
 
 from automix.analysis import band_values
+from automix.effects.biquad import eq_sections, first_order_highpass, magnitude_db
+from automix.params import EQParams, unit_of
 
 METRICS = (("integrated_lufs", "loudness", "LUFS"), ("true_peak_dbtp", "true peak", "dBTP"),
            ("loudness_range_lu", "loudness range", "LU"), ("crest_db", "crest", "dB"),
            ("plr_db", "peak to loudness", "dB"), ("width", "stereo width", "side/mid"))
 COLOURS = {"input": "#7f7f7f", "reference": "#1f77b4", "result": "#d62728"}
+EQ_CURVE_POINTS = 200  # log-spaced, 20 Hz to 20 kHz (or Nyquist)
+UNIT_SUFFIXES = ("_dbtp", "_lufs", "_db", "_hz", "_ms", "_pct", "_s")
 
 
 def _bands(features: dict[str, Any], key: str) -> np.ndarray:
@@ -54,6 +59,44 @@ def tonal_balance_svg(report: dict[str, Any]) -> str:
     return svg
 
 
+def master_settings(report: dict[str, Any]) -> dict[str, Any]:
+    """The mastering settings of a master's or a mix's report."""
+    settings = report["settings"]
+    return settings.get("master", settings)
+
+
+def eq_curve(report: dict[str, Any]) -> dict[str, list[float]]:
+    """The response the master's filters actually apply: the high-pass (two first-order
+    sections) and the five EQ biquads, summed in dB over log-spaced frequencies."""
+    chain = master_settings(report)["chain"]
+    sample_rate = float(report["measurements"]["input"]["sample_rate"])
+    freqs = np.geomspace(20.0, min(20000.0, 0.49 * sample_rate), EQ_CURVE_POINTS)
+    sections = eq_sections(EQParams(**chain["eq"]), sample_rate)
+    if "highpass" in chain:
+        sections += [first_order_highpass(chain["highpass"]["freq_hz"], sample_rate)] * 2
+    gain = magnitude_db(sections, freqs, sample_rate)
+    return {"freqs_hz": [round(float(f), 2) for f in freqs],
+            "gain_db": [round(float(g), 3) for g in gain]}
+
+
+def eq_curve_svg(curve: dict[str, list[float]]) -> str:
+    """The applied EQ curve, dB over Hz."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 2.8))
+    ax.semilogx(curve["freqs_hz"], curve["gain_db"], color=COLOURS["result"], lw=2)
+    ax.axhline(0.0, color="#999", lw=0.8)
+    ax.set_title("EQ applied (high-pass and EQ, summed response, dB)")
+    ax.set_xlabel("Hz")
+    ax.grid(True, which="both", alpha=0.3)
+    svg = _svg(fig)
+    plt.close(fig)
+    return svg
+
+
 def metrics_svg(report: dict[str, Any]) -> str:
     """Bars of loudness, true peak, LRA, crest, PLR and width: input, reference, result."""
     import matplotlib
@@ -67,7 +110,9 @@ def metrics_svg(report: dict[str, Any]) -> str:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(12, 2.6))
     for ax, (key, title, unit) in zip(axes, METRICS, strict=True):
         values = [sources[n].get(key) or 0.0 for n in sources]
-        ax.bar(list(sources), values, color=[COLOURS[n] for n in sources])
+        bars = ax.bar(list(sources), values, color=[COLOURS[n] for n in sources])
+        ax.bar_label(bars, fmt="%.2f" if key == "width" else "%.1f", fontsize=7)
+        ax.margins(y=0.2)
         ax.set_title(f"{title} ({unit})", fontsize=9)
         ax.tick_params(labelsize=7)
     svg = _svg(fig)
@@ -75,20 +120,44 @@ def metrics_svg(report: dict[str, Any]) -> str:
     return svg
 
 
-def _settings_rows(settings: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    rows = []
+def readable(key: str, value: Any) -> tuple[str, str]:
+    """A setting as a label and a value with its unit: ``low_shelf_gain_db``, -0.42 ->
+    ("low shelf gain", "-0.42 dB")."""
+    label = key
+    for suffix in UNIT_SUFFIXES:
+        if key.endswith(suffix):
+            label = key[: -len(suffix)]
+            break
+    unit = unit_of(key)
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return label.replace("_", " "), f"{text} {unit}".strip()
+
+
+def settings_groups(settings: dict[str, Any], module: str = "") -> list[tuple[str, list]]:
+    """Settings grouped by module ("eq", "compressor", "limiter", "master"; nested modules
+    joined by " / "), each a list of readable (label, value with unit) rows."""
+    own = [readable(k, v) for k, v in settings.items() if not isinstance(v, dict)]
+    groups = [(module or "master", own)] if own else []
     for key, value in settings.items():
         if isinstance(value, dict):
-            rows += _settings_rows(value, f"{prefix}{key}.")
-        else:
-            rows.append((prefix + key, value))
-    return rows
+            name = key if not module or module == "chain" else f"{module} / {key}"
+            groups += settings_groups(value, name if key != "chain" else module or "chain")
+    return groups
+
+
+def settings_html(settings: dict[str, Any]) -> str:
+    out = []
+    for module, rows in settings_groups(settings):
+        cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+                        for k, v in rows)
+        out.append(f'<h3>{html.escape(module)}</h3><table class="settings" '
+                   f'data-module="{html.escape(module)}">{cells}</table>')
+    return "".join(out)
 
 
 def render_html(report: dict[str, Any]) -> str:
     """The whole page for a master's JSON report (as `MasterResult.to_dict` plus paths)."""
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in _settings_rows(report["settings"]))
+    curve = eq_curve(report)
     warnings = "".join(f"<li><b>{html.escape(w['code'])}</b> {html.escape(w['message'])}</li>"
                        for w in report.get("warnings", [])) or "<li>none</li>"
     tonal = report["tonal_balance_error_db"]
@@ -106,8 +175,10 @@ figure{{margin:1em 0}}</style></head><body>
 {target["ceiling_dbtp"]} dBTP, <b>method</b> {html.escape(report["method"])}<br>
 tonal-balance error to the reference: {tonal["input"]} dB before, {tonal["output"]} dB after</p>
 <figure id="tonal-balance">{tonal_balance_svg(report)}</figure>
+<figure id="eq-curve">{eq_curve_svg(curve)}</figure>
+<script type="application/json" id="eq-curve-data">{json.dumps(curve)}</script>
 <figure id="metrics">{metrics_svg(report)}</figure>
 <h2>warnings about the input</h2><ul>{warnings}</ul>
-<h2>settings</h2><table id="settings">{rows}</table>
+<h2>settings</h2><div id="settings">{settings_html(report["settings"])}</div>
 </body></html>
 """
