@@ -448,6 +448,64 @@ def train(
     out_console.print(f"wrote {weights} and {weights.with_suffix('.json')}")
 
 
+@app.command()
+@guarded
+def album(
+    songs: list[Path] = typer.Argument(..., help="The songs, in order (files or folders)."),
+    out_dir: Path = typer.Option(..., "--output", "-o", help="Folder for the masters."),
+    reference: list[str] | None = typer.Option(
+        None, "--reference", "-r", help="A genre preset or an audio file (default pop); "
+        "repeat to average."),
+    tone_reference: str | None = typer.Option(None, "--tone-reference", help="As for master."),
+    dynamics_reference: str | None = typer.Option(None, "--dynamics-reference",
+                                                  help="As for master."),
+    character: str | None = typer.Option(None, "--character", help="As for master."),
+    target: str | None = typer.Option(None, "--target", "-t",
+                                      help="Delivery target of the loudest song."),
+    ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
+    same_loudness: bool = typer.Option(
+        False, "--same-loudness", help="Every song on the target (default: keep the steps)."),
+    file_format: Format = typer.Option(Format.wav, "--format", help="wav or flac."),
+    bit_depth: int = typer.Option(24, "--bit-depth", help="16, 24, or 32 float."),
+    amount: str | None = typer.Option(None, "--amount", help="As for master."),
+    report_path: Path | None = typer.Option(None, "--report", help="Write an HTML report."),
+    force: bool = typer.Option(False, "--force", help="Redo songs already mastered."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
+) -> None:
+    """Master SONGS as one album: one tonal target, the loudness steps between songs kept,
+    the loudest on the target. Resumes: songs already mastered with the same plan are
+    skipped."""
+    from automix.album import album as master_album
+    from automix.settings import Amounts, MasterOptions
+
+    options = MasterOptions(reference=_references(reference), tone_reference=tone_reference,
+                            dynamics_reference=dynamics_reference, character=character,
+                            target=target, ceiling_dbtp=ceiling_dbtp,
+                            amounts=Amounts.parse(amount))
+    _threads(options.method)
+    report = master_album(songs, out_dir, options, same_loudness=same_loudness,
+                          file_format=file_format.value, bit_depth=bit_depth, force=force,
+                          report_path=report_path)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    d = report["delivery"]
+    table = Table(title=f"automix album -> {out_dir} ({report['reference']['name']}; "
+                  f"{d['integrated_lufs']:g} LUFS, {d['ceiling_dbtp']:g} dBTP)")
+    for col in ("song", "input LUFS", "target LUFS", "loudness LUFS", "true peak dBTP",
+                "PLR dB", "width", "tonal error dB", "status"):
+        table.add_column(col, justify="left" if col in ("song", "status") else "right")
+    for s in report["songs"]:
+        table.add_row(s["name"], f"{s['input_lufs']:.1f}", f"{s['target_lufs']:.1f}",
+                      f"{s['integrated_lufs']:.1f}", f"{s['true_peak_dbtp']:.2f}",
+                      f"{s['plr_db']:.1f}", f"{s['width']:.2f}",
+                      f"{s['tonal_balance_error_db']:.2f}", s["status"])
+    out_console.print(table)
+    out_console.print(f"album loudness: {report['album_lufs']} LUFS; report: "
+                      f"{out_dir / 'album.json'}" + (f", {report['report']}"
+                                                     if "report" in report else ""))
+
+
 @app.command("presets")
 @guarded
 def list_presets() -> None:

@@ -182,3 +182,53 @@ tonal-balance error to the reference: {tonal["input"]} dB before, {tonal["output
 <h2>settings</h2><div id="settings">{settings_html(report["settings"])}</div>
 </body></html>
 """
+
+
+ALBUM_COLUMNS = (("input_lufs", "input LUFS"), ("target_lufs", "target LUFS"),
+                 ("integrated_lufs", "loudness LUFS"), ("true_peak_dbtp", "true peak dBTP"),
+                 ("plr_db", "PLR dB"), ("width", "width"),
+                 ("tonal_balance_error_db", "tonal error dB"))
+
+
+def album_tonal_svg(report: dict[str, Any]) -> str:
+    """Every song's mid tonal balance and the album's shared target, one plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    ref = report["reference"]["features"]["bands"]
+    ax.semilogx(ref["centers_hz"], band_values(ref["mid_db"]), color="k", lw=2.5,
+                label="target (" + report["reference"]["name"] + ")")
+    for song in report["songs"]:
+        ax.semilogx(song["bands"]["centers_hz"], band_values(song["bands"]["mid_db"]),
+                    lw=1.2, label=song["name"])
+    ax.set_title("tonal balance of each master, mid (dB re loudness)")
+    ax.set_xlabel("Hz")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    svg = _svg(fig)
+    plt.close(fig)
+    return svg
+
+
+def render_album_html(report: dict[str, Any]) -> str:
+    """The album's page: each song's numbers side by side, their tonal balance over the
+    shared target, the album's loudness."""
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in ALBUM_COLUMNS)
+    rows = "".join("<tr><td>" + html.escape(s["name"]) + "</td>" + "".join(
+        f"<td>{s[key]}</td>" for key, _ in ALBUM_COLUMNS) + "</tr>" for s in report["songs"])
+    d = report["delivery"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>automix album report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:2px 10px}}</style>
+</head><body><h1>automix album report</h1>
+<p><b>reference</b> {html.escape(report["reference"]["name"])},
+<b>delivery</b> {html.escape(d["name"])}: {d["integrated_lufs"]} LUFS, {d["ceiling_dbtp"]} dBTP,
+<b>album loudness</b> {report["album_lufs"]} LUFS</p>
+<table id="album"><tr><th>song</th>{head}</tr>{rows}</table>
+<figure id="tonal-balance">{album_tonal_svg(report)}</figure>
+</body></html>
+"""
