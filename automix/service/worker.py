@@ -59,7 +59,7 @@ def _options(job_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     target = params.get("target_file")
     return {"reference": str(job_dir / reference) if reference else params["reference"],
             "target": str(job_dir / target) if target else params.get("target"),
-            "ceiling_dbtp": params.get("ceiling_dbtp"),
+            "ceiling_dbtp": params.get("ceiling_dbtp"), "character": params.get("character"),
             "amounts": Amounts.parse(params.get("amounts"))}
 
 

@@ -172,6 +172,7 @@ async function start(event) {
     state.reference = $("reference").value;
   }
   if ($("target").value) form.append("target", $("target").value);
+  if ($("character").value.trim()) form.append("character", $("character").value.trim());
   $("submit").disabled = true;
   try {
     const job = await waitFor(await submit(form), "mastering");
@@ -260,6 +261,7 @@ async function rerender() {
   form.append("input_job", state.baseJob.id);
   if (state.reference) form.append("reference", state.reference);
   if ($("target").value) form.append("target", $("target").value);
+  if ($("character").value.trim()) form.append("character", $("character").value.trim());
   form.append("settings", JSON.stringify(settings));
   form.append("amounts", `dynamics=${dynamics}`);
   form.append("target_lufs", String(targetLufs));
