@@ -155,9 +155,28 @@ def settings_html(settings: dict[str, Any]) -> str:
     return "".join(out)
 
 
+CHARACTER_UNITS = (("tilt_db_per_oct", "tilt", "dB/oct"), ("air_db", "air", "dB"),
+                   ("crest_db", "crest", "dB"), ("plr_db", "PLR", "dB"), ("width", "width", ""))
+
+
+def character_text(reference: dict[str, Any]) -> str:
+    """The characters that moved the target, in their units: "warm (tilt -0.5 dB/oct)"."""
+    parts = []
+    for c in reference.get("character", []):
+        moves = [f"{label} {c[key]:+g} {unit}".strip() for key, label, unit in CHARACTER_UNITS
+                 if c.get(key)]
+        if c.get("air_db"):
+            moves[[m.startswith("air") for m in moves].index(True)] += \
+                f" from {c['air_hz'] / 1000:g} kHz"
+        parts.append(f"{c['name']} ({', '.join(moves) or 'no move'})")
+    return "; ".join(parts)
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page for a master's JSON report (as `MasterResult.to_dict` plus paths)."""
     curve = eq_curve(report)
+    character = character_text(report["reference"])
+    character = f"<br><b>character</b> {html.escape(character)}" if character else ""
     warnings = "".join(f"<li><b>{html.escape(w['code'])}</b> {html.escape(w['message'])}</li>"
                        for w in report.get("warnings", [])) or "<li>none</li>"
     tonal = report["tonal_balance_error_db"]
@@ -172,7 +191,7 @@ figure{{margin:1em 0}}</style></head><body>
 <b>output</b> {html.escape(str(report.get("output", "")))}<br>
 <b>reference</b> {html.escape(report["reference"]["name"])} ({report["reference"]["kind"]}),
 <b>target</b> {html.escape(target["name"])}: {target["integrated_lufs"]} LUFS,
-{target["ceiling_dbtp"]} dBTP, <b>method</b> {html.escape(report["method"])}<br>
+{target["ceiling_dbtp"]} dBTP, <b>method</b> {html.escape(report["method"])}{character}<br>
 tonal-balance error to the reference: {tonal["input"]} dB before, {tonal["output"]} dB after</p>
 <figure id="tonal-balance">{tonal_balance_svg(report)}</figure>
 <figure id="eq-curve">{eq_curve_svg(curve)}</figure>

@@ -59,7 +59,8 @@ def _master(tmp_path: Path, *flags: str) -> dict:
 
 def test_warm_darkens_and_wide_widens_the_master(tmp_path: Path) -> None:
     plain = _master(tmp_path)
-    warm = _master(tmp_path, "--character", "warm")
+    warm = _master(tmp_path, "--character", "warm", "--report", str(tmp_path / "r.html"))
+    assert "<b>character</b> warm (tilt -0.5 dB/oct)" in (tmp_path / "r.html").read_text()
     wide = _master(tmp_path, "--character", "wide")
     # the target's tilt (high minus low bands) at amount 1, and what the master followed
     defined = _tilt(list(character.band_offsets_db(
