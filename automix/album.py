@@ -29,7 +29,8 @@ from automix.audio import (
     save,
     write_text_atomic,
 )
-from automix.errors import SettingsError
+from automix.errors import OutputError, SettingsError
+from automix.files import refuse_input
 from automix.references import resolve
 from automix.settings import MasterOptions, write_document
 
@@ -80,6 +81,14 @@ def album(paths: list[Path], out_dir: Path, options: MasterOptions = MasterOptio
                                   ceiling_dbtp=options.ceiling_dbtp,
                                   character=options.character, tone=options.tone_reference,
                                   dynamics=options.dynamics_reference)
+    outputs = {p.stem: out_dir / f"{p.stem}.{file_format}" for p in songs}
+    for path in songs:  # before any work: never the input, never another run's file
+        out = outputs[path.stem]
+        for written in (out, out.with_suffix(".json")):
+            refuse_input(written, path)
+            if written.exists() and not force and not _ours(out.with_suffix(".json")):
+                raise OutputError(f"{written}: exists and is not this album's; use --force "
+                                  "to overwrite")
     audio: dict[str, Audio] = {}
     levels: dict[str, float] = {}
     for path in songs:
@@ -91,7 +100,7 @@ def album(paths: list[Path], out_dir: Path, options: MasterOptions = MasterOptio
     rows = []
     for path in songs:
         name = path.stem
-        out = out_dir / f"{name}.{file_format}"
+        out = outputs[name]
         sidecar = out.with_suffix(".json")
         plan = {"reference": reference.name, "target_lufs": targets[name],
                 "ceiling_dbtp": delivery.ceiling_dbtp, "method": options.method}
@@ -122,6 +131,14 @@ def album(paths: list[Path], out_dir: Path, options: MasterOptions = MasterOptio
         write_text_atomic(report_path, render_album_html(report))
         report["report"] = str(report_path)
     return report
+
+
+def _ours(sidecar: Path) -> bool:
+    """Whether ``sidecar`` was written by an album run (its song may be redone)."""
+    try:
+        return "album" in json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _finished(out: Path, sidecar: Path, plan: dict[str, Any]) -> bool:

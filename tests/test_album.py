@@ -79,3 +79,16 @@ def test_album_keeps_the_steps_and_shares_one_target(songs: Path, tmp_path: Path
 def test_album_needs_two_songs(tmp_path: Path) -> None:
     result = runner.invoke(app, ["album", str(EXCERPTS["single"][0]), "-o", str(tmp_path)])
     assert result.exit_code == 1 and "at least two songs" in result.output
+
+
+def test_album_never_writes_over_an_input_or_a_foreign_file(songs: Path, tmp_path: Path) -> None:
+    before = (songs / "ballad.wav").read_bytes()
+    result = runner.invoke(app, ["album", str(songs), "-o", str(songs)])
+    assert result.exit_code == 1 and "refusing to write over the input" in result.output
+    assert (songs / "ballad.wav").read_bytes() == before
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ballad.wav").write_bytes(b"someone else's")
+    result = runner.invoke(app, ["album", str(songs), "-o", str(out)])
+    assert result.exit_code == 1 and "is not this album's; use --force" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["ballad.wav"]  # nothing written
