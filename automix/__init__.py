@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 _API = {
     # functions (automix.api)
-    **dict.fromkeys(("analyze", "load", "master", "master_file", "mix", "mix_file",
+    **dict.fromkeys(("analyze", "load", "master_album", "master", "master_file", "mix", "mix_file",
                      "reference", "save", "suggest", "suggest_file", "suggest_mix_file"),
                     "automix.api"),
     # settings, options and results
@@ -37,7 +37,7 @@ _API = {
 __all__ = [
     "Amounts", "Analysis", "Audio", "AutomixError", "MasterOptions", "MasterResult",
     "MasterSettings", "MixOptions", "MixResult", "MixSettings", "OutputOptions", "Reference",
-    "ReferenceCache", "analyze", "load", "master", "master_file", "mix", "mix_file",
+    "ReferenceCache", "analyze", "load", "master_album", "master", "master_file", "mix", "mix_file",
     "reference", "save", "suggest", "suggest_file", "suggest_mix_file",
 ]
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         analyze,
         load,
         master,
+        master_album,
         master_file,
         mix,
         mix_file,

@@ -14,10 +14,12 @@ dataclasses in real units (`settings.MasterSettings`, `settings.MixSettings`).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from automix import analysis
+from automix.album import album as master_album
 from automix.analysis import Analysis
 from automix.audio import Audio, check_channels
 from automix.audio import load as load
@@ -25,7 +27,7 @@ from automix.audio import save as save
 from automix.files import master_file, mix_file, suggest_file, suggest_mix_file
 from automix.mastering import pipeline
 from automix.mastering.pipeline import MasterResult
-from automix.references import ReferenceCache, resolve_reference, resolve_target
+from automix.references import ReferenceCache, resolve, resolve_reference, resolve_target
 from automix.settings import (
     KEEP_BALANCE,
     MASTER_METHOD,
@@ -39,8 +41,8 @@ from automix.settings import (
 if TYPE_CHECKING:
     from automix.mixing import MixResult
 
-__all__ = ["analyze", "load", "master", "master_file", "mix", "mix_file", "reference", "save",
-           "suggest", "suggest_file", "suggest_mix_file"]
+__all__ = ["analyze", "load", "master", "master_album", "master_file", "mix", "mix_file",
+           "reference", "save", "suggest", "suggest_file", "suggest_mix_file"]
 
 AudioLike = Audio | str | os.PathLike
 
@@ -65,16 +67,24 @@ def reference(spec: str | os.PathLike, *, ceiling_dbtp: float | None = None,
     return resolve_reference(str(spec), ceiling_dbtp=ceiling_dbtp, cache=cache)
 
 
-def master(song: AudioLike, reference: str | Reference = "pop", *, target: str | None = None,
-           ceiling_dbtp: float | None = None, method: str = MASTER_METHOD,
-           settings: MasterSettings | None = None, amounts: Amounts | str | None = None,
-           refit_gain: bool = False) -> MasterResult:
-    """Master ``song`` toward ``reference`` at the delivery ``target`` (a platform's name, a
-    loudness in LUFS such as ``"-12"``, or ``"keep"``; default: the reference's), in memory;
-    or render ``settings`` exactly (see `settings.MasterOptions` for what each option does).
-    The result holds the audio, the settings and both analyses."""
+def master(song: AudioLike, reference: str | Sequence[str] | Reference = "pop", *,
+           target: str | None = None, ceiling_dbtp: float | None = None,
+           method: str = MASTER_METHOD, settings: MasterSettings | None = None,
+           amounts: Amounts | str | None = None, refit_gain: bool = False,
+           character: str | None = None, tone_reference: str | None = None,
+           dynamics_reference: str | None = None) -> MasterResult:
+    """Master ``song`` toward ``reference`` (several are averaged) at the delivery ``target``
+    (a platform's name, a loudness in LUFS such as ``"-12"``, or ``"keep"``; default: the
+    reference's, or the rendered ``settings``' own), in memory; or render ``settings``
+    exactly (see `settings.MasterOptions` for what each option does, ``character`` and the
+    tone and dynamics references included). The result holds the audio, the settings and both
+    analyses."""
     audio = _audio(song)
-    ref = _reference(reference, ceiling_dbtp)
+    if isinstance(reference, Reference):
+        ref = reference
+    else:
+        ref, _ = resolve(reference, None, ceiling_dbtp=ceiling_dbtp, character=character,
+                         tone=tone_reference, dynamics=dynamics_reference)
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp, settings=settings)
     return pipeline.master(audio, ref, tgt, method=method, settings=settings,
                            amounts=_amounts(amounts), refit_gain=refit_gain)

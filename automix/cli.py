@@ -118,8 +118,17 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 @guarded
 def master(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="The song to master."),
-    reference: str = typer.Option("pop", "--reference", "-r",
-                                  help="A genre preset (see `automix presets`) or an audio file."),
+    reference: list[str] | None = typer.Option(
+        None, "--reference", "-r", help="A genre preset (see `automix presets`) or an audio "
+        "file (default pop); repeat it to average several."),
+    tone_reference: str | None = typer.Option(
+        None, "--tone-reference", help="Take the tonal balance from this preset or file."),
+    dynamics_reference: str | None = typer.Option(
+        None, "--dynamics-reference",
+        help="Take the dynamics (crest, PLR) and width from this preset or file."),
+    character: str | None = typer.Option(
+        None, "--character", help="Move the target: warm, bright, wide, ... with an amount, "
+        "e.g. warm:0.5,wide (see `automix presets`)."),
     target: str | None = typer.Option(None, "--target", "-t", help=TARGET_HELP),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling",
                                                  help="True-peak ceiling in dBTP."),
@@ -152,8 +161,10 @@ def master(
     from automix.files import master_file
     from automix.settings import Amounts, MasterOptions, OutputOptions
 
-    options = MasterOptions(reference=reference, target=target, ceiling_dbtp=ceiling_dbtp,
-                            amounts=Amounts.parse(amount),
+    options = MasterOptions(reference=_references(reference), tone_reference=tone_reference,
+                            dynamics_reference=dynamics_reference, target=target,
+                            ceiling_dbtp=ceiling_dbtp,
+                            amounts=Amounts.parse(amount), character=character,
                             settings=settings_path, refit_gain=refit_gain,
                             **_given(refine_steps=refine_steps, refine_seconds=refine_seconds,
                                      method=method and method.value))
@@ -174,8 +185,12 @@ def suggest(
     input_path: Path = typer.Argument(..., metavar="INPUT",
                                       help="A song, or a folder of stems (suggests a mix)."),
     output: Path = typer.Option(..., "--output", "-o", help="settings.json or settings.yaml"),
-    reference: str = typer.Option("pop", "--reference", "-r",
-                                  help="A genre preset or an audio file."),
+    reference: list[str] | None = typer.Option(
+        None, "--reference", "-r", help="A genre preset or an audio file; repeat to average."),
+    tone_reference: str | None = typer.Option(None, "--tone-reference", help="As for master."),
+    dynamics_reference: str | None = typer.Option(None, "--dynamics-reference",
+                                                  help="As for master."),
+    character: str | None = typer.Option(None, "--character", help="As for master."),
     target: str | None = typer.Option(None, "--target", "-t", help=TARGET_HELP),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
     method: Method | None = typer.Option(
@@ -192,8 +207,11 @@ def suggest(
     from automix.files import suggest_file, suggest_mix_file
     from automix.settings import Amounts, MasterOptions, MixOptions
 
-    common = {"reference": reference, "target": target, "ceiling_dbtp": ceiling_dbtp,
-              "amounts": Amounts.parse(amount), **_given(method=method and method.value)}
+    common = {"reference": _references(reference), "tone_reference": tone_reference,
+              "dynamics_reference": dynamics_reference,
+              "target": target, "ceiling_dbtp": ceiling_dbtp,
+              "amounts": Amounts.parse(amount), "character": character,
+              **_given(method=method and method.value)}
     if input_path.is_dir():  # a folder of stems: suggest a mix
         from automix.mixing.roles import parse_roles
 
@@ -208,6 +226,13 @@ def suggest(
     master = doc["settings"].get("master", doc["settings"])
     out_console.print(f"wrote {output}: master gain {master['gain_db']:+.2f} dB to "
                       f"{doc['target']['integrated_lufs']:g} LUFS")
+
+
+def _references(given: list[str] | None) -> str | tuple[str, ...]:
+    """``--reference`` as typed: pop when none, one name or path, or several to average."""
+    if not given:
+        return "pop"
+    return given[0] if len(given) == 1 else tuple(given)
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -266,9 +291,13 @@ def _print_master(report: dict[str, Any]) -> None:
                       f"{s['limiter']['ceiling_dbtp']:g} dBTP")
     for w in report["warnings"]:
         err_console.print(f"[yellow]warning {w['code']}:[/] {w['message']}", highlight=False)
-    for key in ("previews", "report"):
-        if key in report:
-            out_console.print(f"{key}: {report[key]}")
+    if "previews" in report:
+        paths = {name: Path(path) for name, path in report["previews"].items()}
+        matched = ", ".join(p.name for n, p in paths.items() if n != "result_delivered")
+        out_console.print(f"previews in {paths['result'].parent}: {matched} (loudness-matched "
+                          "for a fair A/B); result_delivered.wav (as delivered)")
+    if "report" in report:
+        out_console.print(f"report: {report['report']}")
     out_console.print(f"settings and measurements: {report['sidecar']}")
 
 
@@ -494,11 +523,69 @@ def train(
     out_console.print(f"wrote {weights} and {weights.with_suffix('.json')}")
 
 
+@app.command()
+@guarded
+def album(
+    songs: list[Path] = typer.Argument(..., help="The songs, in order (files or folders)."),
+    out_dir: Path = typer.Option(..., "--output", "-o", help="Folder for the masters."),
+    reference: list[str] | None = typer.Option(
+        None, "--reference", "-r", help="A genre preset or an audio file (default pop); "
+        "repeat to average."),
+    tone_reference: str | None = typer.Option(None, "--tone-reference", help="As for master."),
+    dynamics_reference: str | None = typer.Option(None, "--dynamics-reference",
+                                                  help="As for master."),
+    character: str | None = typer.Option(None, "--character", help="As for master."),
+    target: str | None = typer.Option(
+        None, "--target", "-t", help="Delivery target of the loudest song: " + TARGET_HELP[17:]),
+    ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
+    same_loudness: bool = typer.Option(
+        False, "--same-loudness", help="Every song on the target (default: keep the steps)."),
+    file_format: str = typer.Option("wav", "--format", help="wav or flac."),
+    bit_depth: int = typer.Option(24, "--bit-depth", help="16, 24, or 32 float."),
+    amount: str | None = typer.Option(None, "--amount", help="As for master."),
+    report_path: Path | None = typer.Option(None, "--report", help="Write an HTML report."),
+    force: bool = typer.Option(False, "--force", help="Redo songs already mastered."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
+) -> None:
+    """Master SONGS as one album: one tonal target, the loudness steps between songs kept,
+    the loudest on the target. Resumes: songs already mastered with the same plan are
+    skipped."""
+    from automix.album import album as master_album
+    from automix.settings import Amounts, MasterOptions
+
+    options = MasterOptions(reference=_references(reference), tone_reference=tone_reference,
+                            dynamics_reference=dynamics_reference, character=character,
+                            target=target, ceiling_dbtp=ceiling_dbtp,
+                            amounts=Amounts.parse(amount))
+    _threads(options.method)
+    report = master_album(songs, out_dir, options, same_loudness=same_loudness,
+                          file_format=file_format, bit_depth=bit_depth, force=force,
+                          report_path=report_path)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    d = report["delivery"]
+    table = Table(title=f"automix album -> {out_dir} ({report['reference']['name']}; "
+                  f"{d['integrated_lufs']:g} LUFS, {d['ceiling_dbtp']:g} dBTP)")
+    for col in ("song", "input LUFS", "target LUFS", "loudness LUFS", "true peak dBTP",
+                "PLR dB", "width", "tonal error dB", "status"):
+        table.add_column(col, justify="left" if col in ("song", "status") else "right")
+    for s in report["songs"]:
+        table.add_row(s["name"], f"{s['input_lufs']:.1f}", f"{s['target_lufs']:.1f}",
+                      f"{s['integrated_lufs']:.1f}", f"{s['true_peak_dbtp']:.2f}",
+                      f"{s['plr_db']:.1f}", f"{s['width']:.2f}",
+                      f"{s['tonal_balance_error_db']:.2f}", s["status"])
+    out_console.print(table)
+    out_console.print(f"album loudness: {report['album_lufs']} LUFS; report: "
+                      f"{out_dir / 'album.json'}" + (f", {report['report']}"
+                                                     if "report" in report else ""))
+
+
 @app.command("presets")
 @guarded
 def list_presets() -> None:
-    """List genre presets and delivery targets."""
-    from automix import presets
+    """List genre presets, delivery targets and characters."""
+    from automix import character, presets
 
     genres = Table(title="genre presets (--reference)", title_justify="left")
     for col in ("name", "loudness LUFS", "crest dB", "width", "default target", "description"):
@@ -514,6 +601,17 @@ def list_presets() -> None:
     for t in presets.list_targets():
         targets.add_row(t.name, f"{t.integrated_lufs:g}", f"{t.ceiling_dbtp:g}", t.description)
     out_console.print(targets)
+    chars = Table(title="characters (--character NAME[:AMOUNT],...; the move at amount 1)",
+                  title_justify="left")
+    for col in ("name", "tilt dB/oct", "air dB", "crest dB", "PLR dB", "width", "description"):
+        chars.add_column(col)
+    for c in character.list_characters():
+        air = f"{c.air_db:+g} >= {c.air_hz / 1000:g} kHz" if c.air_db else ""
+        chars.add_row(c.name, f"{c.tilt_db_per_oct:+g}" if c.tilt_db_per_oct else "", air,
+                      f"{c.crest_db:+g}" if c.crest_db else "",
+                      f"{c.plr_db:+g}" if c.plr_db else "",
+                      f"{c.width:+g}" if c.width else "", c.description)
+    out_console.print(chars)
 
 
 @app.command()

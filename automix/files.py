@@ -166,7 +166,9 @@ def _master_streamed(input_path: Path, out_path: Path, options: MasterOptions,
     check_channels(input_path, streaming.file_format_of(input_path)[1])
     settings = read_master_settings(options.settings) if options.settings else None
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       settings=settings, cache=cache)
+                       settings=settings, character=options.character,
+                       tone=options.tone_reference, dynamics=options.dynamics_reference,
+                       cache=cache)
     return streaming.master_stream(input_path, out_path, ref, tgt, method=options.method,
                                    settings=settings, amounts=options.amounts,
                                    refit_gain=options.refit_gain, bit_depth=output.bit_depth,
@@ -189,7 +191,9 @@ def _run(input_path: Path, options: MasterOptions, writer: BackgroundWriter | No
         timings["analyse"] = time.perf_counter() - t0
         del ref_audio  # the master need not hold 64 MB of it for 3 min of stereo
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       settings=settings, analysed=ref_analysis, cache=cache)
+                       settings=settings, character=options.character,
+                       tone=options.tone_reference, dynamics=options.dynamics_reference,
+                       analysed=ref_analysis, cache=cache)
     result = master(song, ref, tgt, method=options.method, settings=settings,
                     amounts=options.amounts, refit_gain=options.refit_gain,
                     refine_steps=options.refine_steps, refine_seconds=options.refine_seconds,
@@ -230,7 +234,7 @@ def suggest_file(input_path: Path, output: Path, options: MasterOptions = Master
         "automix": __version__,
         "input": str(input_path),
         "method": result.method,
-        "reference": {"name": result.reference.name, "kind": result.reference.kind},
+        "reference": {k: v for k, v in full["reference"].items() if k != "features"},
         "target": full["target"],
         "settings": full["settings"],
         "motivation": {
@@ -301,7 +305,10 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
     settings = read_mix_settings(options.settings) if options.settings else None
     stems, settings = _with_user_roles(stems, settings, options)
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
-                       settings=settings.master if settings is not None else None, cache=cache)
+                       settings=settings.master if settings is not None else None,
+                       character=options.character,
+                       tone=options.tone_reference, dynamics=options.dynamics_reference,
+                       cache=cache)
     result = mix(stems, sample_rate, ref, tgt, method=options.method, settings=settings,
                  amounts=options.amounts, load_warnings=warnings,
                  refine_steps=options.refine_steps, keep_balance=options.keep_balance,
@@ -345,6 +352,8 @@ def suggest_mix_file(stems_dir: Path, output: Path, options: MixOptions = MixOpt
     stems, sample_rate, warnings = load_stems(Path(stems_dir))
     stems, _ = _with_user_roles(stems, None, options)
     ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
+                       character=options.character,
+                       tone=options.tone_reference, dynamics=options.dynamics_reference,
                        cache=cache)
     full = mix(stems, sample_rate, ref, tgt, method=options.method, amounts=options.amounts,
                load_warnings=warnings, keep_balance=options.keep_balance).to_dict()

@@ -1,9 +1,9 @@
 """Loudness-matched previews for a fair A/B: louder always sounds better, so compare equals.
 
 The loudest ``PREVIEW_S`` seconds of the result (and the same stretch of the input), and the
-reference's loudest stretch, are all set to one loudness: the quietest of the three, lowered
-further if needed so that none peaks above ``PREVIEW_CEILING_DBTP``. The result is also
-written at its delivered level.
+reference's loudest stretch, are all set to one loudness: the input's own (what the artist
+hears today), lowered only where needed so that none peaks above ``PREVIEW_CEILING_DBTP``.
+The result is also written at its delivered level (``result_delivered``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ def preview_excerpts(source: Audio, result: Audio, reference: Audio | None) -> d
         clips["reference"] = Audio(reference.samples[:, r0:r1], reference.sample_rate)
     levels = {k: loudness.integrated_lufs(a.samples, a.sample_rate) for k, a in clips.items()}
     peaks = {k: loudness.true_peak_dbtp(a.samples, a.sample_rate) for k, a in clips.items()}
-    common = min(levels.values())
-    common = min(common, min(PREVIEW_CEILING_DBTP - (peaks[k] - levels[k]) for k in clips))
+    common = min(levels["input"], min(PREVIEW_CEILING_DBTP - (peaks[k] - levels[k]) for k in clips))
     matched = {k: Audio((a.samples * np.float32(10 ** ((common - levels[k]) / 20))).astype(
         np.float32), a.sample_rate) for k, a in clips.items()}
     matched["result_delivered"] = clips["result"]

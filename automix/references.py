@@ -8,8 +8,11 @@ masters many songs against one reference file (a batch worker, a service worker)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from automix import analysis, presets
 from automix.analysis import Analysis
@@ -50,8 +53,11 @@ def preset_names() -> list[str]:
     return [g.name for g in presets.list_genres()]
 
 
-def reference_file(spec: str) -> Path | None:
-    """The audio file ``spec`` names, when it is an existing file and not a preset's name."""
+def reference_file(spec: str | Sequence[str]) -> Path | None:
+    """The audio file ``spec`` names, when it is an existing file and not a preset's name
+    (None for several references)."""
+    if not isinstance(spec, str):
+        return None
     path = Path(spec)
     return path if spec not in preset_names() and path.is_file() else None
 
@@ -90,6 +96,45 @@ def resolve_reference(spec: str, *, ceiling_dbtp: float | None = None,
     return Reference(path.stem, "file", features, target, (path,))
 
 
+def average(references: Sequence[Reference]) -> Reference:
+    """Several references as one, averaged the way a genre preset is built
+    (`presets.average_features`); its delivery target is theirs when they share one, else the
+    mean loudness at the lowest ceiling."""
+    if len(references) == 1:
+        return references[0]
+    features = Analysis.from_dict(presets.average_features(
+        [r.features.to_dict(digits=None) for r in references]))
+    targets = [r.target for r in references]
+    target = targets[0] if all(t == targets[0] for t in targets) else Target(
+        name="mean of the references' loudness",
+        integrated_lufs=round(float(np.mean([t.integrated_lufs for t in targets])), 2),
+        ceiling_dbtp=min(t.ceiling_dbtp for t in targets),
+        description="the mean of the references' delivery loudness",
+        max_limiting_db=(REFERENCE_MAX_LIMITING_DB
+                         if any(t.max_limiting_db is not None for t in targets) else None))
+    return Reference("+".join(r.name for r in references), "average", features, target,
+                     tuple(p for r in references for p in r.sources))
+
+
+def split(reference: Reference, tone: Reference | None,
+          dynamics: Reference | None) -> Reference:
+    """``reference`` with its tonal balance (mid and side) from ``tone`` and its dynamics and
+    image (crest, PLR, loudness range, width) from ``dynamics``, where given."""
+    if tone is None and dynamics is None:
+        return reference
+    features, parts = reference.features, []
+    if tone is not None:
+        features = replace(features, tonal_mid_db=tone.features.tonal_mid_db,
+                           tonal_side_db=tone.features.tonal_side_db)
+        parts.append(f"tone: {tone.name}")
+    if dynamics is not None:
+        d = dynamics.features
+        features = replace(features, crest_db=d.crest_db, plr_db=d.plr_db,
+                           loudness_range_lu=d.loudness_range_lu, width=d.width)
+        parts.append(f"dynamics: {dynamics.name}")
+    return replace(reference, name=f"{reference.name} ({', '.join(parts)})", features=features)
+
+
 def resolve_target(name: str | None, reference: Reference, *,
                    ceiling_dbtp: float | None = None,
                    settings: MasterSettings | None = None) -> Target:
@@ -114,12 +159,26 @@ def resolve_target(name: str | None, reference: Reference, *,
     return target
 
 
-def resolve(spec: str, target: str | None, *, ceiling_dbtp: float | None = None,
-            settings: MasterSettings | None = None, analysed: Analysis | None = None,
-            cache: ReferenceCache | None = None) -> tuple[Reference, Target]:
-    """`resolve_reference` and then `resolve_target` with it: what every master and mix
-    starts from."""
-    reference = resolve_reference(spec, ceiling_dbtp=ceiling_dbtp, analysed=analysed,
-                                  cache=cache)
+def resolve(spec: str | Sequence[str], target: str | None, *,
+            ceiling_dbtp: float | None = None, settings: MasterSettings | None = None,
+            analysed: Analysis | None = None, cache: ReferenceCache | None = None,
+            character: str | None = None, tone: str | None = None,
+            dynamics: str | None = None) -> tuple[Reference, Target]:
+    """`resolve_reference` (several ``spec`` are averaged, `average`), its tonal balance from
+    ``tone`` and its dynamics from ``dynamics`` (`split`), moved by ``character``
+    (`automix.character`), and then `resolve_target` with it (and the rendered ``settings``):
+    what every master and mix starts from. ``analysed`` is the analysis of a single reference
+    file."""
+    from automix import character as characters
+
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    if not specs:
+        raise SettingsError("give at least one reference")
+    one = dict(ceiling_dbtp=ceiling_dbtp, cache=cache)
+    reference = average([resolve_reference(s, analysed=analysed if len(specs) == 1 else None,
+                                           **one) for s in specs])
+    reference = split(reference, resolve_reference(tone, **one) if tone else None,
+                      resolve_reference(dynamics, **one) if dynamics else None)
+    reference = characters.apply(reference, characters.parse(character))
     return reference, resolve_target(target, reference, ceiling_dbtp=ceiling_dbtp,
                                      settings=settings)

@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import html
 import io
+import json
 from typing import Any
 
 import numpy as np
 
 from automix.analysis import band_values
+from automix.effects.biquad import eq_sections, first_order_highpass, magnitude_db
+from automix.params import EQParams, unit_of
 
 METRICS = (("integrated_lufs", "loudness", "LUFS"), ("true_peak_dbtp", "true peak", "dBTP"),
            ("loudness_range_lu", "loudness range", "LU"), ("crest_db", "crest", "dB"),
            ("plr_db", "peak to loudness", "dB"), ("width", "stereo width", "side/mid"))
 COLOURS = {"input": "#7f7f7f", "reference": "#1f77b4", "result": "#d62728"}
+EQ_CURVE_POINTS = 200  # log-spaced, 20 Hz to 20 kHz (or Nyquist)
+UNIT_SUFFIXES = ("_dbtp", "_lufs", "_db", "_hz", "_ms", "_pct", "_s")
 
 
 def _bands(features: dict[str, Any], key: str) -> np.ndarray:
@@ -54,6 +59,44 @@ def tonal_balance_svg(report: dict[str, Any]) -> str:
     return svg
 
 
+def master_settings(report: dict[str, Any]) -> dict[str, Any]:
+    """The mastering settings of a master's or a mix's report."""
+    settings = report["settings"]
+    return settings.get("master", settings)
+
+
+def eq_curve(report: dict[str, Any]) -> dict[str, list[float]]:
+    """The response the master's filters actually apply: the high-pass (two first-order
+    sections) and the five EQ biquads, summed in dB over log-spaced frequencies."""
+    chain = master_settings(report)["chain"]
+    sample_rate = float(report["measurements"]["input"]["sample_rate"])
+    freqs = np.geomspace(20.0, min(20000.0, 0.49 * sample_rate), EQ_CURVE_POINTS)
+    sections = eq_sections(EQParams(**chain["eq"]), sample_rate)
+    if "highpass" in chain:
+        sections += [first_order_highpass(chain["highpass"]["freq_hz"], sample_rate)] * 2
+    gain = magnitude_db(sections, freqs, sample_rate)
+    return {"freqs_hz": [round(float(f), 2) for f in freqs],
+            "gain_db": [round(float(g), 3) for g in gain]}
+
+
+def eq_curve_svg(curve: dict[str, list[float]]) -> str:
+    """The applied EQ curve, dB over Hz."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 2.8))
+    ax.semilogx(curve["freqs_hz"], curve["gain_db"], color=COLOURS["result"], lw=2)
+    ax.axhline(0.0, color="#999", lw=0.8)
+    ax.set_title("EQ applied (high-pass and EQ, summed response, dB)")
+    ax.set_xlabel("Hz")
+    ax.grid(True, which="both", alpha=0.3)
+    svg = _svg(fig)
+    plt.close(fig)
+    return svg
+
+
 def metrics_svg(report: dict[str, Any]) -> str:
     """Bars of loudness, true peak, LRA, crest, PLR and width: input, reference, result."""
     import matplotlib
@@ -67,7 +110,9 @@ def metrics_svg(report: dict[str, Any]) -> str:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(12, 2.6))
     for ax, (key, title, unit) in zip(axes, METRICS, strict=True):
         values = [sources[n].get(key) or 0.0 for n in sources]
-        ax.bar(list(sources), values, color=[COLOURS[n] for n in sources])
+        bars = ax.bar(list(sources), values, color=[COLOURS[n] for n in sources])
+        ax.bar_label(bars, fmt="%.2f" if key == "width" else "%.1f", fontsize=7)
+        ax.margins(y=0.2)
         ax.set_title(f"{title} ({unit})", fontsize=9)
         ax.tick_params(labelsize=7)
     svg = _svg(fig)
@@ -75,14 +120,56 @@ def metrics_svg(report: dict[str, Any]) -> str:
     return svg
 
 
-def _settings_rows(settings: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    rows = []
+def readable(key: str, value: Any) -> tuple[str, str]:
+    """A setting as a label and a value with its unit: ``low_shelf_gain_db``, -0.42 ->
+    ("low shelf gain", "-0.42 dB")."""
+    label = key
+    for suffix in UNIT_SUFFIXES:
+        if key.endswith(suffix):
+            label = key[: -len(suffix)]
+            break
+    unit = unit_of(key)
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return label.replace("_", " "), f"{text} {unit}".strip()
+
+
+def settings_groups(settings: dict[str, Any], module: str = "") -> list[tuple[str, list]]:
+    """Settings grouped by module ("eq", "compressor", "limiter", "master"; nested modules
+    joined by " / "), each a list of readable (label, value with unit) rows."""
+    own = [readable(k, v) for k, v in settings.items() if not isinstance(v, dict)]
+    groups = [(module or "master", own)] if own else []
     for key, value in settings.items():
         if isinstance(value, dict):
-            rows += _settings_rows(value, f"{prefix}{key}.")
-        else:
-            rows.append((prefix + key, value))
-    return rows
+            name = key if not module or module == "chain" else f"{module} / {key}"
+            groups += settings_groups(value, name if key != "chain" else module or "chain")
+    return groups
+
+
+def settings_html(settings: dict[str, Any]) -> str:
+    out = []
+    for module, rows in settings_groups(settings):
+        cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+                        for k, v in rows)
+        out.append(f'<h3>{html.escape(module)}</h3><table class="settings" '
+                   f'data-module="{html.escape(module)}">{cells}</table>')
+    return "".join(out)
+
+
+CHARACTER_UNITS = (("tilt_db_per_oct", "tilt", "dB/oct"), ("air_db", "air", "dB"),
+                   ("crest_db", "crest", "dB"), ("plr_db", "PLR", "dB"), ("width", "width", ""))
+
+
+def character_text(reference: dict[str, Any]) -> str:
+    """The characters that moved the target, in their units: "warm (tilt -0.5 dB/oct)"."""
+    parts = []
+    for c in reference.get("character", []):
+        moves = [f"{label} {c[key]:+g} {unit}".strip() for key, label, unit in CHARACTER_UNITS
+                 if c.get(key)]
+        if c.get("air_db"):
+            moves[[m.startswith("air") for m in moves].index(True)] += \
+                f" from {c['air_hz'] / 1000:g} kHz"
+        parts.append(f"{c['name']} ({', '.join(moves) or 'no move'})")
+    return "; ".join(parts)
 
 
 def _stem_rows(report: dict[str, Any]) -> str:
@@ -127,8 +214,9 @@ def render_html(report: dict[str, Any]) -> str:
     the bus's measurements before and after the master."""
     is_mix = "stems" in report and "stems" in report["settings"]
     settings = report["settings"]["master"] if is_mix else report["settings"]
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in _settings_rows(settings))
+    curve = eq_curve(report)
+    character = character_text(report["reference"])
+    character = f"<br><b>character</b> {html.escape(character)}" if character else ""
     warnings = "".join(f"<li><b>{html.escape(w['code'])}</b> {html.escape(w['message'])}</li>"
                        for w in report.get("warnings", [])) or "<li>none</li>"
     tonal = report["tonal_balance_error_db"]
@@ -147,11 +235,64 @@ th{{text-align:left}}figure{{margin:1em 0}}</style></head><body>
 <b>output</b> {html.escape(str(report.get("output", "")))}<br>
 <b>reference</b> {html.escape(report["reference"]["name"])} ({report["reference"]["kind"]}),
 <b>target</b> {html.escape(target["name"])}: {target["integrated_lufs"]} LUFS,
-{target["ceiling_dbtp"]} dBTP, <b>method</b> {html.escape(report["method"])}<br>
+{target["ceiling_dbtp"]} dBTP, <b>method</b> {html.escape(report["method"])}{character}<br>
 tonal-balance error to the reference: {tonal["input"]} dB before, {tonal["output"]} dB after</p>
 {mix_tables}<figure id="tonal-balance">{tonal_balance_svg(report)}</figure>
+<figure id="eq-curve">{eq_curve_svg(curve)}</figure>
+<script type="application/json" id="eq-curve-data">{json.dumps(curve)}</script>
 <figure id="metrics">{metrics_svg(report)}</figure>
 <h2>warnings about the input</h2><ul>{warnings}</ul>
-<h2>{"master settings" if is_mix else "settings"}</h2><table id="settings">{rows}</table>
+<h2>{"master settings" if is_mix else "settings"}</h2>
+<div id="settings">{settings_html(settings)}</div>
+</body></html>
+"""
+
+
+ALBUM_COLUMNS = (("input_lufs", "input LUFS"), ("target_lufs", "target LUFS"),
+                 ("integrated_lufs", "loudness LUFS"), ("true_peak_dbtp", "true peak dBTP"),
+                 ("plr_db", "PLR dB"), ("width", "width"),
+                 ("tonal_balance_error_db", "tonal error dB"))
+
+
+def album_tonal_svg(report: dict[str, Any]) -> str:
+    """Every song's mid tonal balance and the album's shared target, one plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    ref = report["reference"]["features"]["bands"]
+    ax.semilogx(ref["centers_hz"], band_values(ref["mid_db"]), color="k", lw=2.5,
+                label="target (" + report["reference"]["name"] + ")")
+    for song in report["songs"]:
+        ax.semilogx(song["bands"]["centers_hz"], band_values(song["bands"]["mid_db"]),
+                    lw=1.2, label=song["name"])
+    ax.set_title("tonal balance of each master, mid (dB re loudness)")
+    ax.set_xlabel("Hz")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    svg = _svg(fig)
+    plt.close(fig)
+    return svg
+
+
+def render_album_html(report: dict[str, Any]) -> str:
+    """The album's page: each song's numbers side by side, their tonal balance over the
+    shared target, the album's loudness."""
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in ALBUM_COLUMNS)
+    rows = "".join("<tr><td>" + html.escape(s["name"]) + "</td>" + "".join(
+        f"<td>{s[key]}</td>" for key, _ in ALBUM_COLUMNS) + "</tr>" for s in report["songs"])
+    d = report["delivery"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>automix album report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:2px 10px}}</style>
+</head><body><h1>automix album report</h1>
+<p><b>reference</b> {html.escape(report["reference"]["name"])},
+<b>delivery</b> {html.escape(d["name"])}: {d["integrated_lufs"]} LUFS, {d["ceiling_dbtp"]} dBTP,
+<b>album loudness</b> {report["album_lufs"]} LUFS</p>
+<table id="album"><tr><th>song</th>{head}</tr>{rows}</table>
+<figure id="tonal-balance">{album_tonal_svg(report)}</figure>
 </body></html>
 """

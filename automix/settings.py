@@ -78,10 +78,14 @@ class Reference:
     features: Analysis
     target: Target
     sources: tuple[Path, ...] = ()
+    characters: tuple[Any, ...] = ()  # `character.Character`s its features were moved by
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind,
-                "features": self.features.to_dict(digits=None)}
+        out = {"name": self.name, "kind": self.kind,
+               "features": self.features.to_dict(digits=None)}
+        if self.characters:
+            out["character"] = [c.to_dict() for c in self.characters]
+        return out
 
 
 # --- amounts ----------------------------------------------------------------------------------
@@ -271,9 +275,15 @@ class Options:
     file's path; ``target`` a delivery target's name (default: the reference's);
     ``ceiling_dbtp`` overrides the target's true-peak ceiling; ``method`` how settings are
     suggested (`METHODS`); ``amounts`` how much of each module's suggestion is kept;
-    ``settings`` renders a settings file instead of suggesting."""
+    ``settings`` renders a settings file instead of suggesting; ``character`` moves the
+    reference's target (``warm:0.5,wide``, see `automix.character`). Several ``reference``
+    are averaged; ``tone_reference`` and ``dynamics_reference`` replace its tonal balance
+    and its dynamics and width (see `references.resolve`)."""
 
-    reference: str = "pop"
+    reference: str | tuple[str, ...] = "pop"
+    tone_reference: str | None = None
+    dynamics_reference: str | None = None
+    character: str | None = None
     target: str | None = None
     ceiling_dbtp: float | None = None
     method: str = MASTER_METHOD

@@ -106,11 +106,17 @@ def test_audition_page_end_to_end(browser: webdriver.Chrome, tmp_path: Path) -> 
         # The plots and the player render: elements with size and non-blank pixels.
         png = browser.get_screenshot_as_png()
         (tmp_path / "audition.png").write_bytes(png)
-        for element_id in ("tonal-plot", "metrics-plot", "waveform", "player", "settings-table"):
+        for element_id in ("tonal-plot", "metrics-plot", "eq-plot", "waveform", "player",
+                           "settings-table"):
             element = browser.find_element(By.ID, element_id)
             assert element.size["width"] > 100 and element.size["height"] > 20, element_id
             std, colours = _region_stats(png, element.rect)
             assert std > 5 and colours > 3, element_id  # drawn on, not blank
+        # settings by module with units, and the EQ curve the worker computed from the biquads
+        eq_rows = browser.execute_script("""return [...document.querySelectorAll(
+            '#settings-table table[data-module="eq"] tr')].map(r => r.innerText);""")
+        assert any(r.startswith("peak2 gain") and r.endswith("dB") for r in eq_rows), eq_rows
+        assert len(state["result"]["eq_curve"]["gain_db"]) >= 100
 
         # Sliders: a re-render with the edits, shown when done; downloads follow the new job.
         first_id = state["id"]

@@ -231,8 +231,9 @@ class _Tables(HTMLParser):
         self.title, self.tables, self._table, self._in = "", {}, None, None
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag == "table":
-            self._table = dict(attrs).get("id")
+        if tag == "table":  # the settings' tables are named by their module
+            attrs = dict(attrs)
+            self._table = attrs.get("id") or f"settings: {attrs.get('data-module')}"
             self.tables[self._table] = []
         elif tag == "tr" and self._table:
             self.tables[self._table].append([])
@@ -273,6 +274,9 @@ def test_the_mix_report_has_a_stem_table_and_the_bus(band: Path, tmp_path: Path)
     before, after = report["measurements"]["input"], report["measurements"]["output"]
     assert float(bus["loudness (LUFS)"][0]) == pytest.approx(before["integrated_lufs"], abs=0.01)
     assert float(bus["loudness (LUFS)"][1]) == pytest.approx(after["integrated_lufs"], abs=0.01)
+    limiter = {r[0]: r[1] for r in page.tables["settings: limiter"]}
+    ceiling = report["settings"]["master"]["limiter"]["ceiling_dbtp"]
+    assert limiter["ceiling"] == f"{ceiling:g} dBTP"
 
 
 # --- the band recordings of the real-music folder ---------------------------------------------

@@ -142,6 +142,18 @@ def test_a_target_by_loudness_or_keep(server: LocalServer, target: str) -> None:
     assert loudness.true_peak_dbtp(master, sr) <= -1.0 + 0.01
 
 
+def test_character_moves_the_target_and_shows(server: LocalServer) -> None:
+    resp = server.submit({"reference": "pop", "character": "warm,wide:0.5"},
+                         [("file", "s.flac", wav_bytes(2.0, seed=6))])
+    assert resp.status == 202, resp.body
+    job = server.wait(resp.headers["location"])
+    assert job["status"] == "done", job["error"]
+    ref = job["result"]["reference"]
+    assert ref["name"] == "pop +warm,wide"
+    assert [c["name"] for c in ref["character"]] == ["warm", "wide"]
+    assert ref["character"][1]["width"] == pytest.approx(0.05)
+
+
 BAD_REQUESTS = [
     ({"reference": "polka"}, 422, "unknown preset 'polka'"),
     ({"reference": "/etc/passwd"}, 422, "unknown preset"),
@@ -161,6 +173,7 @@ BAD_REQUESTS = [
     ({"format": "flac", "bit_depth": "32"}, 422, "bit_depth"),
     ({"kind": "karaoke"}, 422, "kind: expected master or mix"),
     ({"colour": "red"}, 422, "unknown form field 'colour'"),
+    ({"character": "warmer"}, 422, "character: unknown character 'warmer'; choose from"),
 ]
 
 

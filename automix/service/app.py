@@ -71,7 +71,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".mp3")
 PREVIEWS = ("input", "result", "reference", "result_delivered")
 KINDS = ("master", "mix", "suggest")
 FIELDS = {"kind", "reference", "target", "target_lufs", "ceiling_dbtp", "settings", "amounts",
-          "format", "bit_depth", "input_job"}
+          "format", "bit_depth", "input_job", "character"}
 FILE_FIELDS = {"file", "reference_file", "stems"}
 
 
@@ -222,6 +222,18 @@ def _inputs(kind: str, form: Form, job_dir: Path, config: ServiceConfig,
     return params
 
 
+def _character(spec: str | None) -> str | None:
+    """``warm:0.5,wide``, checked (see `automix.character`)."""
+    from automix import character
+    from automix.errors import SettingsError
+
+    try:
+        character.parse(spec)
+    except SettingsError as exc:
+        raise Problem(422, "bad-field", f"character: {exc}") from None
+    return spec
+
+
 def _choices(kind: str, form: Form, job_dir: Path) -> dict[str, Any]:
     """Reference, target, ceiling, settings, amounts and format: checked, files written."""
     from automix import presets
@@ -236,6 +248,7 @@ def _choices(kind: str, form: Form, job_dir: Path) -> dict[str, Any]:
                       f"{did_you_mean(reference, genres)}; known: "
                       f"{', '.join(genres)} (or upload a reference_file)")
     params["reference"] = reference
+    params["character"] = _character(form.fields.get("character") or None)
     target = form.fields.get("target") or None
     named = None
     if target is not None:  # a name, a loudness or keep, as on the command line; never a path

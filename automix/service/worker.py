@@ -59,7 +59,7 @@ def _options(job_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     target = params.get("target_file")
     return {"reference": str(job_dir / reference) if reference else params["reference"],
             "target": str(job_dir / target) if target else params.get("target"),
-            "ceiling_dbtp": params.get("ceiling_dbtp"),
+            "ceiling_dbtp": params.get("ceiling_dbtp"), "character": params.get("character"),
             "amounts": Amounts.parse(params.get("amounts"))}
 
 
@@ -68,6 +68,7 @@ def run_job(job: Job, job_dir: Path, cache: ReferenceCache | None = None) -> dic
     ``cache`` is the worker's: a reference file sent with many jobs is analysed once."""
     from automix import __version__
     from automix.files import master_file, mix_file, suggest_file
+    from automix.report import eq_curve, master_settings, settings_groups
     from automix.settings import MasterOptions, MixOptions, OutputOptions, write_document
 
     params = job.params
@@ -93,7 +94,9 @@ def run_job(job: Job, job_dir: Path, cache: ReferenceCache | None = None) -> dic
                    {"automix": __version__, "settings": report["settings"],
                     "reference": {k: report["reference"][k] for k in ("name", "kind")},
                     "target": report["target"]})
-    return {k: v for k, v in report.items() if k not in PRIVATE_KEYS}
+    readable = {"eq_curve": eq_curve(report),  # for the page: the EQ applied, settings by module
+                "settings_groups": settings_groups(master_settings(report))}
+    return {k: v for k, v in report.items() if k not in PRIVATE_KEYS} | readable
 
 
 def _error(exc: BaseException, job_dir: Path) -> dict[str, Any]:

@@ -172,6 +172,7 @@ async function start(event) {
     state.reference = $("reference").value;
   }
   if ($("target").value) form.append("target", $("target").value);
+  if ($("character").value.trim()) form.append("character", $("character").value.trim());
   $("submit").disabled = true;
   try {
     const job = await waitFor(await submit(form), "mastering");
@@ -196,7 +197,8 @@ async function show(job) {
   drawWaveform();
   drawTonal(job.result);
   drawMetrics(job.result);
-  settingsTable(job.result.settings);
+  drawEq(job.result.eq_curve);
+  settingsTable(job.result.settings_groups);
   $("download-master").href = links.master;
   $("download-settings").href = links.settings;
   $("open-report").href = links.report;
@@ -269,6 +271,7 @@ async function rerender() {
   form.append("input_job", state.baseJob.id);
   if (state.reference) form.append("reference", state.reference);
   if ($("target").value) form.append("target", $("target").value);
+  if ($("character").value.trim()) form.append("character", $("character").value.trim());
   form.append("settings", JSON.stringify(settings));
   form.append("amounts", `dynamics=${dynamics}`);
   form.append("target_lufs", String(targetLufs));
@@ -379,16 +382,29 @@ function drawWaveform() {
   }
 }
 
-function settingsTable(settings) {
-  const rows = [];
-  const walk = (obj, prefix) => {
-    for (const [key, value] of Object.entries(obj)) {
-      if (value !== null && typeof value === "object") walk(value, `${prefix}${key}.`);
-      else rows.push(`<tr><td>${prefix}${key}</td><td>${value}</td></tr>`);
-    }
-  };
-  walk(settings, "");
-  $("settings-table").innerHTML = rows.join("");
+// Settings grouped by module, each value with its unit (as the worker's settings_groups).
+function settingsTable(groups) {
+  const esc = (t) => String(t).replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  $("settings-table").innerHTML = (groups || []).map(([module, rows]) =>
+    `<h3>${esc(module)}</h3><table data-module="${esc(module)}">` +
+    rows.map(([label, value]) => `<tr><td>${esc(label)}</td><td>${esc(value)}</td></tr>`)
+      .join("") + "</table>").join("");
+}
+
+function drawEq(curve) {
+  if (!curve) return;
+  const canvas = $("eq-plot");
+  const ctx = canvas.getContext("2d");
+  const top = Math.max(3, Math.ceil(Math.max(...curve.gain_db.map(Math.abs)) / 3) * 3);
+  const freqs = curve.freqs_hz;
+  const { px, py } = axes(ctx, canvas, [freqs[0], freqs[freqs.length - 1]], [-top, top], true);
+  ctx.strokeStyle = COLOURS.result;
+  ctx.lineWidth = 2.5;
+  ctx.beginPath();
+  curve.gain_db.forEach((v, i) => (i ? ctx.lineTo(px(freqs[i]), py(v))
+                                      : ctx.moveTo(px(freqs[i]), py(v))));
+  ctx.stroke();
+  ctx.lineWidth = 1;
 }
 
 // --- wiring ---------------------------------------------------------------------------------
