@@ -116,7 +116,8 @@ def main(argv: list[str]) -> int:
     for name, s in lost:
         diff = subprocess.run(["mutmut", "show", s], cwd=work / name, capture_output=True,
                               text=True, check=False).stdout
-        changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+        changed = [ln for ln in diff.splitlines()
+                   if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
         print(f"  {name}: {s}\n" + "".join(f"      {ln}\n" for ln in changed), end="")
     return 0
 
