@@ -222,3 +222,69 @@ def test_attack_gain_matches_its_formula_sparse_and_dense(dips):
     held = np.concatenate([np.full(reach, required[0]), required, np.full(reach, required[-1])])
     supplied = attack_gain(required.copy(), sr, lambda: running_min(held, 2 * w - 1))
     np.testing.assert_allclose(supplied, expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("size", [1, 3, 5, 7, 9, 15, 17, 33])
+def test_running_min_and_moving_average_match_their_definitions(size):
+    """Centred windows of odd ``size``, edges held (the doubling and cumsum tricks)."""
+    from automix.effects.limiter import moving_average, running_min
+
+    x = np.random.default_rng(size).uniform(0.1, 1.0, size=200).astype(np.float32)
+    h = size // 2
+    held = np.concatenate([np.full(h, x[0]), x, np.full(h, x[-1])])
+    np.testing.assert_array_equal(
+        running_min(x, size), [held[i:i + size].min() for i in range(x.size)])
+    avg = moving_average(x, size)
+    assert avg.dtype == np.float32
+    np.testing.assert_allclose(avg, [held[i:i + size].mean() for i in range(x.size)], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("sample_rate", "window"), [(44100, 67), (48000, 73), (8000, 13)])
+def test_lookahead_window_is_odd_and_about_the_lookahead(sample_rate, window):
+    from automix.effects.limiter import lookahead_window
+
+    assert lookahead_window(sample_rate) == window
+
+
+def test_block_reduce_takes_powers_of_two_only():
+    from automix.effects.limiter import block_minima, block_reduce
+
+    x = np.arange(10, dtype=np.float32)
+    np.testing.assert_array_equal(block_reduce(x, 1, np.minimum), x)
+    np.testing.assert_array_equal(block_reduce(x, 4, np.maximum), [3, 7, 9])
+    assert block_minima(x, 4).dtype == np.float64
+    for bad in (0, 3, 6):
+        with pytest.raises(ValueError, match="power of two"):
+            block_reduce(x, bad, np.minimum)
+
+
+def test_limiter_gain_object_matches_the_formula_when_most_of_the_signal_is_limited():
+    """`LimiterGain` reuses one running minimum across gains: its curve equals attack then
+    release computed afresh, for each gain (the dense path, most chunks limited)."""
+    from automix.effects.limiter import LimiterGain, _release, attack_gain, headroom
+
+    p = LimiterParams(ceiling_dbtp=-1.0)
+    sr = 8000
+    envelope = np.abs(np.random.default_rng(1).normal(0.5, 0.3, 16_000)).astype(np.float32)
+    limiter = LimiterGain(envelope.copy(), sr, p)
+    for gain in (1.0, 2.0, 0.5):
+        required = np.minimum(headroom(envelope * np.float32(gain), p), np.float32(1.0))
+        expected = _release(attack_gain(required, sr), sr, p)
+        np.testing.assert_allclose(limiter(gain), expected, atol=1e-5)
+    assert limiter.coarse().envelope.dtype == np.float32
+    with pytest.raises(ValueError, match="must divide the release block"):
+        limiter.coarse(3)
+
+
+def test_release_is_gradual_after_a_dip():
+    """A dip in the first block holds the gain down for the next blocks (the smoother starts
+    from the first block's gain, not from 1), and the curve then recovers toward 1."""
+    from automix.effects.limiter import _release
+
+    p = LimiterParams(ceiling_dbtp=-1.0)
+    attack = np.ones(32 * 40, dtype=np.float32)
+    attack[:32] = 0.5
+    curve = _release(attack.copy(), 44100, p)
+    assert curve[:32].max() <= 0.5 + 1e-6
+    assert 0.5 < curve[32 * 2] < 0.99
+    assert np.all(np.diff(curve[32:]) >= -1e-7) and curve[-1] > curve[64]
