@@ -77,6 +77,7 @@ def test_running_min_and_moving_average_match_their_definitions(rng, size: int) 
     windows = np.lib.stride_tricks.sliding_window_view(padded, size)
     np.testing.assert_array_equal(running_min(x, size), windows.min(axis=1))
     np.testing.assert_allclose(moving_average(x, size), windows.mean(axis=1), atol=1e-6)
+    assert moving_average(x, size).dtype == np.float32
 
 
 @pytest.mark.parametrize("gain_db", [0.0, 6.0, 12.0])
@@ -141,3 +142,135 @@ def test_residue_trim_brings_a_peak_the_gain_curve_left_over_the_ceiling_under_i
     before = under.copy()
     assert not trim_residue(under, true_peak_dbtp(under, sr), p)  # nothing to trim
     np.testing.assert_array_equal(under, before)
+
+
+# --- properties that a mutation run (tools/mutation.py) showed untested ---
+
+def _naive_one_pole(x, alpha, previous):
+    y, out = previous, []
+    for v in x:
+        y = alpha * y + (1.0 - alpha) * v
+        out.append(y)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.9, 0.999])
+def test_one_pole_matches_its_recursion_across_segments(alpha):
+    """The vectorised smoother equals the recursion it states, over many segments
+    (alpha 0.5 gives segments of 865 samples) and from a non-zero start."""
+    from automix.effects.limiter import one_pole
+
+    x = np.random.default_rng(3).normal(size=4000)
+    got = one_pole(x, alpha, previous=-2.5)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, _naive_one_pole(x, alpha, -2.5), rtol=1e-9, atol=1e-12)
+    assert one_pole(np.array([1.0]), alpha, previous=3.0)[0] == pytest.approx(
+        alpha * 3.0 + (1.0 - alpha))
+    assert one_pole(np.zeros(0), alpha, 1.0).size == 0
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 1.5])
+def test_one_pole_refuses_a_coefficient_outside_the_open_unit_interval(alpha):
+    from automix.effects.limiter import one_pole
+
+    with pytest.raises(ValueError, match="alpha must be in"):
+        one_pole(np.ones(4), alpha, 0.0)
+
+
+def test_required_gain_is_headroom_capped_at_unity():
+    from automix.effects.limiter import headroom, required_gain
+
+    p = LimiterParams(ceiling_dbtp=-1.0)
+    envelope = np.array([0.1, 0.5, 0.89, 1.0, 2.0], dtype=np.float32)
+    expected = np.minimum(headroom(envelope.copy(), p), 1.0)
+    got = required_gain(envelope.copy(), p)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert got.max() == 1.0 and got[-1] == pytest.approx(10 ** (-1.1 / 20) / 2.0, rel=1e-5)
+
+
+def _naive_attack(required, w):
+    """Centred minimum over 2W-1, then two centred averages over W, edges held, at most 1."""
+    reach = 2 * (w - 1)
+    padded = np.concatenate([np.full(reach, required[0]), required, np.full(reach, required[-1])])
+    n = required.size
+    half = w - 1
+    mins = np.array([padded[i - half: i + half + 1].min() for i in range(half, padded.size - half)])
+    # mins[j] is centred on padded[j + half]
+    h = w // 2
+    avg1 = np.array([mins[j - h: j + h + 1].mean() for j in range(h, mins.size - h)])
+    avg2 = np.array([avg1[j - h: j + h + 1].mean() for j in range(h, avg1.size - h)])
+    # avg2[j] is centred on padded[j + half + 2h] = padded[j + reach]
+    return np.minimum(avg2[:n], 1.0)
+
+
+@pytest.mark.parametrize("dips", [1, 400])
+def test_attack_gain_matches_its_formula_sparse_and_dense(dips):
+    """Both of attack_gain's paths (a few chunks near limiting, or most of them; with and
+    without a supplied running minimum) give the formula in its docstring."""
+    from automix.effects.limiter import attack_gain, lookahead_window, running_min
+
+    sr = 8000
+    w = lookahead_window(sr)
+    rng = np.random.default_rng(dips)
+    required = np.ones(20_000, dtype=np.float32)
+    where = rng.choice(np.arange(5, required.size - 5), size=dips, replace=False)
+    required[where] = rng.uniform(0.2, 0.9, size=dips).astype(np.float32)
+    required[0] = 0.7  # an edge that must be held, not zero-padded
+    expected = _naive_attack(required.astype(np.float64), w)
+    got = attack_gain(required.copy(), sr)
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    reach = 2 * (w - 1)
+    held = np.concatenate([np.full(reach, required[0]), required, np.full(reach, required[-1])])
+    supplied = attack_gain(required.copy(), sr, lambda: running_min(held, 2 * w - 1))
+    np.testing.assert_allclose(supplied, expected, atol=2e-6)
+
+
+@pytest.mark.parametrize(("sample_rate", "window"), [(44100, 67), (48000, 73), (8000, 13)])
+def test_lookahead_window_is_odd_and_about_the_lookahead(sample_rate, window):
+    from automix.effects.limiter import lookahead_window
+
+    assert lookahead_window(sample_rate) == window
+
+
+def test_block_reduce_takes_powers_of_two_only():
+    from automix.effects.limiter import block_minima, block_reduce
+
+    x = np.arange(10, dtype=np.float32)
+    np.testing.assert_array_equal(block_reduce(x, 1, np.minimum), x)
+    np.testing.assert_array_equal(block_reduce(x, 4, np.maximum), [3, 7, 9])
+    assert block_minima(x, 4).dtype == np.float64
+    for bad in (0, 3, 6):
+        with pytest.raises(ValueError, match="power of two"):
+            block_reduce(x, bad, np.minimum)
+
+
+def test_limiter_gain_object_matches_the_formula_when_most_of_the_signal_is_limited():
+    """`LimiterGain` reuses one running minimum across gains: its curve equals attack then
+    release computed afresh, for each gain (the dense path, most chunks limited)."""
+    from automix.effects.limiter import LimiterGain, _release, attack_gain, headroom
+
+    p = LimiterParams(ceiling_dbtp=-1.0)
+    sr = 8000
+    envelope = np.abs(np.random.default_rng(1).normal(0.5, 0.3, 16_000)).astype(np.float32)
+    limiter = LimiterGain(envelope.copy(), sr, p)
+    for gain in (1.0, 2.0, 0.5):
+        required = np.minimum(headroom(envelope * np.float32(gain), p), np.float32(1.0))
+        expected = _release(attack_gain(required, sr), sr, p)
+        np.testing.assert_allclose(limiter(gain), expected, atol=1e-5)
+    assert limiter.coarse().envelope.dtype == np.float32
+    with pytest.raises(ValueError, match="must divide the release block"):
+        limiter.coarse(3)
+
+
+def test_release_is_gradual_after_a_dip():
+    """A dip in the first block holds the gain down for the next blocks (the smoother starts
+    from the first block's gain, not from 1), and the curve then recovers toward 1."""
+    from automix.effects.limiter import _release
+
+    p = LimiterParams(ceiling_dbtp=-1.0)
+    attack = np.ones(32 * 40, dtype=np.float32)
+    attack[:32] = 0.5
+    curve = _release(attack.copy(), 44100, p)
+    assert curve[:32].max() <= 0.5 + 1e-6
+    assert 0.5 < curve[32 * 2] < 0.99
+    assert np.all(np.diff(curve[32:]) >= -1e-7) and curve[-1] > curve[64]

@@ -220,3 +220,42 @@ def test_level_helpers():
 def test_malformed_layouts_are_input_errors(shape):
     with pytest.raises(AudioInputError, match="channels"):
         loudness.integrated_lufs(np.zeros(shape, np.float32), 48000)
+
+
+# --- properties that a mutation run (tools/mutation.py) showed untested ---
+
+@pytest.mark.parametrize("n", [3, 40, 300, 2049, 5000])
+@pytest.mark.parametrize("where", ["first", "last", "middle"])
+def test_true_peak_equals_the_envelope_maximum_whatever_the_channel_and_place(n, where):
+    """The fast true peak (rows bounded, only promising rows interpolated) equals the maximum
+    of the full envelope, for a burst in the second channel only, at either edge or inside,
+    in signals shorter and longer than the interpolator."""
+    rng = np.random.default_rng(n)
+    x = (0.05 * rng.standard_normal((2, n))).astype(np.float32)
+    at = {"first": 0, "last": n - 1, "middle": n // 2}[where]
+    burst = np.arange(max(0, at - 2), min(n, at + 3))
+    x[1, burst] = 0.9 * np.where(burst % 2, 1.0, -1.0)  # alternating: intersample overs
+    envelope = loudness.true_peak_envelope(x, 44100)
+    assert envelope.shape == (n,)
+    expected = 20 * np.log10(envelope.max())
+    assert loudness.true_peak_dbtp(x, 44100) == pytest.approx(expected, abs=1e-4)
+    assert expected >= 20 * np.log10(0.9) - 1e-4
+
+
+@pytest.mark.parametrize("rate", [0, -44100])
+def test_true_peak_refuses_a_non_positive_rate(rate):
+    with pytest.raises(AudioInputError, match="sample rate must be positive"):
+        loudness.true_peak_envelope(np.zeros(8, dtype=np.float32), rate)
+
+
+@pytest.mark.parametrize("oversample", [0, 2.5])
+def test_true_peak_refuses_a_bad_oversampling(oversample):
+    with pytest.raises(ValueError, match="oversample must be an integer >= 1"):
+        loudness.true_peak_envelope(np.zeros(8, dtype=np.float32), 44100, oversample=oversample)
+
+
+def test_loudness_and_range_is_both_measures_at_once():
+    x = music_like(np.random.default_rng(5), 48000, 12.0)
+    lufs, lra = loudness.loudness_and_range(x, 48000)
+    assert lufs == pytest.approx(loudness.integrated_lufs(x, 48000), abs=1e-6)
+    assert lra == pytest.approx(loudness.loudness_range_lu(x, 48000), abs=1e-6)
