@@ -14,3 +14,11 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     echo "tests/setup.sh: chromium not installed (needs root + apt); the browser test will skip"
   fi
 fi
+if [ ! -e /usr/lib/vst3/ZamEQ2.vst3 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq zam-plugins >/dev/null
+  else
+    echo "tests/setup.sh: zam-plugins not installed (needs root + apt); plug-in tests will skip"
+  fi
+fi
