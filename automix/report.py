@@ -172,27 +172,36 @@ def character_text(reference: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _stem_rows(report: dict[str, Any]) -> str:
-    """A mix's per-stem table: role (and where it came from), gain, pan, EQ, compressor,
-    reverb send, from the report's ``stems`` and ``settings.stems``."""
+STEM_COLUMNS = ("stem", "role", "gain dB", "pan", "EQ", "compressor", "send")
+
+
+def stem_table(report: dict[str, Any]) -> list[list[str]]:
+    """A mix's per-stem rows (`STEM_COLUMNS`): role (and where it came from), gain, pan, EQ,
+    compressor, reverb send, from the report's ``stems`` and ``settings.stems``; none for a
+    master. The HTML report and the audition page both show it."""
+    if "stems" not in report or "stems" not in report["settings"]:
+        return []
     rows = []
     for info in report["stems"]:
         s = report["settings"]["stems"][info["name"]]
-        eq = s["eq"]
         moves = [f"{k.removesuffix('_gain_db').replace('_', ' ')} {v:+.1f} dB"
-                 for k, v in eq.items() if k.endswith("_gain_db") and v]
+                 for k, v in s["eq"].items() if k.endswith("_gain_db") and v]
         c = s["compressor"]
         comp = ("off" if c["ratio"] <= 1.0 else
                 f"{c['ratio']:g}:1 above {c['threshold_db']:.1f} dB")
         send = "off" if s["send"]["send_db"] <= -60.0 else f"{s['send']['send_db']:.1f} dB"
-        cells = (info["name"], f"{info['role']} ({info['role_from']})",
-                 f"{s['gain']['gain_db']:+.2f}", f"{s['pan']['pan']:+.2f}",
-                 f"high-pass {s['highpass']['freq_hz']:.0f} Hz"
-                 + (f"; {', '.join(moves)}" if moves else ""), comp, send)
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("stem", "role", "gain dB", "pan", "EQ",
-                                              "compressor", "send"))
-    return f"<tr>{head}</tr>" + "".join(rows)
+        rows.append([info["name"], f"{info['role']} ({info['role_from']})",
+                     f"{s['gain']['gain_db']:+.2f}", f"{s['pan']['pan']:+.2f}",
+                     f"high-pass {s['highpass']['freq_hz']:.0f} Hz"
+                     + (f"; {', '.join(moves)}" if moves else ""), comp, send])
+    return rows
+
+
+def _stem_rows(report: dict[str, Any]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in STEM_COLUMNS)
+    return f"<tr>{head}</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+        for row in stem_table(report))
 
 
 def _bus_rows(report: dict[str, Any]) -> str:

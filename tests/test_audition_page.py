@@ -74,6 +74,7 @@ def test_audition_page_end_to_end(browser: webdriver.Chrome, tmp_path: Path) -> 
         state = browser.execute_script("return window.automix.state.job;")
         assert state["status"] == "done" and state["result"]["reference"]["name"] == "rock"
         assert not browser.find_element(By.ID, "error").is_displayed()
+        assert not browser.find_element(By.ID, "stem-table").is_displayed()  # a master's page
         out = state["result"]["measurements"]["output"]
         assert browser.find_element(By.ID, "status-text").text == (
             f"done: song.wav at {out['integrated_lufs']:.1f} LUFS, "
@@ -146,6 +147,32 @@ def test_audition_page_end_to_end(browser: webdriver.Chrome, tmp_path: Path) -> 
         downloaded = srv.request("GET", settings_link.removeprefix(srv.url)).json()
         assert downloaded["settings"] == settings
         assert not browser.find_element(By.ID, "slider-reverb-wet_db").is_displayed()
+
+
+def test_audition_page_shows_a_mix_stem_by_stem(browser: webdriver.Chrome,
+                                                tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    names = ("bass.wav", "drums.wav", "lead_vocal.wav")
+    for name in names:
+        sf.write(tmp_path / name, music_like(rng, SR, 3.0).T, SR, subtype="PCM_16")
+    with LocalServer(tmp_path / "data", "--workers", "1") as srv:
+        browser.get(srv.url + "/")
+        _wait(browser, "document.body.dataset.ready === 'true'", 20)
+        browser.find_element(By.ID, "stems").send_keys(
+            "\n".join(str(tmp_path / n) for n in names))
+        browser.find_element(By.ID, "submit").click()
+        _wait(browser, "window.automix.state.job && window.automix.player.buffers.result", 120)
+        job = browser.execute_script("return window.automix.state.job;")
+        assert job["status"] == "done" and job["kind"] == "mix"
+        rows = browser.execute_script("""return [...document.querySelectorAll(
+            '#stem-table tr')].map(r => [...r.cells].map(c => c.innerText));""")
+        assert rows[0] == ["stem", "role", "gain dB", "pan", "EQ", "compressor", "send"]
+        assert [r[0] for r in rows[1:]] == list(names)
+        stems = job["result"]["settings"]["stems"]
+        for row in rows[1:]:  # what the page shows is what was rendered
+            assert float(row[2]) == pytest.approx(stems[row[0]]["gain"]["gain_db"], abs=0.01)
+            assert float(row[3]) == pytest.approx(stems[row[0]]["pan"]["pan"], abs=0.01)
+        assert rows[3][1] == "vocals (name)"
 
 
 def test_api_docs_render_offline(browser: webdriver.Chrome, tmp_path: Path) -> None:

@@ -239,6 +239,10 @@ def test_mix_job(server: LocalServer) -> None:
     assert loudness.integrated_lufs(master, sr) == pytest.approx(-14.0, abs=0.5)
     settings = job["result"]["settings"]
     assert set(settings["stems"]) == {"drums.wav", "bass.wav", "vocals.wav"}
+    table = job["result"]["stem_table"]  # the page's stem by stem table, as rendered
+    assert [r[0] for r in table] == ["bass.wav", "drums.wav", "vocals.wav"]
+    assert [float(r[2]) for r in table] == pytest.approx(
+        [settings["stems"][r[0]]["gain"]["gain_db"] for r in table], abs=0.01)
     settings["reverb"]["wet_db"] = -12.0  # the page's reverb slider
     resp = server.submit({"kind": "mix", "input_job": job["id"], "reference": "rock",
                           "settings": json.dumps(settings), "amounts": "dynamics=0.5",

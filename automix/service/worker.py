@@ -68,7 +68,7 @@ def run_job(job: Job, job_dir: Path, cache: ReferenceCache | None = None) -> dic
     ``cache`` is the worker's: a reference file sent with many jobs is analysed once."""
     from automix import __version__
     from automix.files import master_file, mix_file, suggest_file
-    from automix.report import eq_curve, master_settings, settings_groups
+    from automix.report import eq_curve, master_settings, settings_groups, stem_table
     from automix.settings import MasterOptions, MixOptions, OutputOptions, write_document
 
     params = job.params
@@ -95,7 +95,8 @@ def run_job(job: Job, job_dir: Path, cache: ReferenceCache | None = None) -> dic
                     "reference": {k: report["reference"][k] for k in ("name", "kind")},
                     "target": report["target"]})
     readable = {"eq_curve": eq_curve(report),  # for the page: the EQ applied, settings by module
-                "settings_groups": settings_groups(master_settings(report))}
+                "settings_groups": settings_groups(master_settings(report)),
+                "stem_table": stem_table(report)}  # a mix's stems; empty for a master
     return {k: v for k, v in report.items() if k not in PRIVATE_KEYS} | readable
 
 

@@ -199,6 +199,7 @@ async function show(job) {
   drawMetrics(job.result);
   drawEq(job.result.eq_curve);
   settingsTable(job.result.settings_groups);
+  stemTable(job.result.stem_table);
   $("download-master").href = links.master;
   $("download-settings").href = links.settings;
   $("open-report").href = links.report;
@@ -389,6 +390,17 @@ function settingsTable(groups) {
     `<h3>${esc(module)}</h3><table data-module="${esc(module)}">` +
     rows.map(([label, value]) => `<tr><td>${esc(label)}</td><td>${esc(value)}</td></tr>`)
       .join("") + "</table>").join("");
+}
+
+// A mix's stems, a row each (as the worker's stem_table); hidden for a master.
+const STEM_COLUMNS = ["stem", "role", "gain dB", "pan", "EQ", "compressor", "send"];
+function stemTable(rows) {
+  const esc = (t) => String(t).replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  const table = $("stem-table");
+  table.hidden = !(rows && rows.length);
+  table.innerHTML = table.hidden ? "" :
+    "<tr>" + STEM_COLUMNS.map((h) => `<th>${h}</th>`).join("") + "</tr>" +
+    rows.map((r) => "<tr>" + r.map((c) => `<td>${esc(c)}</td>`).join("") + "</tr>").join("");
 }
 
 function drawEq(curve) {
