@@ -120,7 +120,7 @@ def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, Stem
     start, end = span or loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
 
     def unit_gain_lufs(stem: Stem) -> float:
-        dry = render_dry(stem.samples[:, start:end], stem.is_stereo, sample_rate,
+        dry = render_dry(stem.read(start, end), stem.is_stereo, sample_rate,
                          chains[stem.name])
         return loudness.integrated_lufs(dry, sample_rate) - chains[stem.name].gain.gain_db
 
@@ -188,7 +188,7 @@ def stem_band_powers_db(stems: list[Stem], sample_rate: int, chains: dict[str, S
     through its chain over samples ``start:end``; shape (stems, bands) each, NaN above
     0.9 x Nyquist."""
     def one(stem: Stem) -> tuple[np.ndarray, np.ndarray]:
-        dry = render_dry(stem.samples[:, start:end], stem.is_stereo, sample_rate,
+        dry = render_dry(stem.read(start, end), stem.is_stereo, sample_rate,
                          chains[stem.name])
         return (analysis.tonal_balance_db(0.5 * (dry[0] + dry[1]), sample_rate, 0.0),
                 analysis.tonal_balance_db(0.5 * (dry[0] - dry[1]), sample_rate, 0.0))
