@@ -199,15 +199,21 @@ def _long_folder(tmp_path: Path, count: int, seconds: float) -> Path:
     return folder
 
 
-def test_stems_from_files_measure_as_in_memory(tmp_path: Path) -> None:
-    """`load_stems` leaves stems in their files; read back, padded, they are the files'
-    samples, and their loudness, stereo-ness and loudest excerpt (from the one-pass profile)
-    are those of the same samples held in memory."""
+def test_stems_from_files_measure_as_in_memory(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`load_stems` leaves a large folder's stems in their files; read back, padded, they are
+    the files' samples, and their loudness, stereo-ness and loudest excerpt (from the
+    one-pass profile) are those of the same samples held in memory, as a small folder's
+    are."""
     folder = _long_folder(tmp_path, 3, 70.0)
     x, _ = sf.read(folder / "track 1.wav", dtype="float32")
     sf.write(folder / "track 1.wav", x[: SR * 50], SR, subtype="FLOAT")  # padded: 20 s short
+    held, _, _ = stem_io.load_stems(folder)
+    assert all(isinstance(s.samples, np.ndarray) for s in held)
+    monkeypatch.setattr(stem_io, "STEMS_IN_MEMORY_MIB", 1)  # 3 stems of 70 s are 2.1 MiB
     stems, sr, warnings = stem_io.load_stems(folder)
     assert all(isinstance(s.samples, stem_io.StemFile) for s in stems)
+    assert [(s.role, s.silent) for s in stems] == [(s.role, s.silent) for s in held]
     assert any(w.code == "S02-padded" for w in warnings)
     arrays = [stem_io.Stem(s.name, np.asarray(s.samples), s.role, s.role_source)
               for s in stems]
@@ -236,6 +242,7 @@ def test_a_long_folder_is_never_held_in_memory(tmp_path: Path,
     folder = _long_folder(tmp_path, count, seconds)
     stems_bytes = count * int(SR * seconds) * 4
     monkeypatch.setattr(pipeline, "STREAMED_MIX_MIN_S", 1.0)
+    monkeypatch.setattr(stem_io, "STEMS_IN_MEMORY_MIB", 0)
     monkeypatch.setattr(mix_render, "RENDER_BLOCK", 4096)  # 0.5 s here, as 3 s at 44.1 kHz
     warm = _long_folder(tmp_path / "warm", 2, 3.0)  # imports and caches: not the stems
     mix_file(warm, MixOptions(method="dsp"), OutputOptions(output=tmp_path / "warm.wav"))

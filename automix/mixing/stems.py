@@ -15,6 +15,7 @@ whose every stem is silent is refused.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -46,6 +47,9 @@ SILENT_STEM_LUFS = -60.0  # stems quieter than this as they play are silent (S03
 
 HOP_S = 0.5  # stems are measured in hops of this long (`Profile`, `active_excerpt`)
 READ_BLOCK = 1 << 17  # frames read at a time from a stem's file (the render's block too)
+STEMS_IN_MEMORY_MIB = 512  # a folder whose stems decode to at most this much is held in
+# memory (read once: 8 stereo stems of 3 min are 484 MiB); a larger one is read from its
+# files (`StemFile`) as the mix goes, so memory does not grow with the stems
 
 
 @dataclass(frozen=True)
@@ -92,23 +96,31 @@ class Profiler:
         self._frames = 0
 
     def push(self, x: np.ndarray) -> None:
-        n_hops = -(-x.shape[1] // self.hop)
-        padded = np.zeros((x.shape[0], n_hops * self.hop), np.float32)
-        padded[:, : x.shape[1]] = x
-        framed = padded.reshape(x.shape[0], n_hops, self.hop)
-        self._raw.append(np.einsum("cij,cij->i", framed, framed, dtype=np.float64))
-        mid = framed.mean(axis=0) if x.shape[0] > 1 else framed[0]
-        self._mid.append(np.einsum("ij,ij->i", mid, mid, dtype=np.float64))
+        """Add the next block ``x`` (channels, samples): per hop, every channel's energy and,
+        for a pair, the channels' product (mid and side energies follow from the two)."""
+        complete = x.shape[1] // self.hop * self.hop
+        for part in (x[:, :complete].reshape(x.shape[0], -1, self.hop),
+                     x[:, complete:, None]):  # the partial last hop, if any
+            if part.shape[1] * part.shape[2] == 0:
+                continue
+            if part.shape[2] != self.hop:
+                part = part.reshape(x.shape[0], 1, -1)
+            raw = np.einsum("cij,cij->i", part, part, dtype=np.float64)
+            if x.shape[0] > 1:
+                cross = np.einsum("ij,ij->i", part[0], part[1], dtype=np.float64)
+                mid = 0.25 * (raw + 2.0 * cross)  # ((L + R) / 2)^2
+                self._sums += (mid.sum(), 0.25 * float(np.sum(raw - 2.0 * cross)))
+            else:
+                mid = raw
+            self._raw.append(raw)
+            self._mid.append(mid)
         self._frames += x.shape[1]
-        if x.shape[0] > 1:
-            side = 0.5 * (x[0] - x[1])
-            m = 0.5 * (x[0] + x[1])
-            self._sums += (np.dot(m, m), np.dot(side, side))
 
     def finish(self) -> Profile:
         n = max(self._frames, 1)
         mid_sum, side_sum = self._sums
-        stereo = math.sqrt(side_sum / n) > STEREO_SIDE_RATIO * max(math.sqrt(mid_sum / n), 1e-12)
+        stereo = math.sqrt(max(side_sum, 0.0) / n) > STEREO_SIDE_RATIO * max(
+            math.sqrt(max(mid_sum, 0.0) / n), 1e-12)
         empty = np.zeros(0)
         return Profile(self.hop, np.concatenate(self._raw) if self._raw else empty,
                        np.concatenate(self._mid) if self._mid else empty, stereo)
@@ -257,9 +269,10 @@ class _Scan:
         return stem
 
 
-def _scan(path: Path, sample_rate: int) -> _Scan:
-    """Read ``path`` once in blocks (checking it as `audio.load` does): at ``sample_rate`` it
-    stays in its file (`StemFile`); at another rate it is loaded and resampled."""
+def _scan(path: Path, sample_rate: int, *, keep: bool) -> _Scan:
+    """Read ``path`` once in blocks (checking it as `audio.load` does), measuring its
+    `Profile`: at ``sample_rate`` its samples are kept (an array) when ``keep``, else it stays
+    in its file (`StemFile`); at another rate it is loaded and resampled."""
     with quiet_decoders():
         rate = _file_rate(path)
     if rate != sample_rate:
@@ -273,13 +286,22 @@ def _scan(path: Path, sample_rate: int) -> _Scan:
         return _Scan(x, x.shape[1], a.channels, a.duration_s, clips, zeros, a.sample_rate)
     frames, peak = 0, 0.0
     profiler = Profiler(int(sample_rate * HOP_S))
+    samples = np.empty((0, 0), np.float32)  # when ``keep``: filled block by block
     try:
         with quiet_decoders(), sf.SoundFile(str(path)) as f:
             channels = f.channels
             clips = ClipCounter(channels)
             block = profiler.hop * max(1, READ_BLOCK // profiler.hop)
+            if keep:
+                samples = np.empty((channels, max(f.frames, block)), np.float32)
             while len(got := f.read(block, dtype="float32", always_2d=True)):
-                x = np.ascontiguousarray(got.T)
+                if keep:
+                    if frames + len(got) > samples.shape[1]:  # the header said less
+                        samples = np.concatenate([samples, np.empty_like(samples)], axis=1)
+                    x = samples[:, frames : frames + len(got)]
+                    x[:] = got.T
+                else:
+                    x = np.ascontiguousarray(got.T)
                 block_peak = max(float(x.max()), -float(x.min()))
                 if not np.isfinite(block_peak):
                     raise AudioInputError(f"{path}: contains NaN or infinite samples")
@@ -296,8 +318,20 @@ def _scan(path: Path, sample_rate: int) -> _Scan:
         raise AudioInputError(f"{path}: not a readable audio file ({first_line(exc)})") from None
     if frames == 0:
         raise AudioInputError(f"{path}: has no samples")
-    return _Scan(StemFile(path, channels, frames), frames, channels, frames / rate,
-                 clips.finish(), peak == 0.0, profile=profiler.finish())
+    samples = samples[:, :frames] if keep else StemFile(path, channels, frames)
+    return _Scan(samples, frames, channels, frames / rate, clips.finish(), peak == 0.0,
+                 profile=profiler.finish())
+
+
+def _decoded_bytes(files: list[Path]) -> int:
+    """The float32 bytes of every file's samples, from their headers."""
+    total = 0
+    for f in files:
+        with contextlib.suppress(sf.LibsndfileError, RuntimeError, ValueError, TypeError,
+                                 OSError, EOFError), quiet_decoders():
+            info = sf.info(str(f))
+            total += 4 * int(info.frames) * int(info.channels)
+    return total
 
 
 def _file_rate(path: Path) -> int:
@@ -315,9 +349,11 @@ def _file_rate(path: Path) -> int:
 def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]:
     """Find every stem in ``folder`` at one sample rate and one length, reading each once.
 
-    Stems stay in their files (`StemFile`: the mix reads excerpts and blocks of them), so
-    memory does not grow with the stems' length or count; one that must be resampled is held
-    in memory, resampled.
+    Each file is read once, in blocks, measuring its `Profile` on the way. A folder whose
+    stems decode to more than `STEMS_IN_MEMORY_MIB` stays in its files (`StemFile`: the mix
+    reads excerpts and blocks of them), so memory does not grow with the stems' length or
+    count; a smaller one is kept in memory (not read again). A stem that must be resampled is
+    held in memory, resampled.
 
     Returns
     -------
@@ -347,9 +383,10 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
                               f"{MAX_STEMS}")
     rates = Counter(_file_rate(f) for f in files)
     sample_rate = max(rates, key=lambda r: (rates[r], r))
+    keep = _decoded_bytes(files) <= STEMS_IN_MEMORY_MIB * 2**20
     scans = []
     for f in files:
-        scan = _scan(f, sample_rate)
+        scan = _scan(f, sample_rate, keep=keep)
         if scan.channels > 2:
             raise AudioInputError(f"{f}: {scan.channels} channels; stems are mono or stereo")
         scans.append(scan)
