@@ -243,6 +243,8 @@ def test_a_long_folder_is_never_held_in_memory(tmp_path: Path,
     stems_bytes = count * int(SR * seconds) * 4
     monkeypatch.setattr(pipeline, "STREAMED_MIX_MIN_S", 1.0)
     monkeypatch.setattr(stem_io, "STEMS_IN_MEMORY_MIB", 0)
+    monkeypatch.setattr(stem_io, "THREADS", 2)  # each thread holds a block and 30-s excerpts
+    monkeypatch.setattr(mix_render, "RENDER_THREADS", 2)
     monkeypatch.setattr(mix_render, "RENDER_BLOCK", 4096)  # 0.5 s here, as 3 s at 44.1 kHz
     warm = _long_folder(tmp_path / "warm", 2, 3.0)  # imports and caches: not the stems
     mix_file(warm, MixOptions(method="dsp"), OutputOptions(output=tmp_path / "warm.wav"))
@@ -256,7 +258,8 @@ def test_a_long_folder_is_never_held_in_memory(tmp_path: Path,
         _, mix_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert loaded_peak < 0.3 * stems_bytes, (loaded_peak, stems_bytes)  # under 2 stems
+    # held whole, the stems alone would be all of it: here two threads' excerpts
+    assert loaded_peak < 0.5 * stems_bytes, (loaded_peak, stems_bytes)
     # the mix: stereo bus blocks, 30-s analysis excerpts, the master's 10-s blocks
     assert mix_peak < 0.5 * stems_bytes, (mix_peak, stems_bytes)
     out, sr = sf.read(tmp_path / "mix.wav", dtype="float32", always_2d=True)

@@ -97,9 +97,10 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
 
 # --- the whole mix ----------------------------------------------------------------------------
 
-STREAMED_MIX_MIN_S = 300.0  # `mix_file` masters a mix longer than this from a file in blocks:
-# in memory, mastering a 10-minute stereo bus peaks at 1.2 GiB (issue #16: 32 stems of 10
-# minutes in 1.5 GiB)
+STREAMED_MIX_MIN_S = 240.0  # `mix_file` masters a mix longer than this from a file in blocks:
+# in memory, mastering a 10-minute stereo bus peaks at 1.2 GiB; the most the in-memory paths
+# hold together (`stems.STEMS_IN_MEMORY_MIB` of stems, a 4-minute bus mastered) is 1.26 GiB
+# peak RSS (issue #16: 32 stems of 10 minutes in 1.5 GiB)
 
 
 @dataclass

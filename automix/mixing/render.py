@@ -9,7 +9,6 @@ panned.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,11 +18,11 @@ import pedalboard as pb
 import soundfile as sf
 
 from automix.effects import render
-from automix.mixing.stems import READ_BLOCK, Stem
+from automix.mixing.stems import READ_BLOCK, THREADS, Stem
 from automix.params import ReverbParams, SendParams, StemChain, ranges
 
 SEND_OFF_DB = ranges(SendParams)["send_db"].min  # a send at the floor feeds no reverb
-RENDER_THREADS = min(4, os.cpu_count() or 1)
+RENDER_THREADS = THREADS
 RENDER_BLOCK = READ_BLOCK  # frames per block of `render_blocks`: each plugin's pass over a
 # block finds it still in cache (`render.chunks_through`)
 

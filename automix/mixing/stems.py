@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cached_property
@@ -47,6 +49,8 @@ SILENT_STEM_LUFS = -60.0  # stems quieter than this as they play are silent (S03
 
 HOP_S = 0.5  # stems are measured in hops of this long (`Profile`, `active_excerpt`)
 READ_BLOCK = 1 << 17  # frames read at a time from a stem's file (the render's block too)
+THREADS = min(4, os.cpu_count() or 1)  # stems read, measured or rendered at once
+# (libsndfile, numpy and pedalboard release the GIL)
 STEMS_IN_MEMORY_MIB = 512  # a folder whose stems decode to at most this much is held in
 # memory (read once: 8 stereo stems of 3 min are 484 MiB); a larger one is read from its
 # files (`StemFile`) as the mix goes, so memory does not grow with the stems
@@ -384,12 +388,11 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
     rates = Counter(_file_rate(f) for f in files)
     sample_rate = max(rates, key=lambda r: (rates[r], r))
     keep = _decoded_bytes(files) <= STEMS_IN_MEMORY_MIB * 2**20
-    scans = []
-    for f in files:
-        scan = _scan(f, sample_rate, keep=keep)
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:  # decoders release the GIL
+        scans = list(pool.map(lambda f: _scan(f, sample_rate, keep=keep), files))
+    for f, scan in zip(files, scans, strict=True):
         if scan.channels > 2:
             raise AudioInputError(f"{f}: {scan.channels} channels; stems are mono or stereo")
-        scans.append(scan)
     warnings: list[AudioWarning] = []
     for f, scan in zip(files, scans, strict=True):
         if scan.clips > CLIP_RUNS_ALLOWED:
@@ -406,27 +409,14 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
     if not lengths:
         raise all_silent
     length = max(lengths)
-    stems = []
     for f, scan in zip(files, scans, strict=True):
-        is_short = scan.duration_s < MIN_DURATION_S
-        role = role_from_name(f.name)
-        if scan.zeros:
-            stems.append(replace_keeping_profile(
-                scan.stem(f.name, length, sample_rate, zeros=True), role=role or "other",
-                role_source="name" if role else "audio", silent=True))
-            continue
-        if scan.frames < length:
+        if not scan.zeros and scan.frames < length:
             short_s = (length - scan.frames) / sample_rate
             warnings.append(AudioWarning("S02-padded", f"{f.name}: {short_s:.2f} s shorter than "
                                          "the longest stem; padded with silence"))
-        stem = scan.stem(f.name, length, sample_rate)
-        quiet = is_short or length < MIN_DURATION_S * sample_rate or (
-            stem_loudness_lufs(stem, sample_rate) < SILENT_STEM_LUFS)
-        guessed = "other" if role or quiet else role_from_audio(
-            stem_excerpt(stem, sample_rate, ROLE_EXCERPT_S), sample_rate)
-        stems.append(replace_keeping_profile(stem, role=role or guessed,
-                                             role_source="name" if role else "audio",
-                                             silent=quiet))
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        stems = list(pool.map(lambda fs: _stem_of(fs[0].name, fs[1], length, sample_rate),
+                              zip(files, scans, strict=True)))
     for stem, scan in zip(stems, scans, strict=True):
         if stem.silent:
             why = (f"shorter than a {MIN_DURATION_S * 1000:.0f} ms loudness block"
@@ -437,6 +427,23 @@ def load_stems(folder: str | Path) -> tuple[list[Stem], int, list[AudioWarning]]
     if all(s.silent for s in stems):
         raise all_silent
     return stems, sample_rate, warnings
+
+
+def _stem_of(name: str, scan: _Scan, length: int, sample_rate: int) -> Stem:
+    """The stem of a scanned file at ``length`` frames: its role from its name, else (unless
+    it is silent) from its audio; silent when quieter than `SILENT_STEM_LUFS` or too short."""
+    role = role_from_name(name)
+    if scan.zeros:
+        return replace_keeping_profile(scan.stem(name, length, sample_rate, zeros=True),
+                                       role=role or "other",
+                                       role_source="name" if role else "audio", silent=True)
+    stem = scan.stem(name, length, sample_rate)
+    quiet = scan.duration_s < MIN_DURATION_S or length < MIN_DURATION_S * sample_rate or (
+        stem_loudness_lufs(stem, sample_rate) < SILENT_STEM_LUFS)
+    guessed = "other" if role or quiet else role_from_audio(
+        stem_excerpt(stem, sample_rate, ROLE_EXCERPT_S), sample_rate)
+    return replace_keeping_profile(stem, role=role or guessed,
+                                   role_source="name" if role else "audio", silent=quiet)
 
 
 def _padded(samples: np.ndarray | StemFile, length: int, *, zeros: bool = False
