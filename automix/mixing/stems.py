@@ -2,9 +2,11 @@
 
 A stems folder holds 2 to `MAX_STEMS` audio files, one per instrument. They are brought to
 one sample rate (the most common one; others are resampled) and one length (shorter ones
-are padded with silence); both are reported as warnings. Each stem gets a role, read from
-its file name when a keyword says it plainly ("vocals", "kick", "bass", ...), otherwise
-guessed from the audio (`role_from_audio`).
+are padded with silence); both are reported as warnings. Each file is read once, measuring its
+`Profile` (hop energies) from which every excerpt is chosen; a large folder's stems stay in
+their files (`StemFile`), read by span and block, so memory does not grow with the stems.
+Each stem gets a role, read from its file name when a keyword says it plainly ("vocals",
+"kick", "bass", ...), otherwise guessed from the audio (`role_from_audio`).
 
 A stem that is silent or nearly so (quieter than `SILENT_STEM_LUFS` as it plays: an empty or
 bleed-only track) or shorter than one loudness block (`audio.MIN_DURATION_S`) is kept and
