@@ -337,10 +337,10 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
             report["stems_out"] = [str(p) for p in stem_paths]
         previews_of = None
         if output.preview:
-            start, end = result.preview_span or (0, stems[0].frames)
-            after = (Audio(streaming.read_span(out_path, start, end), sample_rate)
+            first, last = result.preview_span or (0, stems[0].frames)
+            after = (Audio(streaming.read_span(out_path, first, last), sample_rate)
                      if streamed else result.audio)
-            previews_of = (Audio(np.sum([as_played(s, start, end) for s in stems], axis=0),
+            previews_of = (Audio(np.sum([as_played(s, first, last) for s in stems], axis=0),
                                  sample_rate), after)
         write_extras(report, written, out_path=out_path, sidecar=sidecar, reference=ref,
                      previews_of=previews_of, report_path=output.report)

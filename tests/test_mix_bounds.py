@@ -269,3 +269,23 @@ def test_a_long_folder_is_never_held_in_memory(tmp_path: Path,
     assert lufs == pytest.approx(measured["integrated_lufs"], abs=0.1)
     assert lufs == pytest.approx(target["integrated_lufs"], abs=1.0)
     assert loudness.true_peak_dbtp(out.T, sr) <= target["ceiling_dbtp"] + 0.1
+
+
+def test_a_streamed_mix_has_previews_and_times_every_stage(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """A mix mastered from a file in blocks gets its previews cut from the written master
+    (and the stems' sum over the same span), and its stages still add up to its total."""
+    from automix.mixing import pipeline
+
+    monkeypatch.setattr(pipeline, "STREAMED_MIX_MIN_S", 5.0)
+    monkeypatch.setattr(stem_io, "STEMS_IN_MEMORY_MIB", 0)
+    folder = _long_folder(tmp_path, 2, 40.0)
+    report = mix_file(folder, MixOptions(method="dsp"),
+                      OutputOptions(output=tmp_path / "mix.wav", preview=True))
+    assert "write_verify" in report["timings_s"]  # the streamed master's own write
+    timings = report["timings_s"]
+    parts = sum(v for k, v in timings.items() if k != "total")
+    assert 0.75 * timings["total"] <= parts <= timings["total"] + 0.01
+    previews = {k: sf.info(v) for k, v in report["previews"].items()}
+    assert previews["input"].duration == previews["result"].duration == pytest.approx(30.0)
