@@ -332,8 +332,9 @@ def network_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCh
     if not stems:
         return dict(chains)
     start, end = span or loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
-    grams = np.stack([stem_net.band_grams(as_played(s, start, end), sample_rate)[0]
-                      for s in stems])
+    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:  # numpy's FFT frees the GIL
+        grams = np.stack(list(pool.map(
+            lambda s: stem_net.band_grams(as_played(s, start, end), sample_rate)[0], stems)))
     power = grams[:, :2].sum((1, 2)) / 2
     active = 10.0 * np.log10(power + 1e-30) > SILENT_STEM_LUFS
     if not active.any():
