@@ -269,11 +269,14 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
     in real units, re-renderable with ``options.settings``; measurements; warnings), and
     as ``output`` asks, previews and an HTML report; and the processed stems (``stems_out``,
     one ``<stem name>.<fmt>`` each, after its chain and before the master, without the
-    reverb). Nothing is written when anything before the write fails. ``progress`` is called
+    reverb). Nothing is written when anything before the write fails. A mix longer than
+    `pipeline.STREAMED_MIX_MIN_S` (without ``stems_out``) is mastered from a temporary file
+    in blocks, straight to its output (`pipeline.StreamedOutput`). ``progress`` is called
     with each stage's name as it starts ("load", then `mixing.pipeline.mix`'s, then
     "write"); the report's ``timings_s`` holds every stage's seconds and their "total".
     """
-    from automix.mixing.pipeline import mix
+    from automix.mastering import streaming
+    from automix.mixing.pipeline import StreamedOutput, is_long_mix, mix
     from automix.mixing.stems import as_played, load_stems
 
     stems_dir = Path(stems_dir)
@@ -309,14 +312,19 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
                        character=options.character,
                        tone=options.tone_reference, dynamics=options.dynamics_reference,
                        cache=cache)
+    streamed = stems_out is None and is_long_mix(stems, sample_rate)
     result = mix(stems, sample_rate, ref, tgt, method=options.method, settings=settings,
                  amounts=options.amounts, load_warnings=warnings,
                  refine_steps=options.refine_steps, keep_balance=options.keep_balance,
-                 progress=step, keep_processed=stems_out is not None)
+                 progress=step, keep_processed=stems_out is not None,
+                 output=StreamedOutput(out_path, depth, fmt) if streamed else None)
     step("write")
     t0 = time.perf_counter()
     with all_or_nothing() as written:  # a failure below removes what this run wrote
-        written.append(save(out_path, result.audio, bit_depth=depth, file_format=fmt))
+        if streamed:  # already written, in blocks (a long mix)
+            written.append(out_path)
+        else:
+            written.append(save(out_path, result.audio, bit_depth=depth, file_format=fmt))
         report = {"automix": __version__, "input": str(stems_dir), "output": str(out_path),
                   "request": request_of(options, output), **result.to_dict()}
         if stems_out is not None:
@@ -327,11 +335,15 @@ def mix_file(stems_dir: Path, options: MixOptions = MixOptions(),
                 written.append(save(path, Audio(dry, sample_rate), bit_depth=depth,
                                     file_format=fmt))
             report["stems_out"] = [str(p) for p in stem_paths]
-        before = Audio(np.sum([as_played(s) for s in stems], axis=0), sample_rate) \
-            if output.preview else None
+        previews_of = None
+        if output.preview:
+            first, last = result.preview_span or (0, stems[0].frames)
+            after = (Audio(streaming.read_span(out_path, first, last), sample_rate)
+                     if streamed else result.audio)
+            previews_of = (Audio(np.sum([as_played(s, first, last) for s in stems], axis=0),
+                                 sample_rate), after)
         write_extras(report, written, out_path=out_path, sidecar=sidecar, reference=ref,
-                     previews_of=(before, result.audio) if before else None,
-                     report_path=output.report)
+                     previews_of=previews_of, report_path=output.report)
         end = time.perf_counter()
         report["timings_s"] = {"load": round(load_s, 3), **report["timings_s"],
                                "write": round(end - t0, 3), "total": round(end - start, 3)}

@@ -136,7 +136,7 @@ def compressor(samples: np.ndarray, sample_rate: int, p: CompressorParams) -> np
 
 
 def gain(samples: np.ndarray, sample_rate: int, p: GainParams) -> np.ndarray:
-    return (samples * np.float32(db_to_amp(p.gain_db))).astype(np.float32)
+    return (samples * np.float32(db_to_amp(p.gain_db))).astype(np.float32, copy=False)
 
 
 def stereo_width(samples: np.ndarray, sample_rate: int, p: StereoWidthParams) -> np.ndarray:
@@ -150,9 +150,12 @@ def stereo_width(samples: np.ndarray, sample_rate: int, p: StereoWidthParams) ->
 
 def pan(samples: np.ndarray, sample_rate: int, p: PanParams) -> np.ndarray:
     """Constant-power pan to stereo; a stereo input is down-mixed to mono first."""
-    mono = samples.mean(axis=0)
+    mono = samples.mean(axis=0, dtype=np.float32)
     angle = (p.pan + 1.0) * np.pi / 4.0
-    return np.stack([mono * np.cos(angle), mono * np.sin(angle)]).astype(np.float32)
+    out = np.empty((2, mono.size), np.float32)
+    np.multiply(mono, np.float32(np.cos(angle)), out=out[0])  # float32 throughout: no
+    np.multiply(mono, np.float32(np.sin(angle)), out=out[1])  # float64 copies of a stem
+    return out
 
 
 def master_chain(samples: np.ndarray, sample_rate: int, chain: MasterChain) -> np.ndarray:
@@ -203,24 +206,39 @@ def stem_chain(samples: np.ndarray, sample_rate: int,
 
 
 def reverb_return(samples: np.ndarray, sample_rate: int, p: ReverbParams) -> np.ndarray:
-    """The wet signal only (for a send bus), stereo, as long as ``samples``.
+    """The wet signal only (for a send bus), stereo, as long as ``samples``: `ReverbReturn`
+    over the whole signal at once."""
+    return ReverbReturn(sample_rate, p)(samples)
+
+
+class ReverbReturn:
+    """`reverb_return` block by block: call it on consecutive blocks of a send bus; the
+    room's tail carries over (the same as one call, to float rounding).
 
     The room is `automix.effects.reverb_ir.impulse_response`, the one the twin uses.
     pedalboard.Convolution rescales any response to an L2 norm of 0.125 (its louder
     channel); ours has norm 1, so the return is scaled by ``wet / 0.125``. Left is
     convolved with the left response and right with the right; mono is used for both.
     """
-    import torch  # only reverb needs it: mastering renders without importing torch
 
-    from automix.effects import reverb_ir
+    def __init__(self, sample_rate: int, p: ReverbParams) -> None:
+        import torch  # only reverb needs it: mastering renders without importing torch
 
-    with torch.no_grad():
-        ir = reverb_ir.impulse_response(sample_rate, p)[0].numpy()
-    stereo = np.ascontiguousarray(np.broadcast_to(samples, (2, samples.shape[-1])),
-                                  dtype=np.float32)
-    wet = pb.Convolution(ir, mix=1.0, sample_rate=float(sample_rate))(stereo, float(sample_rate))
-    scale = db_to_amp(p.wet_db) / CONVOLUTION_NORM
-    return (wet * np.float32(scale)).astype(np.float32)
+        from automix.effects import reverb_ir
+
+        with torch.no_grad():
+            ir = reverb_ir.impulse_response(sample_rate, p)[0].numpy()
+        self.sample_rate = sample_rate
+        self.scale = np.float32(db_to_amp(p.wet_db) / CONVOLUTION_NORM)
+        self._room = pb.Convolution(ir, mix=1.0, sample_rate=float(sample_rate))
+        self._started = False
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        stereo = np.ascontiguousarray(np.broadcast_to(samples, (2, samples.shape[-1])),
+                                      dtype=np.float32)
+        wet = self._room(stereo, float(self.sample_rate), reset=not self._started)
+        self._started = True
+        return (wet * self.scale).astype(np.float32)
 
 
 def reverb(samples: np.ndarray, sample_rate: int, p: ReverbParams) -> np.ndarray:

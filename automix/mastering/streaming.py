@@ -311,7 +311,7 @@ class _Welch:
                                             loudness_lufs).tolist())
 
 
-class _ClipCounter:
+class ClipCounter:
     """Runs of at least `analysis.CLIP_RUN_SAMPLES` full-scale samples per channel, across
     block edges."""
 
@@ -373,7 +373,7 @@ class StreamAnalyzer:
         self._true_peak = TruePeakMeter(sample_rate, hop)
         self._welch = _Welch(sample_rate, 2, total)
         self._moments = analysis.Moments(channels)
-        self._clips = _ClipCounter(channels)
+        self._clips = ClipCounter(channels)
         self._excerpt = HopSums(sample_rate // 2)  # the hops of `analysis.loudest_excerpt`
         self._peak = 0.0
 

@@ -120,7 +120,7 @@ def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, Stem
     start, end = span or loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
 
     def unit_gain_lufs(stem: Stem) -> float:
-        dry = render_dry(stem.samples[:, start:end], stem.is_stereo, sample_rate,
+        dry = render_dry(stem.read(start, end), stem.is_stereo, sample_rate,
                          chains[stem.name])
         return loudness.integrated_lufs(dry, sample_rate) - chains[stem.name].gain.gain_db
 
@@ -188,7 +188,7 @@ def stem_band_powers_db(stems: list[Stem], sample_rate: int, chains: dict[str, S
     through its chain over samples ``start:end``; shape (stems, bands) each, NaN above
     0.9 x Nyquist."""
     def one(stem: Stem) -> tuple[np.ndarray, np.ndarray]:
-        dry = render_dry(stem.samples[:, start:end], stem.is_stereo, sample_rate,
+        dry = render_dry(stem.read(start, end), stem.is_stereo, sample_rate,
                          chains[stem.name])
         return (analysis.tonal_balance_db(0.5 * (dry[0] + dry[1]), sample_rate, 0.0),
                 analysis.tonal_balance_db(0.5 * (dry[0] - dry[1]), sample_rate, 0.0))
@@ -332,8 +332,9 @@ def network_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCh
     if not stems:
         return dict(chains)
     start, end = span or loudest_excerpt(stems, sample_rate, FIT_EXCERPT_S)
-    grams = np.stack([stem_net.band_grams(as_played(s, start, end), sample_rate)[0]
-                      for s in stems])
+    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:  # numpy's FFT frees the GIL
+        grams = np.stack(list(pool.map(
+            lambda s: stem_net.band_grams(as_played(s, start, end), sample_rate)[0], stems)))
     power = grams[:, :2].sum((1, 2)) / 2
     active = 10.0 * np.log10(power + 1e-30) > SILENT_STEM_LUFS
     if not active.any():

@@ -24,9 +24,11 @@ output is, should it clip (the limiter keeps it from doing so).
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from automix.analysis import AudioWarning
 from automix.audio import Audio
 from automix.errors import SettingsError
 from automix.mastering.pipeline import MasterResult, master
+from automix.mastering.streaming import master_stream
 from automix.mixing.balance import (
     FIT_EXCERPT_S,
     default_chains,
@@ -44,7 +47,7 @@ from automix.mixing.balance import (
     plausible_levels,
 )
 from automix.mixing.refine import REFINE_BUDGET_S, refine
-from automix.mixing.render import render_mix
+from automix.mixing.render import render_mix, render_mix_to
 from automix.mixing.stems import Stem, loudest_excerpt, sounding, stem_loudness_lufs
 from automix.params import StemChain
 from automix.presets import Target
@@ -94,6 +97,11 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
 
 # --- the whole mix ----------------------------------------------------------------------------
 
+STREAMED_MIX_MIN_S = 240.0  # `mix_file` masters a mix longer than this from a file in blocks:
+# in memory, mastering a 10-minute stereo bus peaks at 1.2 GiB; the most the in-memory paths
+# hold together (`stems.STEMS_IN_MEMORY_MIB` of stems, a 4-minute bus mastered) is 1.26 GiB
+# peak RSS (issue #16: 32 stems of 10 minutes in 1.5 GiB)
+
 
 @dataclass
 class MixResult:
@@ -109,6 +117,9 @@ class MixResult:
     master: MasterResult
     warnings: list[AudioWarning]
     timings_s: dict[str, float] = field(default_factory=dict)
+    preview_span: tuple[int, int] | None = None  # mastered to a file (`StreamedOutput`): the
+    # master's loudest `previews.PREVIEW_S` (start, end sample); ``audio`` is then empty
+
 
     def to_dict(self) -> dict[str, Any]:
         report = self.master.to_dict()
@@ -118,7 +129,7 @@ class MixResult:
             "method": self.method,
             "settings": self.settings.to_dict(),
             "stems": [{"name": s.name, "role": s.role, "role_from": s.role_source,
-                       "channels": int(s.samples.shape[0]), "stereo": s.is_stereo,
+                       "channels": s.channels, "stereo": s.is_stereo,
                        "silent": s.silent,
                        "input_lufs": round(stem_loudness_lufs(s, sr), 2)} for s in self.stems],
             "warnings": [{"code": w.code, "message": w.message} for w in self.warnings]
@@ -129,13 +140,30 @@ class MixResult:
         }
 
 
+@dataclass(frozen=True)
+class StreamedOutput:
+    """Where `mix` writes a long mix's master (`is_long_mix`): the bus is rendered to a
+    temporary file block by block and mastered from it in blocks (`streaming.master_stream`),
+    so memory holds a block per stem, not the mix."""
+
+    path: Path
+    bit_depth: int = 24
+    file_format: str = "wav"
+
+
+def is_long_mix(stems: list[Stem], sample_rate: int) -> bool:
+    """Whether a mix of ``stems`` is long enough (`STREAMED_MIX_MIN_S`) to be mastered from a
+    file in blocks rather than in memory."""
+    return stems[0].frames > STREAMED_MIX_MIN_S * sample_rate
+
+
 def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Target, *,
         method: str = MIX_METHOD, settings: MixSettings | None = None,
         amounts: Amounts | None = None,
         load_warnings: list[AudioWarning] | None = None, refine_steps: int = 0,
         keep_balance: float = KEEP_BALANCE,
         progress: Callable[[str], None] | None = None,
-        keep_processed: bool = True) -> MixResult:
+        keep_processed: bool = True, output: StreamedOutput | None = None) -> MixResult:
     """Mix ``stems`` toward ``reference`` (settings by `suggest_mix` with ``method`` and
     ``refine_steps``, keeping ``keep_balance`` of the stems' input balance) and master the bus
     at ``target``; or render given ``settings``
@@ -143,7 +171,9 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
     master's settings toward neutral (eq, dynamics; width also centres the pans).
     ``progress`` is called with each stage's name as it starts ("suggest", "render",
     "master"); `timings_s` holds each stage's seconds. Without ``keep_processed`` the
-    result's ``processed`` is empty and the render holds a few processed stems at a time."""
+    result's ``processed`` is empty and the render holds a block of each stem at a time;
+    then, given ``output`` (`StreamedOutput`), the bus goes through a temporary file and the
+    master is written to ``output.path`` (the result's ``audio`` is empty)."""
     timings: dict[str, float] = {}
     step = progress or (lambda stage: None)
     step("suggest")
@@ -167,14 +197,30 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
     timings["suggest_mix"] = time.perf_counter() - t0
     step("render")
     t0 = time.perf_counter()
-    bus, processed = render_mix(stems, sample_rate, chains, reverb, keep=keep_processed)
-    timings["render_mix"] = time.perf_counter() - t0
-    step("master")
-    result = master(Audio(bus, sample_rate), reference, target, settings=master_settings,
-                    amounts=amounts)
+    preview_span = None
+    if output is not None and not keep_processed:
+        with tempfile.TemporaryDirectory(prefix="automix-bus-") as tmp:
+            bus_path = Path(tmp) / "bus.wav"
+            render_mix_to(bus_path, stems, sample_rate, chains, reverb)
+            timings["render_mix"] = time.perf_counter() - t0
+            step("master")
+            result, preview_span = master_stream(
+                bus_path, output.path, reference, target, settings=master_settings,
+                amounts=amounts, bit_depth=output.bit_depth, file_format=output.file_format)
+        # its "render" includes writing the output ("write_verify"): disjoint stages, so that
+        # they add up to the run's total
+        result.timings_s["render"] -= result.timings_s.get("write_verify", 0.0)
+        processed: list[np.ndarray] = []
+    else:
+        bus, processed = render_mix(stems, sample_rate, chains, reverb, keep=keep_processed)
+        timings["render_mix"] = time.perf_counter() - t0
+        step("master")
+        result = master(Audio(bus, sample_rate), reference, target, settings=master_settings,
+                        amounts=amounts)
+        del bus
     mix_settings = MixSettings(stems=dict(chains), reverb=reverb, master=result.settings,
                                roles={s.name: s.role for s in stems if s.role_source == "user"})
     return MixResult(result.audio, mix_settings, method, stems, processed, result,
-                     list(load_warnings or []), timings)
+                     list(load_warnings or []), timings, preview_span)
 
 

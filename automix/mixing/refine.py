@@ -79,8 +79,9 @@ def _spectra(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
     power, cross, offsets = [], [], []
     for stem in stems:
         chain = replace(chains[stem.name], pan=PanParams(pan=-1.0))  # left = the signal itself
-        rows = stem.samples if stem.is_stereo else stem.samples.mean(axis=0, keepdims=True)
-        items = np.stack([render.stem_chain(r[None, start:end], sample_rate, chain)[0][0]
+        x = stem.read(start, end)
+        rows = x if stem.is_stereo else x.mean(axis=0, keepdims=True)
+        items = np.stack([render.stem_chain(r[None], sample_rate, chain)[0][0]
                           for r in rows])
         spec = torch.stft(torch.from_numpy(items), n_fft, hop_length=n_fft // 2,
                           window=window, return_complex=True)  # (items, bins, frames)

@@ -9,17 +9,22 @@ panned.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
+import pedalboard as pb
+import soundfile as sf
 
 from automix.effects import render
-from automix.mixing.stems import Stem
+from automix.mixing.stems import READ_BLOCK, THREADS, Stem
 from automix.params import ReverbParams, SendParams, StemChain, ranges
 
 SEND_OFF_DB = ranges(SendParams)["send_db"].min  # a send at the floor feeds no reverb
-RENDER_THREADS = min(4, os.cpu_count() or 1)
+RENDER_THREADS = THREADS
+RENDER_BLOCK = READ_BLOCK  # frames per block of `render_blocks`: each plugin's pass over a
+# block finds it still in cache (`render.chunks_through`)
 
 
 def render_dry(samples: np.ndarray, is_stereo: bool, sample_rate: int,
@@ -40,7 +45,7 @@ def render_dry(samples: np.ndarray, is_stereo: bool, sample_rate: int,
 def render_stem(stem: Stem, sample_rate: int,
                 chain: StemChain) -> tuple[np.ndarray, np.ndarray]:
     """One stem through its chain: (dry, send), each ``(2, samples)`` float32."""
-    dry = render_dry(stem.samples, stem.is_stereo, sample_rate, chain)
+    dry = render_dry(stem.read(), stem.is_stereo, sample_rate, chain)
     return dry, dry * np.float32(render.db_to_amp(chain.send.send_db))
 
 
@@ -50,31 +55,84 @@ def sends_reverb(chain: StemChain) -> bool:
     return chain.send.send_db > SEND_OFF_DB
 
 
+class _StemRender:
+    """`render_dry` of one stem, block by block: its plugins keep their state from one block
+    to the next (``reset=False``), so the blocks join into the whole render (to float
+    rounding)."""
+
+    def __init__(self, stem: Stem, sample_rate: int, chain: StemChain, block: int) -> None:
+        self.stem, self.sample_rate, self.chain = stem, sample_rate, chain
+        plugins = render.stem_plugins(chain)
+        self._board = pb.Pedalboard(plugins) if plugins else None
+        self._blocks = stem.blocks(block)
+        self._started = False
+
+    def next(self) -> np.ndarray:
+        """The next block of the stem through its chain, ``(2, n)`` float32."""
+        x = next(self._blocks)
+        x = x if self.stem.is_stereo else x.mean(axis=0, keepdims=True)
+        y = render.gain(x, self.sample_rate, self.chain.gain)
+        if self._board is not None:
+            y = self._board(np.ascontiguousarray(y), float(self.sample_rate),
+                            reset=not self._started)
+        self._started = True
+        if self.stem.is_stereo:
+            return render.balance(y, self.sample_rate, self.chain.pan)
+        return render.pan(y, self.sample_rate, self.chain.pan)
+
+
+def render_blocks(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+                  reverb: ReverbParams, *, block: int | None = None
+                  ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """The mix bus block by block: for each ``block`` frames in turn, the summed bus
+    ``(2, n)`` (dry stems plus the reverb return of their sends) and each stem's dry block.
+
+    Every stem is read (`Stem.blocks`) and run through its chain one block at a time, the
+    stems of a block in threads (pedalboard releases the GIL), so memory holds a block per
+    stem, whatever the stems' length; the sum runs in stem order. The room
+    (`render.ReverbReturn`) runs only when some stem sends to it. ``block`` defaults to
+    `RENDER_BLOCK`."""
+    block = block or RENDER_BLOCK
+    renders = [_StemRender(s, sample_rate, chains[s.name], block) for s in stems]
+    amps = [np.float32(render.db_to_amp(chains[s.name].send.send_db))
+            if sends_reverb(chains[s.name]) else None for s in stems]
+    room = (render.ReverbReturn(sample_rate, reverb)
+            if any(a is not None for a in amps) else None)
+    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
+        for start in range(0, stems[0].frames, block):
+            drys = list(pool.map(_StemRender.next, renders))
+            bus = np.zeros((2, min(block, stems[0].frames - start)), np.float32)
+            sends = np.zeros_like(bus) if room is not None else None
+            for dry, amp in zip(drys, amps, strict=True):
+                bus += dry
+                if sends is not None and amp is not None:
+                    sends += dry * amp
+            if room is not None:
+                bus += room(sends)
+            yield bus, drys
+
+
 def render_mix(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
                reverb: ReverbParams, *, keep: bool = True
                ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The summed mix bus ``(2, samples)`` (dry stems plus the reverb return of their sends)
-    and each processed dry stem (none unless ``keep``). Stems are rendered in threads
-    (pedalboard releases the GIL), `RENDER_THREADS` at a time, each added to the bus (and the
-    send bus) as soon as its group is done, so that without ``keep`` at most that many
-    processed stems are held at once; the sum runs in stem order either way (the same bus).
-    The room is convolved only when some stem sends to it."""
-    def one(stem: Stem) -> np.ndarray:
-        return render_dry(stem.samples, stem.is_stereo, sample_rate, chains[stem.name])
+    """The summed mix bus ``(2, samples)`` (`render_blocks`, joined) and each processed dry
+    stem (none unless ``keep``)."""
+    bus = np.empty((2, stems[0].frames), np.float32)
+    kept: list[list[np.ndarray]] = [[] for _ in stems]
+    start = 0
+    for block, drys in render_blocks(stems, sample_rate, chains, reverb):
+        bus[:, start : start + block.shape[1]] = block
+        start += block.shape[1]
+        if keep:
+            for parts, dry in zip(kept, drys, strict=True):
+                parts.append(dry)
+    return bus, [np.concatenate(parts, axis=1) for parts in kept] if keep else []
 
-    bus = np.zeros((2, stems[0].samples.shape[1]), np.float32)
-    sends = np.zeros_like(bus) if any(sends_reverb(chains[s.name]) for s in stems) else None
-    kept = []
-    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
-        for first in range(0, len(stems), RENDER_THREADS):
-            group = stems[first : first + RENDER_THREADS]
-            for stem, dry in zip(group, pool.map(one, group), strict=True):
-                bus += dry
-                chain = chains[stem.name]
-                if sends is not None and sends_reverb(chain):
-                    sends += dry * np.float32(render.db_to_amp(chain.send.send_db))
-                if keep:
-                    kept.append(dry)
-    if sends is not None:
-        bus += render.reverb_return(sends, sample_rate, reverb)
-    return bus, kept
+
+def render_mix_to(path: Path, stems: list[Stem], sample_rate: int,
+                  chains: dict[str, StemChain], reverb: ReverbParams) -> None:
+    """`render_blocks`' bus written to ``path`` (32-bit float WAV) block by block: a mix of
+    any length in the memory of a block per stem."""
+    with sf.SoundFile(str(path), "w", sample_rate, 2, subtype="FLOAT", format="WAV") as f:
+        for block, _ in render_blocks(stems, sample_rate, chains, reverb):
+            f.write(block.T)

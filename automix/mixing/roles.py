@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 from automix.errors import SettingsError
 
@@ -145,8 +146,9 @@ def role_from_audio(samples: np.ndarray, sample_rate: int) -> str:
     sample_rate : int, Hz
     """
     mono = samples.mean(axis=0).astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(mono)) ** 2
-    freqs = np.fft.rfftfreq(mono.size, 1.0 / sample_rate)
+    n_fft = next_fast_len(mono.size, real=True)  # never the slow path of an arbitrary length
+    spectrum = np.abs(np.fft.rfft(mono, n_fft)) ** 2
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     total = spectrum.sum() + 1e-20
     low_share = spectrum[freqs < 150.0].sum() / total
     if low_share > 0.6:
