@@ -337,8 +337,7 @@ def true_peak_envelope(samples: np.ndarray, sample_rate: int, *, oversample: int
             np.max(np.abs(seg[:, before: before + peak.size]), axis=0, out=peak)
             if matrix is None:
                 continue
-            windows = sliding_window_view(seg, matrix.shape[0], axis=-1)[:, ::block]
-            points = _interpolated(np.ascontiguousarray(windows), matrix)
+            points = _interpolated(_block_windows(seg, stop - start, matrix.shape[0]), matrix)
             rows_peak = peak.reshape(-1, block)
             phases = points.reshape(x.shape[0], -1, oversample - 1, block).transpose(2, 0, 1, 3)
             for phase in phases:
@@ -352,6 +351,16 @@ def _interpolated(windows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     shape (channels, rows, (oversample - 1) * `_TRUE_PEAK_BLOCK`), float32."""
     points = windows @ matrix
     return np.abs(points, out=points)
+
+
+def _block_windows(seg: np.ndarray, rows: int, width: int) -> np.ndarray:
+    """Windows of ``width`` samples every `_TRUE_PEAK_BLOCK` of a C-contiguous float32 ``seg``
+    (channels, samples): shape (channels, rows, width), copied (sliding_window_view costs
+    10 us a call, which counts on a live stream's hops of a few hundred samples)."""
+    step = seg.strides[1]
+    view = np.ndarray((seg.shape[0], rows, width), dtype=seg.dtype, buffer=seg,
+                      strides=(seg.strides[0], _TRUE_PEAK_BLOCK * step, step))
+    return view.copy()
 
 
 def _zero_extended(x: np.ndarray, start: int, stop: int) -> np.ndarray:
