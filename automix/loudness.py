@@ -13,6 +13,7 @@ which keeps a 3-minute stereo file well under a second.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
@@ -49,6 +50,7 @@ TRUE_PEAK_TAPS = 16
 TRUE_PEAK_KAISER_BETA = 5.0
 _TRUE_PEAK_BLOCK = 32  # output samples per row of the block matrix product
 _TRUE_PEAK_ROWS = 1024  # rows per matrix product: a few hundred kB, stays in cache
+_ONE_THREAD_ROWS = 48  # rows x channels: OpenBLAS threads sgemm from m*n*k = 2**18 (here ~58)
 
 
 def db_to_amp(db: float | np.ndarray) -> float | np.ndarray:
@@ -327,8 +329,11 @@ def true_peak_envelope(samples: np.ndarray, sample_rate: int, *, oversample: int
     rows = -(-n // block)
     envelope = np.empty(rows * block, dtype=np.float32)
     matrix = _interpolation_matrix(int(oversample)) if oversample > 1 else None
-    # Many small products: BLAS threads only contend here (and with worker processes).
-    with _blas_threads().limit(limits=1, user_api="blas"):
+    # Many small products: BLAS threads only contend here (and with worker processes). A
+    # live hop's few rows need no limit (BLAS keeps products that small on one thread), and
+    # setting it costs 15 us a call.
+    few = x.shape[0] * rows <= _ONE_THREAD_ROWS
+    with nullcontext() if few else _blas_threads().limit(limits=1, user_api="blas"):
         for start in range(0, rows, _TRUE_PEAK_ROWS):
             stop = min(start + _TRUE_PEAK_ROWS, rows)
             peak = envelope[start * block: stop * block]
