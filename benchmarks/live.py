@@ -21,7 +21,7 @@ reported. Columns:
 - latency: samples and ms at the benchmark's rate (fixed: it does not depend on the block);
 - max |live - offline|: the live stream against the offline render delayed by the latency.
 
-One thread (OMP/MKL/OpenBLAS threads 1, set before numpy loads) pinned to one CPU.
+One thread (OMP/MKL/OpenBLAS threads 1, set before numpy loads; ``--cpu N`` pins it too).
 """
 
 from __future__ import annotations
@@ -53,12 +53,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = (64, 128, 256, 512, 1024, 2048)
 
 
-def pin_one_cpu() -> str:
-    """Run on one CPU (the first this process may use); its number, or why not."""
+def pin(cpu: int | None) -> str:
+    """Run on CPU ``cpu`` when given (on a busy shared box, pinning can make it wait for a
+    neighbour on that CPU: one thread unpinned is the default); where it runs, in words."""
+    if cpu is None:
+        return "not pinned"
     try:
-        cpu = min(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpu})
-        return f"CPU {cpu}"
+        return f"pinned to CPU {cpu}"
     except (AttributeError, OSError) as exc:
         return f"not pinned ({exc})"
 
@@ -100,8 +102,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sample-rate", type=int, default=48000)
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     args = parser.parse_args()
-    where = pin_one_cpu()
+    where = pin(args.cpu)
     songs = material(args.songs, args.seconds, args.sample_rate)
     audio_s = sum(s.duration_s for _, s in songs)
     print(f"{len(songs)} songs ({', '.join(n for n, _ in songs)}), {audio_s:.0f} s at "
