@@ -640,12 +640,12 @@ def live(
         f"({lm.latency_ms:.2f} ms); fixed gain {lm.settings.gain_db:+.2f} dB from "
         f"{settings_path.name}{part}", highlight=False, soft_wrap=True)
     written = connection.run()
-    message = (f"wrote {connection.output_name}: {written} samples "
-               f"({written / lm.sample_rate:.2f} s, the first {lm.latency} the latency)")
+    done = (f"{connection.output_name}: {written} samples ({written / lm.sample_rate:.2f} s, "
+            f"the first {lm.latency} the latency)")
     if output_path is not None and output_path != live_io.STDIO:
-        out_console.print(message, highlight=False)
-    else:
-        err_console.print(message, highlight=False)
+        out_console.print(f"wrote {done}", highlight=False)
+    else:  # stdout carries the audio, or nothing
+        err_console.print(done, highlight=False)
 
 
 @app.command("presets")

@@ -14,9 +14,11 @@ the device options fail with one line.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -228,7 +230,11 @@ class FileSink(Sink):
         self._blocks += 1
 
     def __exit__(self, *exc: Any) -> bool | None:
-        self._file.close()
+        try:
+            self._file.close()
+        except BaseException:  # the file's last write failed: nothing is left behind
+            self._atomic.__exit__(*sys.exc_info())
+            raise
         return self._atomic.__exit__(*exc)
 
 
@@ -333,6 +339,20 @@ def _silence(stream: BinaryIO) -> None:
 # --- audio devices ----------------------------------------------------------------------------
 
 
+@contextmanager
+def _interrupt_sets(event: threading.Event) -> Iterator[None]:
+    """Ctrl-C (SIGINT) sets ``event`` instead of raising, while inside; only on the main
+    thread, where Python runs signal handlers (elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def device_names() -> tuple[list[str], list[str]]:
     """The input and the output devices `pedalboard.io.AudioStream` sees (none without it)."""
     if AudioStream is None:
@@ -383,14 +403,18 @@ class DeviceStream(Sink):
         return self
 
     def blocks(self) -> Iterator[np.ndarray]:
-        start = 0
-        try:
-            while True:
-                x = np.asarray(self._stream.read(self.block), dtype=np.float32)
-                yield _checked(x.reshape(self.channels, -1), self.input_device or "", start)
-                start += self.block
-        except KeyboardInterrupt:  # Ctrl-C ends a live input, and the output is kept
-            return
+        """Blocks from the input device until Ctrl-C, which ends the stream (the output is
+        kept: a file is written) at the next block, wherever it arrives."""
+        start, stop = 0, threading.Event()
+        with _interrupt_sets(stop):
+            try:
+                while not stop.is_set():
+                    x = np.asarray(self._stream.read(self.block), dtype=np.float32)
+                    yield _checked(x.reshape(self.channels, -1), f"device {self.input_device!r}",
+                                   start)
+                    start += self.block
+            except KeyboardInterrupt:  # raised inside read: the same end
+                return
 
     def write(self, block: np.ndarray) -> None:
         if self.output_device is not None:

@@ -1,6 +1,7 @@
 """The live block processor equals the offline render, delayed by its reported latency."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -163,9 +164,10 @@ class FakeStream:
         self.running = False
 
     def read(self, n):
-        if self.position >= FakeStream.recorded.shape[1]:
-            raise KeyboardInterrupt  # the user's Ctrl-C
+        assert self.position < FakeStream.recorded.shape[1], "read on after Ctrl-C"
         self.position += n
+        if self.position >= FakeStream.recorded.shape[1]:  # the user's Ctrl-C, mid-read
+            os.kill(os.getpid(), signal.SIGINT)
         return FakeStream.recorded[:, self.position - n:self.position]
 
     def write(self, audio, sample_rate):
@@ -181,7 +183,8 @@ def test_devices_through_audio_stream(monkeypatch, tmp_path, clip, excerpt, offl
     played = np.concatenate(FakeStream.last.played, axis=1)
     assert _shifted_error(played, offline, LATENCY_44K) < 1e-4
     assert not FakeStream.last.running  # the stream is closed at the end
-    # device to device ("default" both ways): whole blocks until Ctrl-C, then the tail
+    # device to device ("default" both ways): every block read, the last one during Ctrl-C
+    # included, then the tail
     FakeStream.recorded = excerpt[:, :256 * 100]
     result = _live("--settings", settings_file, "--device", "default", "--block-size", 256)
     assert result.exit_code == 0, result.output
@@ -238,3 +241,18 @@ def test_api_block_processor(settings_file, excerpt, offline):
     assert isinstance(live, automix.LiveMaster) and live.latency == LATENCY_44K
     streamed = render_blocks(live, excerpt, [512])
     assert _shifted_error(streamed, offline, LATENCY_44K) < 1e-4
+
+
+def test_interrupted_file_leaves_nothing(monkeypatch, tmp_path, clip, settings_file):
+    calls = []
+
+    def interrupted(self, block):
+        calls.append(block.shape[1])
+        if len(calls) == 20:
+            raise KeyboardInterrupt
+        return block
+
+    monkeypatch.setattr(LiveMaster, "process", interrupted)
+    result = _live("--settings", settings_file, "-i", clip, "-o", tmp_path / "live.wav")
+    assert result.exit_code == 130 and "no partial output" in result.output
+    assert len(calls) == 20 and list(tmp_path.iterdir()) == []
