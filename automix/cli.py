@@ -593,7 +593,8 @@ def live(
         None, "--output", "-o", help="An audio file (wav or flac), or - for raw PCM on stdout."),
     block_size: int = typer.Option(256, "--block-size", help="Samples per block, 64 to 2048."),
     device: str | None = typer.Option(
-        None, "--device", help="An audio device for both ends (default: the system's)."),
+        None, "--device", help="An audio device for the end -i/-o leave open, or both; "
+        "default: the system's."),
     input_device: str | None = typer.Option(None, "--input-device",
                                             help="Record from this audio device."),
     output_device: str | None = typer.Option(None, "--output-device",
