@@ -107,9 +107,12 @@ class LiveMaster:
         return self._pop(self._queued)
 
     def _chained(self, x: np.ndarray) -> np.ndarray:
-        y = np.concatenate([self._board(x[:, i:i + MAX_BLOCK], float(self.sample_rate),
-                                        reset=False)
-                            for i in range(0, x.shape[1], MAX_BLOCK)], axis=1)
+        rate = float(self.sample_rate)
+        if x.shape[1] <= MAX_BLOCK:  # a host's block: one call
+            y = self._board(x, rate, reset=False)
+        else:
+            y = np.concatenate([self._board(x[:, i:i + MAX_BLOCK], rate, reset=False)
+                                for i in range(0, x.shape[1], MAX_BLOCK)], axis=1)
         y = render.stereo_width(y, self.sample_rate, self.settings.chain.width)
         return y * self._gain
 
