@@ -21,13 +21,15 @@ __version__ = "0.1.0"
 
 _API = {
     # functions (automix.api)
-    **dict.fromkeys(("analyze", "load", "master_album", "master", "master_file", "mix", "mix_file",
-                     "reference", "save", "suggest", "suggest_file", "suggest_mix_file"),
+    **dict.fromkeys(("analyze", "live_master", "load", "master_album", "master", "master_file",
+                     "mix", "mix_file", "reference", "save", "suggest", "suggest_file",
+                     "suggest_mix_file"),
                     "automix.api"),
     # settings, options and results
     **dict.fromkeys(("Amounts", "MasterOptions", "MasterSettings", "MixOptions", "MixSettings",
                      "OutputOptions", "Reference"), "automix.settings"),
     "Audio": "automix.audio",
+    "LiveMaster": "automix.live",
     "Analysis": "automix.analysis",
     "MasterResult": "automix.mastering.pipeline",
     "MixResult": "automix.mixing.pipeline",
@@ -35,16 +37,17 @@ _API = {
     "AutomixError": "automix.errors",
 }
 __all__ = [
-    "Amounts", "Analysis", "Audio", "AutomixError", "MasterOptions", "MasterResult",
+    "Amounts", "Analysis", "Audio", "AutomixError", "LiveMaster", "MasterOptions", "MasterResult",
     "MasterSettings", "MixOptions", "MixResult", "MixSettings", "OutputOptions", "Reference",
-    "ReferenceCache", "analyze", "load", "master_album", "master", "master_file", "mix", "mix_file",
-    "reference", "save", "suggest", "suggest_file", "suggest_mix_file",
+    "ReferenceCache", "analyze", "live_master", "load", "master_album", "master", "master_file",
+    "mix", "mix_file", "reference", "save", "suggest", "suggest_file", "suggest_mix_file",
 ]
 
 if TYPE_CHECKING:
     from automix.analysis import Analysis
     from automix.api import (
         analyze,
+        live_master,
         load,
         master,
         master_album,
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
     )
     from automix.audio import Audio
     from automix.errors import AutomixError
+    from automix.live import LiveMaster
     from automix.mastering.pipeline import MasterResult
     from automix.mixing.pipeline import MixResult
     from automix.references import ReferenceCache

@@ -25,6 +25,7 @@ from automix.audio import Audio, check_channels
 from automix.audio import load as load
 from automix.audio import save as save
 from automix.files import master_file, mix_file, suggest_file, suggest_mix_file
+from automix.live import LiveMaster
 from automix.mastering import pipeline
 from automix.mastering.pipeline import MasterResult
 from automix.references import ReferenceCache, resolve, resolve_reference, resolve_target
@@ -36,13 +37,14 @@ from automix.settings import (
     MasterSettings,
     MixSettings,
     Reference,
+    read_master_part,
 )
 
 if TYPE_CHECKING:
     from automix.mixing import MixResult
 
-__all__ = ["analyze", "load", "master", "master_album", "master_file", "mix", "mix_file",
-           "reference", "save", "suggest", "suggest_file", "suggest_mix_file"]
+__all__ = ["analyze", "live_master", "load", "master", "master_album", "master_file", "mix",
+           "mix_file", "reference", "save", "suggest", "suggest_file", "suggest_mix_file"]
 
 AudioLike = Audio | str | os.PathLike
 
@@ -97,6 +99,24 @@ def suggest(song: AudioLike, reference: str | Reference = "pop", *, target: str 
     settings=...)``."""
     return master(song, reference, target=target, ceiling_dbtp=ceiling_dbtp, method=method,
                   amounts=amounts).settings
+
+
+def live_master(settings: MasterSettings | str | os.PathLike, sample_rate: int,
+                channels: int = 2) -> LiveMaster:
+    """A block processor for a host's audio callback: ``settings`` (or a settings file, a
+    mix's master part included) rendered block by block at a fixed latency. Its
+    ``process(block)`` takes (channels, n) float32 of any n and returns n samples: the
+    offline render (`master` with ``settings``) delayed by ``latency`` samples; ``flush()``
+    returns the last ``latency`` at the end of a stream. Blocks up to `live.MAX_BLOCK` cost
+    the same per sample; larger ones are cut.
+
+    >>> live = automix.live_master("settings.json", 48000)
+    >>> live.latency, round(live.latency_ms, 1)
+    (439, 9.1)
+    """
+    if not isinstance(settings, MasterSettings):
+        settings = read_master_part(Path(settings))[0]
+    return LiveMaster(settings, sample_rate, channels)
 
 
 def mix(stems_dir: str | os.PathLike, reference: str | Reference = "pop", *,

@@ -581,6 +581,74 @@ def album(
                                                      if "report" in report else ""))
 
 
+@app.command()
+@guarded
+def live(
+    settings_path: Path | None = typer.Option(
+        None, "--settings", help="Settings to render (from `automix suggest`, or a master's "
+        ".json sidecar; a mix's: its master part)."),
+    input_path: str | None = typer.Option(
+        None, "--input", "-i", help="An audio file, or - for raw PCM on stdin."),
+    output_path: str | None = typer.Option(
+        None, "--output", "-o", help="An audio file (wav or flac), or - for raw PCM on stdout."),
+    block_size: int = typer.Option(256, "--block-size", help="Samples per block, 64 to 2048."),
+    device: str | None = typer.Option(
+        None, "--device", help="An audio device for the end -i/-o leave open, or both; "
+        "default: the system's."),
+    input_device: str | None = typer.Option(None, "--input-device",
+                                            help="Record from this audio device."),
+    output_device: str | None = typer.Option(None, "--output-device",
+                                             help="Play to this audio device."),
+    list_devices: bool = typer.Option(False, "--list-devices",
+                                      help="List the audio devices and exit."),
+    sample_rate: int | None = typer.Option(
+        None, "--sample-rate", help="Raw PCM in (required) or a device's rate, in Hz."),
+    channels: int | None = typer.Option(None, "--channels", help="Raw PCM or a device: 1 or 2 "
+                                        "(default 2)."),
+    pcm: str = typer.Option("float32", "--pcm", help="Raw PCM sample format: float32, s16 or "
+                            "s32 (interleaved, little-endian)."),
+    file_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
+    bit_depth: int = typer.Option(24, "--bit-depth", help="16 (TPDF-dithered), 24, or 32 float."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Master block by block at a fixed latency: from a file, raw PCM on stdin or an audio
+    device, to a file, raw PCM on stdout or a device. The gain is the settings' own (loudness
+    is not measured again), so the output is the offline render of the same settings,
+    delayed by the latency printed on stderr."""
+    from automix import live_io
+
+    if list_devices:
+        inputs, outputs = live_io.device_names()
+        for kind, names in (("input", inputs), ("output", outputs)):
+            out_console.print(f"{kind} devices: {', '.join(names) if names else 'none'}",
+                              highlight=False)
+        return
+    if settings_path is None:
+        raise SettingsError("--settings: required (a settings file from `automix suggest`)")
+    if device is not None and input_path is not None and output_path is not None:
+        raise SettingsError("--device: -i and -o are both given; drop one, or the device")
+    connection = live_io.connect(
+        settings_path, block=block_size, input_path=input_path, output_path=output_path,
+        input_device=input_device or (device if input_path is None else None),
+        output_device=output_device or (device if output_path is None else None),
+        sample_rate=sample_rate, channels=channels, pcm=pcm, file_format=file_format,
+        bit_depth=bit_depth, force=force)
+    lm = connection.live
+    part = " (the mix's master part)" if connection.from_mix else ""
+    err_console.print(
+        f"live: {connection.input_name} -> {connection.output_name}, {lm.sample_rate} Hz, "
+        f"{lm.channels} ch, blocks of {block_size}; latency {lm.latency} samples "
+        f"({lm.latency_ms:.2f} ms); fixed gain {lm.settings.gain_db:+.2f} dB from "
+        f"{settings_path.name}{part}", highlight=False, soft_wrap=True)
+    written = connection.run()
+    done = (f"{connection.output_name}: {written} samples ({written / lm.sample_rate:.2f} s, "
+            f"the first {lm.latency} the latency)")
+    if output_path is not None and output_path != live_io.STDIO:
+        out_console.print(f"wrote {done}", highlight=False)
+    else:  # stdout carries the audio, or nothing
+        err_console.print(done, highlight=False)
+
+
 @app.command("presets")
 @guarded
 def list_presets() -> None:

@@ -4,7 +4,8 @@
 offline (the same pedalboard chain, the same fixed gain, the same true-peak limiter), but from
 blocks of any size as they arrive, as a plug-in host or an audio callback hands them over.
 Nothing is searched: the gain is the settings' ``gain_db``, so the output is the offline render
-delayed by `LiveMaster.latency` samples (to float rounding), whatever the block sizes.
+delayed by `LiveMaster.latency` samples, whatever the block sizes (to float rounding, and the
+filters' flush below). `automix.live_io` feeds it from files, pipes and audio devices.
 
 The chain (high-pass, EQ, compressor, width) has no latency: the same plugin objects run every
 block with ``reset=False``. The limiter is `streaming.StreamingLimiter`, the offline limiter cut
@@ -14,6 +15,11 @@ arrived. A hop's output is ready ``HOP + lookahead - 1`` samples after its first
 latest; the output queue starts with that many samples of silence, so every block returns as
 many samples as it brought and the delay never changes. At 48 kHz that is 439 samples
 (9.1 ms); at 44.1 kHz 427 (9.7 ms).
+
+The chain's filters are JUCE's, which flush a state under 1e-8 to zero at the end of each
+block; the offline render's blocks end every 8192 samples, a live stream's wherever its blocks
+do, so where a state is that small at a block end the two differ by about 1e-6 before the gain
+(3e-5 after +30 dB on real songs; docs/benchmarks.md#live).
 
 Only the residue trim of the offline limiter is missing: it depends on the whole output's
 true peak. The limiter aims 0.1 dB under the ceiling, so it is 0 dB on real songs; when it is
@@ -101,9 +107,12 @@ class LiveMaster:
         return self._pop(self._queued)
 
     def _chained(self, x: np.ndarray) -> np.ndarray:
-        y = np.concatenate([self._board(x[:, i:i + MAX_BLOCK], float(self.sample_rate),
-                                        reset=False)
-                            for i in range(0, x.shape[1], MAX_BLOCK)], axis=1)
+        rate = float(self.sample_rate)
+        if x.shape[1] <= MAX_BLOCK:  # a host's block: one call
+            y = self._board(x, rate, reset=False)
+        else:
+            y = np.concatenate([self._board(x[:, i:i + MAX_BLOCK], rate, reset=False)
+                                for i in range(0, x.shape[1], MAX_BLOCK)], axis=1)
         y = render.stereo_width(y, self.sample_rate, self.settings.chain.width)
         return y * self._gain
 

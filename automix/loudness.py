@@ -13,6 +13,7 @@ which keeps a 3-minute stereo file well under a second.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
@@ -49,6 +50,7 @@ TRUE_PEAK_TAPS = 16
 TRUE_PEAK_KAISER_BETA = 5.0
 _TRUE_PEAK_BLOCK = 32  # output samples per row of the block matrix product
 _TRUE_PEAK_ROWS = 1024  # rows per matrix product: a few hundred kB, stays in cache
+_ONE_THREAD_ROWS = 48  # rows x channels: OpenBLAS threads sgemm from m*n*k = 2**18 (here ~58)
 
 
 def db_to_amp(db: float | np.ndarray) -> float | np.ndarray:
@@ -327,8 +329,11 @@ def true_peak_envelope(samples: np.ndarray, sample_rate: int, *, oversample: int
     rows = -(-n // block)
     envelope = np.empty(rows * block, dtype=np.float32)
     matrix = _interpolation_matrix(int(oversample)) if oversample > 1 else None
-    # Many small products: BLAS threads only contend here (and with worker processes).
-    with _blas_threads().limit(limits=1, user_api="blas"):
+    # Many small products: BLAS threads only contend here (and with worker processes). A
+    # live hop's few rows need no limit (BLAS keeps products that small on one thread), and
+    # setting it costs 15 us a call.
+    few = x.shape[0] * rows <= _ONE_THREAD_ROWS
+    with nullcontext() if few else _blas_threads().limit(limits=1, user_api="blas"):
         for start in range(0, rows, _TRUE_PEAK_ROWS):
             stop = min(start + _TRUE_PEAK_ROWS, rows)
             peak = envelope[start * block: stop * block]
@@ -337,8 +342,7 @@ def true_peak_envelope(samples: np.ndarray, sample_rate: int, *, oversample: int
             np.max(np.abs(seg[:, before: before + peak.size]), axis=0, out=peak)
             if matrix is None:
                 continue
-            windows = sliding_window_view(seg, matrix.shape[0], axis=-1)[:, ::block]
-            points = _interpolated(np.ascontiguousarray(windows), matrix)
+            points = _interpolated(_block_windows(seg, stop - start, matrix.shape[0]), matrix)
             rows_peak = peak.reshape(-1, block)
             phases = points.reshape(x.shape[0], -1, oversample - 1, block).transpose(2, 0, 1, 3)
             for phase in phases:
@@ -352,6 +356,16 @@ def _interpolated(windows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     shape (channels, rows, (oversample - 1) * `_TRUE_PEAK_BLOCK`), float32."""
     points = windows @ matrix
     return np.abs(points, out=points)
+
+
+def _block_windows(seg: np.ndarray, rows: int, width: int) -> np.ndarray:
+    """Windows of ``width`` samples every `_TRUE_PEAK_BLOCK` of a C-contiguous float32 ``seg``
+    (channels, samples): shape (channels, rows, width), copied (sliding_window_view costs
+    10 us a call, which counts on a live stream's hops of a few hundred samples)."""
+    step = seg.strides[1]
+    view = np.ndarray((seg.shape[0], rows, width), dtype=seg.dtype, buffer=seg,
+                      strides=(seg.strides[0], _TRUE_PEAK_BLOCK * step, step))
+    return view.copy()
 
 
 def _zero_extended(x: np.ndarray, start: int, stop: int) -> np.ndarray:

@@ -406,6 +406,18 @@ def read_mix_settings(path: Path) -> MixSettings:
     return MixSettings.from_dict(read_settings_document(path), where=path.name)
 
 
+def read_master_part(path: Path) -> tuple[MasterSettings, bool]:
+    """The master settings in a master's settings file, or a mix's ``master`` part; and
+    whether they came from a mix (see `read_settings_document`)."""
+    data = read_settings_document(path)
+    if isinstance(data, dict) and {"stems", "master", "roles"} & set(data):
+        mix = MixSettings.from_dict(data, where=path.name)
+        if not mix.stems:
+            raise SettingsError(f"{path}: holds stem roles only, no settings to render")
+        return mix.master, True
+    return MasterSettings.from_dict(data, where=path.name), False
+
+
 def write_document(path: Path, document: dict[str, Any]) -> Path:
     """Write a JSON (or, by suffix, YAML) document atomically."""
     if path.suffix.lower() in (".yaml", ".yml"):

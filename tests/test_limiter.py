@@ -274,3 +274,15 @@ def test_release_is_gradual_after_a_dip():
     assert curve[:32].max() <= 0.5 + 1e-6
     assert 0.5 < curve[32 * 2] < 0.99
     assert np.all(np.diff(curve[32:]) >= -1e-7) and curve[-1] > curve[64]
+
+
+@pytest.mark.parametrize("size", [9, 32, 33])
+def test_one_pole_short_inputs_match_the_recursion(size):
+    """A live hop's few release blocks take the plain recursion (up to 32 values), longer
+    inputs the vectorised form: both are the recursion, and they agree at the switch."""
+    from automix.effects.limiter import one_pole
+
+    x = np.random.default_rng(size).normal(size=size)
+    got = one_pole(x, 0.97, previous=0.4)
+    assert got.dtype == np.float64 and got.shape == (size,)
+    np.testing.assert_allclose(got, _naive_one_pole(x, 0.97, 0.4), rtol=1e-12, atol=1e-15)

@@ -36,6 +36,7 @@ RELEASE_BLOCK = 32  # samples per step of the release smoother
 COARSE_FACTOR = 8  # `LimiterGain.coarse`: a gain search's model runs at 1/8 of the rate
 _ATTACK_CHUNK = 256  # samples: `attack_gain` computes whole chunks near limiting
 _ATTACK_ROWS = 64  # chunks `attack_gain` computes at once: their float64 sums stay in cache
+_LOOPED = 32  # `one_pole` runs the recurrence itself up to this many values
 _MAX_GROWTH = 600.0  # `one_pole` scales segments by at most e**600 (float64 reaches e**709)
 
 
@@ -66,7 +67,12 @@ def moving_average(x: np.ndarray, size: int) -> np.ndarray:
 def _hold_edges(x: np.ndarray, before: int, after: int) -> np.ndarray:
     """``x`` with its first value repeated ``before`` times and its last ``after`` times,
     along the last axis."""
-    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(before, after)], mode="edge")
+    n = x.shape[-1]
+    out = np.empty((*x.shape[:-1], before + n + after), dtype=x.dtype)
+    out[..., before:before + n] = x  # by slices: np.pad costs 10 us a call on live's hops
+    out[..., :before] = x[..., :1]
+    out[..., before + n:] = x[..., -1:]
+    return out
 
 
 def limiter_gain(envelope: np.ndarray, sample_rate: int, p: LimiterParams) -> np.ndarray:
@@ -243,8 +249,12 @@ def one_pole(x: np.ndarray, alpha: float, previous: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if x.size == 0:
-        return x.copy()
+    if x.size <= _LOOPED:  # a live hop's few blocks: the plain recurrence is 4x faster
+        out, y = [], previous
+        for value in x.tolist():
+            y = alpha * y + (1.0 - alpha) * value
+            out.append(y)
+        return np.array(out, dtype=np.float64)
     log_alpha = math.log(alpha)
     seg = max(1, min(x.size, int(_MAX_GROWTH / -log_alpha)))
     rows = -(-x.size // seg)
