@@ -635,6 +635,43 @@ def profile(
     out_console.print(f"wrote {output} from {len(files)} file(s)")
 
 
+@app.command("export")
+@guarded
+def export_command(
+    settings_path: Path = typer.Argument(..., metavar="SETTINGS",
+                                         help="Master settings (JSON/YAML from suggest, or a "
+                                         "master's sidecar)."),
+    plugins: str = typer.Option(..., "--plugins", help="The plug-in set: zam (Debian's "
+                                "zam-plugins, VST3)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The folder to write into."),
+    song: Path | None = typer.Option(
+        None, "--song", help="The song the settings are for: fit the compressor and limiter "
+        "to it and write it rendered through the plug-ins."),
+    sample_rate: int | None = typer.Option(
+        None, "--sample-rate", min=8000, max=384000,
+        help="The presets' sample rate without --song (default 48000)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
+) -> None:
+    """Write SETTINGS as presets for real plug-ins a DAW loads, with a readable sheet."""
+    from automix.export import export_plugins
+
+    report = export_plugins(settings_path, output, plugins=plugins, song=song,
+                            sample_rate=sample_rate, force=force)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    errors = report["errors"]
+    out_console.print(f"wrote {len(report['files'])} files to {output} "
+                      f"({report['sample_rate']} Hz)", highlight=False)
+    out_console.print(f"  EQ error {errors['eq_max_db']:.2f} dB max over 30 Hz-16 kHz")
+    if errors["master_lu"] is not None:
+        out_console.print(f"  master {errors['master_lu']:+.2f} LU from automix's render, "
+                          f"true peak {errors['true_peak_dbtp']:.2f} dBTP "
+                          f"(ceiling {errors['ceiling_dbtp']:g})", highlight=False)
+    out_console.print(f"  see {output / 'sheet.md'}")
+
+
 @app.command("params")
 @guarded
 def params_table() -> None:
