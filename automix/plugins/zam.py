@@ -21,6 +21,7 @@ song, it also fits what differs from automix's own render, on that song:
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 from collections.abc import Iterator
@@ -43,11 +44,14 @@ PLUGINS = (EQ, COMPRESSOR, LIMITER)
 COMPRESSOR_TOLERANCE_LU = 0.05  # the compressor fit stops this close to automix's loudness
 LOUDNESS_TOLERANCE_LU = 0.1  # the limiter fit stops this close (the goal is 0.3)
 TRUE_PEAK_MARGIN_DB = 0.05  # what the fitted ceiling keeps below automix's, after overshoot
-MAX_FIT_RENDERS = 5  # renders per fitted plug-in
+MAX_FIT_RENDERS = 5  # renders of the compressor fit
+MAX_LIMITER_RENDERS = 10  # renders of the limiter fit (gain, ceiling and release)
+FLAT_LU_PER_DB = 0.35  # below this much loudness per dB of gain the limiter's release shortens
 # ZaMaximX2 4.1's ranges: its threshold sets the gain (ceiling - threshold)
 LIMITER_THRESHOLD_DB = (-30.0, 0.0)
 LIMITER_RELEASE_MS = (1.0, 100.0)
 COMPRESSOR_MAKEUP_DB = (0.0, 30.0)
+DEFAULT_STATE_RATE = 48000  # the rate of the silence that commits a preset's values
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,7 @@ def with_instance(preset: ZamPreset, use: Any) -> Any:
             return use(plugin)
         finally:
             del plugin
+            gc.collect()  # pedalboard's plug-in objects sit in reference cycles
 
 
 def held(preset: ZamPreset) -> ZamPreset:
@@ -394,29 +399,32 @@ def _fit_compressor(preset: ZamPreset, eq_out: np.ndarray, want_lufs: float,
 def _fit_limiter(chain: ZamChain, settings: MasterSettings, widened: np.ndarray,
                  want_lufs: float, sample_rate: int
                  ) -> tuple[ZamChain, np.ndarray, float, float, int]:
-    """ZaMaximX2's gain (its threshold) moved until the master reads ``want_lufs``, and its
-    ceiling lowered by the true-peak overshoot over automix's ceiling; the chain, its
-    output, loudness and true peak, and the renders it took."""
+    """ZaMaximX2 fitted to automix's master of the song: its gain (the threshold) moved by
+    secant steps until the master reads ``want_lufs``; its ceiling lowered by the true-peak
+    overshoot over automix's ceiling (it limits sample peaks); its release shortened where
+    more gain stops adding loudness (it takes more off than automix's limiter at the same
+    release). Returns the chain, its output, loudness and true peak, and the renders."""
     ceiling_target = settings.limiter.ceiling_dbtp
     gain_db, ceiling = settings.gain_db, ceiling_target
+    release = settings.limiter.release_ms
     previous = None
     best: tuple[float, Any] | None = None
     n = 0
-    while n < MAX_FIT_RENDERS:
+    while n < MAX_LIMITER_RENDERS:
         n += 1
-        controls, extra = limiter_controls(gain_db, settings.limiter, ceiling)
+        controls, extra = limiter_controls(gain_db, replace(settings.limiter, release_ms=release),
+                                           ceiling)
         limiter = held(replace(chain.limiter, controls=controls))
-        makeup = compressor_controls(settings.chain.compressor, extra)["makeup_db"]
-        x = widened if extra == 0.0 else widened * np.float32(10 ** (extra / 20))
         compressor = chain.compressor
-        if extra:
+        if extra:  # gain past ZaMaximX2's threshold range: on the compressor's make-up
+            makeup = compressor_controls(settings.chain.compressor, extra)["makeup_db"]
             compressor = held(replace(compressor, controls={**compressor.controls,
                                                              "makeup_db": makeup}))
+        x = widened if extra == 0.0 else widened * np.float32(10 ** (extra / 20))
         out = _stereo(limiter, x, sample_rate)
         lufs = loudness.integrated_lufs(out, sample_rate)
         peak = loudness.true_peak_dbtp(out, sample_rate)
-        over = peak - ceiling_target
-        error = lufs - want_lufs
+        over, error = peak - ceiling_target, lufs - want_lufs
         candidate = (abs(error) + 10 * max(over, 0.0),
                      (replace(chain, limiter=limiter, compressor=compressor), out, lufs, peak))
         if best is None or candidate[0] < best[0]:
@@ -425,6 +433,14 @@ def _fit_limiter(chain: ZamChain, settings: MasterSettings, widened: np.ndarray,
             break
         if over > 0:
             ceiling = max(ceiling - over - TRUE_PEAK_MARGIN_DB, -30.0)
+            previous = None  # another ceiling: another curve
+            continue
+        flat = previous is not None and previous[0] != gain_db \
+            and (error - previous[1]) / (gain_db - previous[0]) < FLAT_LU_PER_DB
+        if error < 0 and flat and release > LIMITER_RELEASE_MS[0]:
+            release = max(min(release, LIMITER_RELEASE_MS[1]) / 3.0, LIMITER_RELEASE_MS[0])
+            previous = None
+            continue
         gain_db, previous = _secant(gain_db, error, previous, (-70.0, 70.0), 1.0), \
             (gain_db, error)
     chain_out, out, lufs, peak = best[1]
@@ -489,18 +505,26 @@ def preset_files(chain: ZamChain) -> list[tuple[str, ZamPreset]]:
 
 
 def preset_bytes(preset: ZamPreset) -> bytes:
-    """The plug-in's state as a ``.vstpreset`` file."""
-    return with_instance(preset, lambda plugin: bytes(plugin.preset_data))
+    """The plug-in's state as a ``.vstpreset`` file. DPF hands the new values to its
+    processor, and so to its state, only when it processes: a short silence goes through
+    first (without it the state holds the defaults)."""
+    silence = np.zeros((1 if preset.plugin == EQ else 2, 64), dtype=np.float32)
+
+    def state(plugin: Any) -> bytes:
+        plugin(silence, float(DEFAULT_STATE_RATE))
+        return bytes(plugin.preset_data)
+
+    return with_instance(preset, state)
 
 
-def read_preset(path: Path, plugin: str) -> dict[str, float]:
-    """The controls a fresh ``plugin`` holds after loading the ``.vstpreset`` at ``path``."""
+def render_preset(path: Path, plugin: str, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``samples`` through a fresh ``plugin`` that loaded the ``.vstpreset`` at ``path`` (as a
+    DAW would; pedalboard's own parameter read-out does not follow a loaded state for every
+    plug-in, the processing does)."""
     with _quiet():
         fresh = load(plugin)
         fresh.load_preset(str(path))
-        controls = {name: float(getattr(fresh, name)) for name in fresh.parameters
-                    if name not in ("buffer_size_frames", "sample_rate_frames",
-                                    "latency_frames")
-                    and isinstance(getattr(fresh, name), float)}
+        out = fresh(np.ascontiguousarray(samples, dtype=np.float32), float(sample_rate))
         del fresh
-    return controls
+        gc.collect()
+    return out

@@ -35,6 +35,8 @@ EQ_TOLERANCE_DB = 0.5  # the goal: max |Zam - automix| over FIT_BAND_HZ
 SHELF_SLOPE = 0.707  # ZamEQ2's fixed shelf slope
 MIN_GAIN_DB = 1e-3  # Orfanidis' peak is 0/0 at exactly 0 dB: unused bands sit here
 SPARE_ROUNDS = 2  # refits with the spare bands put on the worst misses
+RESTARTS = 8  # perturbed restarts when the fit still misses by over half the tolerance
+RESTART_SEED = 19
 MINIMAX_ROUNDS = 4  # Lawson reweightings after each least-squares fit
 FREQ_ROAM = 3.0  # how far (x or /) a fitted band may move from the automix band it stands for
 # The controls of ZamEQ2 4.1 (plain-value bounds, as the plug-in reports them)
@@ -161,17 +163,18 @@ def _start(chain: MasterChain, sample_rate: float) -> list[_Band]:
 
 
 def _controls(bands: list[_Band], master_db: float) -> list[dict[str, float]]:
-    instances: list[dict[str, float]] = [{"master_gain_db": 0.0, "peaks_on": 0.0},
-                                         {"master_gain_db": 0.0, "peaks_on": 0.0}]
+    count = 1 + max(band.instance for band in bands)
+    instances: list[dict[str, float]] = [{"master_gain_db": 0.0, "peaks_on": 0.0}
+                                         for _ in range(count)]
     for band in bands:
         c = instances[band.instance]
         c[f"boost_cut_{band.key}_db"] = band.gain_db
         c[f"frequency_{band.key}_hz"] = band.freq_hz
         if band.bandwidth is not None:
             c[f"bandwidth_{band.key}"] = band.bandwidth
-    first = float(np.clip(master_db, *MASTER_DB))  # the rest on the second instance
-    instances[0]["master_gain_db"] = first
-    instances[1]["master_gain_db"] = float(np.clip(master_db - first, *MASTER_DB))
+    for controls in instances:  # the first takes what it can, the next the rest
+        controls["master_gain_db"] = float(np.clip(master_db, *MASTER_DB))
+        master_db -= controls["master_gain_db"]
     return instances
 
 
@@ -179,10 +182,32 @@ def fit(chain: MasterChain, sample_rate: float) -> list[dict[str, float]]:
     """The controls of two ZamEQ2s in series whose magnitude matches automix's high-pass and
     EQ over `FIT_BAND_HZ`: least squares in dB with a minimax polish, from `_start`; while
     the worst error is over a quarter of `EQ_TOLERANCE_DB`, the spare bands (those `_start`
-    leaves at 0 dB) are put on the worst misses and the fit runs again (best kept)."""
+    leaves at 0 dB) are put on the worst misses and the fit runs again; still over half of
+    it, up to `RESTARTS` fits from seeded perturbations of the best (the landscape has local
+    minima where bands trade roles). The best is kept; the result is deterministic."""
     freqs = fit_freqs_hz()
     want = target_db(chain, freqs, sample_rate)
-    bands = _start(chain, sample_rate)
+    best, err = _fit_with_spares(_start(chain, sample_rate), freqs, want, sample_rate)
+    rng = np.random.default_rng(RESTART_SEED)
+    for _ in range(RESTARTS):
+        if err <= EQ_TOLERANCE_DB / 2:
+            break
+        moved = [_Band(b.instance, b.key,
+                       float(np.clip(b.freq_hz * math.exp(rng.normal(0.0, 0.4)), *FREQ_HZ)),
+                       float(np.clip(b.gain_db + rng.normal(0.0, 2.0), *GAIN_DB)),
+                       None if b.bandwidth is None else
+                       float(np.clip(b.bandwidth * math.exp(rng.normal(0.0, 0.3)), *BANDWIDTH)))
+                 for b in best]
+        bands, moved_err = _fit_from(moved, freqs, want, sample_rate)
+        if moved_err < err:
+            best, err = bands, moved_err
+    return _controls(best, _master(best, freqs, want, sample_rate))
+
+
+def _fit_with_spares(bands: list[_Band], freqs: np.ndarray, want: np.ndarray,
+                     sample_rate: float) -> tuple[list[_Band], float]:
+    """`_fit_from` ``bands``, then again with the spare bands on the worst misses (see `fit`);
+    the best bands and their worst error."""
     spares = [i for i, band in enumerate(bands) if abs(band.gain_db) <= MIN_GAIN_DB]
     best, best_err = bands, math.inf
     for _ in range(1 + SPARE_ROUNDS):
@@ -203,14 +228,16 @@ def fit(chain: MasterChain, sample_rate: float) -> list[dict[str, float]]:
             bw = 1.0 if bands[i].bandwidth is not None else None
             bands[i] = _Band(bands[i].instance, bands[i].key, float(freqs[k]),
                              float(np.clip(miss[k], -12, 12)), bw)
-    return _controls(best, _master(best, freqs, want, sample_rate))
+    return best, best_err
 
 
 def _master(bands: list[_Band], freqs: np.ndarray, want: np.ndarray, sample_rate: float
             ) -> float:
     """The master gain that centres the error of ``bands`` (within ZamEQ2's range)."""
     err = want - response_db(_controls(bands, 0.0), freqs, sample_rate)
-    return float(np.clip((err.max() + err.min()) / 2, 2 * MASTER_DB[0], 2 * MASTER_DB[1]))
+    count = 1 + max(band.instance for band in bands)
+    return float(np.clip((err.max() + err.min()) / 2, count * MASTER_DB[0],
+                         count * MASTER_DB[1]))
 
 
 def _fit_from(start: list[_Band], freqs: np.ndarray, want: np.ndarray, sample_rate: float
@@ -230,8 +257,9 @@ def _fit_from(start: list[_Band], freqs: np.ndarray, want: np.ndarray, sample_ra
             lows.append(math.log(BANDWIDTH[0]))
             highs.append(math.log(BANDWIDTH[1]))
             x0.append(math.log(band.bandwidth))
-    lows.append(2 * MASTER_DB[0])
-    highs.append(2 * MASTER_DB[1])
+    count = 1 + max(band.instance for band in start)
+    lows.append(count * MASTER_DB[0])
+    highs.append(count * MASTER_DB[1])
     x0.append(0.0)
     x0 = np.clip(x0, np.array(lows) + 1e-9, np.array(highs) - 1e-9)
 
