@@ -153,6 +153,9 @@ def master(
     refine_seconds: float | None = typer.Option(
         None, "--refine-seconds", min=0.0,
         help="Network: refinement time budget in seconds (default 8)."),
+    plugins: str | None = typer.Option(
+        None, "--plugins", help="Also export the master's settings to real plug-ins (zam), "
+        "fitted to this song, into <output>_zam/ (see `automix export`)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
 ) -> None:
@@ -160,6 +163,12 @@ def master(
     memory.prefault(memory.prefault_bytes(input_path))  # while the imports below run
     from automix.files import master_file
     from automix.settings import Amounts, MasterOptions, OutputOptions
+
+    if plugins is not None:  # refused before minutes of work, not after
+        from automix.export import check_installed, check_plugin_set
+
+        check_plugin_set(plugins)
+        check_installed()
 
     options = MasterOptions(reference=_references(reference), tone_reference=tone_reference,
                             dynamics_reference=dynamics_reference, target=target,
@@ -173,10 +182,26 @@ def master(
         report = master_file(input_path, options, OutputOptions(
             output=output, file_format=file_format, bit_depth=bit_depth, force=force,
             preview=preview, report=report_path), progress=progress)
+        if plugins is not None:
+            from automix.export import export_plugins, plugins_folder
+
+            if progress is not None:
+                progress(f"export to {plugins}")
+            exported = export_plugins(Path(report["sidecar"]),
+                                      plugins_folder(Path(report["output"]), plugins),
+                                      plugins=plugins, song=input_path, force=force)
+            report["plugins"] = {"folder": str(plugins_folder(Path(report["output"]), plugins)),
+                                 "errors": exported["errors"]}
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         _print_master(report)
+        if plugins is not None:
+            errors = report["plugins"]["errors"]
+            out_console.print(
+                f"wrote {report['plugins']['folder']}: {plugins} presets and sheet (EQ within "
+                f"{errors['eq_max_db']:.2f} dB, {errors['master_lu']:+.2f} LU, true peak "
+                f"{errors['true_peak_dbtp']:.2f} dBTP)", highlight=False)
 
 
 @app.command()

@@ -39,6 +39,12 @@ def check_installed() -> None:
                           f"{zam.VST3_DIR_ENV}")
 
 
+def plugins_folder(master_path: Path, plugins: str) -> Path:
+    """Where ``master --plugins`` writes: beside the master, ``<master>_<plugins>/``."""
+    master_path = Path(master_path)
+    return master_path.with_name(f"{master_path.stem}_{plugins}")
+
+
 def export_plugins(settings_path: Path, out_dir: Path, *, plugins: str = "zam",
                    song: Path | None = None, sample_rate: int | None = None,
                    force: bool = False) -> dict[str, Any]:

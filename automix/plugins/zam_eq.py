@@ -290,6 +290,26 @@ def _fit_from(start: list[_Band], freqs: np.ndarray, want: np.ndarray, sample_ra
     return bands, float((err.max() - err.min()) / 2)
 
 
+def copied(chain: MasterChain) -> list[dict[str, float]]:
+    """automix's bands copied onto two ZamEQ2s as they are, no fit (the baseline the fit is
+    measured against): shelves and peaks at their frequency and gain, each peak's width from
+    its Q as ZamEQ2 reads a Q, and no high-pass (ZamEQ2 has none)."""
+    eq = chain.eq
+    return [
+        {"boost_cut_l_db": eq.low_shelf_gain_db, "frequency_l_hz": eq.low_shelf_freq_hz,
+         "boost_cut_h_db": eq.high_shelf_gain_db, "frequency_h_hz": eq.high_shelf_freq_hz,
+         "boost_cut_1_db": eq.peak1_gain_db, "frequency_1_hz": eq.peak1_freq_hz,
+         "bandwidth_1": bandwidth_of_q(eq.peak1_q), "boost_cut_2_db": eq.peak2_gain_db,
+         "frequency_2_hz": eq.peak2_freq_hz, "bandwidth_2": bandwidth_of_q(eq.peak2_q),
+         "master_gain_db": 0.0},
+        {"boost_cut_l_db": MIN_GAIN_DB, "frequency_l_hz": 30.0, "boost_cut_h_db": MIN_GAIN_DB,
+         "frequency_h_hz": 12000.0, "boost_cut_1_db": eq.peak3_gain_db,
+         "frequency_1_hz": eq.peak3_freq_hz, "bandwidth_1": bandwidth_of_q(eq.peak3_q),
+         "boost_cut_2_db": MIN_GAIN_DB, "frequency_2_hz": 1000.0, "bandwidth_2": 1.0,
+         "master_gain_db": 0.0},
+    ]
+
+
 def max_error_db(instances: list[dict[str, float]], chain: MasterChain,
                  sample_rate: float) -> float:
     """The largest |Zam - automix| in dB over `FIT_BAND_HZ`, by the formulas."""
