@@ -193,3 +193,14 @@ def test_master_with_plugins_writes_the_presets_beside_the_master(tmp_path: Path
                - loudness.integrated_lufs(master.T, sr)) <= 0.3
     assert loudness.true_peak_dbtp(theirs.T, sr) <= -1.0 + 0.01  # 24-bit rounding
     assert "wrote" in result.output and "zam presets" in result.output
+
+
+def test_master_with_missing_plugins_is_refused_before_the_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOMIX_VST3_DIR", str(tmp_path / "none"))
+    x, sr = sf.read(SONG, dtype="float32", always_2d=True, frames=2 * 44100)
+    song = tmp_path / "song.wav"
+    sf.write(song, x, sr, subtype="PCM_16")
+    result = runner.invoke(app, ["master", str(song), "--plugins", "zam"])
+    assert result.exit_code == 1 and "zam-plugins" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav"]  # nothing written

@@ -233,6 +233,8 @@ def build(settings: MasterSettings, sample_rate: int) -> ZamChain:
     notes = (
         "EQ: two ZamEQ2s fitted to automix's high-pass and EQ (ZamEQ2 has no high-pass, "
         "different shelf slopes and peak designs)",
+        f"fitted for a session at {sample_rate} Hz; for another rate export again "
+        "(--sample-rate, or --song at that rate)",
         "width: no Zam plug-in does mid/side width; set the DAW's stereo width (mid/side) to "
         f"{settings.chain.width.width_pct:.0f} % between ZamCompX2 and ZaMaximX2",
         "limiter: ZaMaximX2 limits sample peaks, not true peaks; its gain is ceiling - "
