@@ -185,8 +185,9 @@ def with_instance(preset: ZamPreset, use: Any) -> Any:
 
 def held(preset: ZamPreset) -> ZamPreset:
     """``preset`` with the values the plug-in actually holds (clipped, float32)."""
-    values = with_instance(preset, lambda plugin: {name: float(getattr(plugin, name))
-                                                   for name in preset.controls})
+    values = with_instance(preset, lambda plugin: {  # in the plug-in's order
+        name: float(getattr(plugin, name)) for name in plugin.parameters
+        if name in preset.controls})
     return replace(preset, controls=values)
 
 
