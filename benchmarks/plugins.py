@@ -7,7 +7,8 @@ automix's own render of the same settings:
 
 - EQ: the largest magnitude error in dB over 30 Hz-16 kHz, measured through the plug-ins,
   of the fitted ZamEQ2s, and of automix's bands copied over as they are (the baseline);
-- compressor: ZamCompX2's output loudness against automix's compressor output, in LU;
+- compressor: ZamCompX2's output loudness against automix's compressor output, in LU, and
+  the RMS of their 400-ms level differences in dB (knee, ballistics and channel link);
 - master: the loudness difference in LU and the true peak in dBTP against the ceiling, of
   the fitted chain and of the chain as mapped without the fit (the baseline).
 
@@ -49,8 +50,9 @@ def main() -> None:
     songs = [ROOT / "examples" / "dirty_love.flac",
              ROOT / "reference_tracks" / "electronic" / "lmms_saber_finalstep.flac"]
     songs += real_songs(args.seconds, args.data_songs)
-    header = ("| song | reference, target | EQ fit dB | EQ copied dB | comp. LU | master LU "
-              "| master LU unfitted | true peak dBTP | unfitted dBTP | ceiling | fit s |")
+    header = ("| song | reference, target | EQ fit dB | EQ copied dB | comp. LU | comp. 400 ms dB "
+              "| master LU | master LU unfitted | true peak dBTP | unfitted dBTP | ceiling "
+              "| fit s |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     worst = {"eq": 0.0, "lu": 0.0, "over": -np.inf}
@@ -70,7 +72,8 @@ def main() -> None:
             mapped = zam.render(zam.build(settings, audio.sample_rate), audio.samples,
                                 audio.sample_rate)
             e = fitted.errors
-            comp = "off" if e.compressor_lu is None else f"{e.compressor_lu:+.2f}"
+            comp = "off | off" if e.compressor_lu is None else \
+                f"{e.compressor_lu:+.2f} | {e.compressor_short_term_db:.2f}"
             print(f"| {path.stem[:28]} | {reference}, {target or 'preset'} "
                   f"| {e.eq_max_db:.2f} | {copied:.2f} | {comp} | {e.master_lu:+.2f} "
                   f"| {loudness.integrated_lufs(mapped, audio.sample_rate) - want:+.2f} "

@@ -86,12 +86,14 @@ class ZamChain:
 class ModuleErrors:
     """How far the Zam chain lands from automix's own render, per module: the EQ's largest
     magnitude error in dB over 30 Hz-16 kHz (measured through the plug-ins), the compressor
-    output's loudness difference in LU (None without a song, or with the compressor off), and
-    the master's loudness difference in LU and its true peak against the ceiling (None
-    without a song)."""
+    output's loudness difference in LU and the RMS of its 400-ms level differences in dB (the
+    knee, ballistics and channel link showing through; None without a song, or with the
+    compressor off), and the master's loudness difference in LU and its true peak against the
+    ceiling (None without a song)."""
 
     eq_max_db: float
     compressor_lu: float | None = None
+    compressor_short_term_db: float | None = None
     master_lu: float | None = None
     true_peak_dbtp: float | None = None
     ceiling_dbtp: float | None = None
@@ -334,18 +336,20 @@ def fit(settings: MasterSettings, samples: np.ndarray, sample_rate: int) -> Fitt
     samples = np.ascontiguousarray(samples, dtype=np.float32)
     renders = {}
     eq_out = render_eq(chain, samples, sample_rate)
-    comp_lu = None
+    comp_lu = comp_short_db = None
     if settings.chain.compressor.ratio != 1.0:
         pre = own.process(own.highpass_plugins(settings.chain.highpass)
                           + own.eq_plugins(settings.chain.eq), samples, sample_rate)
-        want = loudness.integrated_lufs(own.compressor(pre, sample_rate,
-                                                       settings.chain.compressor), sample_rate)
+        own_compressed = own.compressor(pre, sample_rate, settings.chain.compressor)
+        want = loudness.integrated_lufs(own_compressed, sample_rate)
         compressor, comp_lu, renders["compressor"] = _fit_compressor(chain.compressor, eq_out,
                                                                      want, sample_rate)
         chain = replace(chain, compressor=compressor)
     ours = render_master(Audio(samples, sample_rate), settings).samples
     want_lufs = loudness.integrated_lufs(ours, sample_rate)
     compressed = _stereo(chain.compressor, eq_out, sample_rate)
+    if comp_lu is not None:
+        comp_short_db = short_term_difference_db(compressed, own_compressed, sample_rate)
     from automix.params import StereoWidthParams
 
     widened = own.stereo_width(compressed, sample_rate, StereoWidthParams(chain.width_pct))
@@ -358,9 +362,25 @@ def fit(settings: MasterSettings, samples: np.ndarray, sample_rate: int) -> Fitt
         f"{chain.limiter.controls['output_ceiling_db']:.2f} dB",)
     chain = replace(chain, notes=notes)
     errors = ModuleErrors(eq_max_db=eq_error_db(chain, settings), compressor_lu=comp_lu,
-                          master_lu=lufs - want_lufs, true_peak_dbtp=peak,
+                          compressor_short_term_db=comp_short_db, master_lu=lufs - want_lufs,
+                          true_peak_dbtp=peak,
                           ceiling_dbtp=settings.limiter.ceiling_dbtp)
     return Fitted(chain, out, errors, renders)
+
+
+def short_term_difference_db(a: np.ndarray, b: np.ndarray, sample_rate: int,
+                             block_s: float = 0.4, floor_db: float = -50.0) -> float:
+    """RMS over 400-ms blocks (100-ms hop) of the level of ``a`` over ``b`` in dB, blocks
+    where ``b`` is over ``floor_db`` dBFS (both (channels, samples), the same length)."""
+    block, hop = int(block_s * sample_rate), int(block_s * sample_rate / 4)
+    starts = range(0, max(a.shape[1] - block, 0) + 1, hop)
+    power = np.array([[np.mean(np.square(x[:, i:i + block], dtype=np.float64)) for x in (a, b)]
+                      for i in starts])
+    loud = power[:, 1] > 10.0 ** (floor_db / 10.0)
+    if not loud.any():
+        return 0.0
+    diff = 10.0 * np.log10(np.maximum(power[loud, 0], 1e-20) / power[loud, 1])
+    return float(np.sqrt(np.mean(np.square(diff))))
 
 
 def _secant(value: float, error: float, previous: tuple[float, float] | None,
@@ -491,7 +511,8 @@ def sheet(chain: ZamChain, errors: ModuleErrors | None) -> str:
                   f"- EQ: largest magnitude error {errors.eq_max_db:.3f} dB over 30 Hz-16 kHz "
                   "(measured through the plug-ins)"]
         if errors.compressor_lu is not None:
-            lines.append(f"- compressor output: {errors.compressor_lu:+.3f} LU")
+            lines.append(f"- compressor output: {errors.compressor_lu:+.3f} LU, 400-ms levels "
+                         f"within {errors.compressor_short_term_db:.2f} dB RMS")
         if errors.master_lu is not None:
             lines.append(f"- master: {errors.master_lu:+.3f} LU, true peak "
                          f"{errors.true_peak_dbtp:.2f} dBTP (ceiling {errors.ceiling_dbtp:g})")
