@@ -3,8 +3,8 @@
 `build` maps `MasterSettings` onto, in chain order: two ZamEQ2s (high-pass and the five-band
 EQ, fitted: `automix.plugins.zam_eq`), ZamCompX2 (compressor and make-up), stereo width (no
 Zam plug-in does mid/side width: the render applies automix's own matrix and the sheet names
-the setting for the DAW's), and ZaMaximX2 (the gain to the target and the limiter). Given the
-song, it also fits what differs from automix's own render, on that song:
+the setting for the DAW's), and ZaMaximX2 (the gain to the target and the limiter). `fit`,
+given the song, also fits what differs from automix's own render, on that song:
 
 - ZamCompX2 detects in dB per sample, smooths the gain reduction (not the level) and links
   the channels (their average), where JUCE's compressor follows each channel's level: at the
@@ -12,10 +12,12 @@ song, it also fits what differs from automix's own render, on that song:
   loudness of automix's compressor output (`COMPRESSOR_TOLERANCE_LU`).
 - ZaMaximX2 is a sample-peak limiter with a 480-sample look-ahead, not a true-peak one, and
   its gain is ``ceiling - threshold``: its threshold is moved until the master reads the
-  loudness of automix's master, and its ceiling lowered by the true-peak overshoot measured.
+  loudness of automix's master, its ceiling lowered by the true-peak overshoot measured, and
+  its release shortened where more gain stops adding loudness.
 
-`render` runs a `ZamChain` through the real plug-ins with pedalboard; `write` saves one
-``.vstpreset`` per plug-in (the state DPF plug-ins take back in any VST3 host) and the sheet.
+`render` runs a `ZamChain` through the real plug-ins with pedalboard; `preset_bytes` gives a
+plug-in's ``.vstpreset`` (the state DPF plug-ins take back in any VST3 host) and `sheet` the
+readable sheet (`automix.export` writes them).
 """
 
 from __future__ import annotations
