@@ -245,7 +245,9 @@ def build(settings: MasterSettings, sample_rate: int) -> ZamChain:
         "limiter: ZaMaximX2 limits sample peaks, not true peaks; its gain is ceiling - "
         "threshold" + ("" if settings.limiter.release_ms <= LIMITER_RELEASE_MS[1] else
                        f"; its release stops at {LIMITER_RELEASE_MS[1]:g} ms"),
-        "not fitted to a song: compressor and limiter as mapped",
+        "not fitted to a song: compressor and limiter as mapped; ZaMaximX2's true peak "
+        "overshoots its ceiling (by up to 1.2 dB measured on real music under heavy "
+        "limiting): export with --song to fit it, or lower output_ceiling_db by that much",
     )
     return ZamChain(
         eq=eq_presets(settings, sample_rate),
