@@ -24,6 +24,7 @@ from automix.analysis import Analysis
 from automix.audio import Audio, check_channels
 from automix.audio import load as load
 from automix.audio import save as save
+from automix.export import export_plugins
 from automix.files import master_file, mix_file, suggest_file, suggest_mix_file
 from automix.live import LiveMaster
 from automix.mastering import pipeline
@@ -43,8 +44,9 @@ from automix.settings import (
 if TYPE_CHECKING:
     from automix.mixing import MixResult
 
-__all__ = ["analyze", "live_master", "load", "master", "master_album", "master_file", "mix",
-           "mix_file", "reference", "save", "suggest", "suggest_file", "suggest_mix_file"]
+__all__ = ["analyze", "export_plugins", "live_master", "load", "master", "master_album",
+           "master_file", "mix", "mix_file", "reference", "save", "suggest", "suggest_file",
+           "suggest_mix_file"]
 
 AudioLike = Audio | str | os.PathLike
 

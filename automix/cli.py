@@ -153,6 +153,9 @@ def master(
     refine_seconds: float | None = typer.Option(
         None, "--refine-seconds", min=0.0,
         help="Network: refinement time budget in seconds (default 8)."),
+    plugins: str | None = typer.Option(
+        None, "--plugins", help="Also export the master's settings to real plug-ins (zam), "
+        "fitted to this song, into <output>_zam/ (see `automix export`)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
 ) -> None:
@@ -160,6 +163,12 @@ def master(
     memory.prefault(memory.prefault_bytes(input_path))  # while the imports below run
     from automix.files import master_file
     from automix.settings import Amounts, MasterOptions, OutputOptions
+
+    if plugins is not None:  # refused before minutes of work, not after
+        from automix.export import check_installed, check_plugin_set
+
+        check_plugin_set(plugins)
+        check_installed()
 
     options = MasterOptions(reference=_references(reference), tone_reference=tone_reference,
                             dynamics_reference=dynamics_reference, target=target,
@@ -173,10 +182,26 @@ def master(
         report = master_file(input_path, options, OutputOptions(
             output=output, file_format=file_format, bit_depth=bit_depth, force=force,
             preview=preview, report=report_path), progress=progress)
+        if plugins is not None:
+            from automix.export import export_plugins, plugins_folder
+
+            if progress is not None:
+                progress(f"export to {plugins}")
+            exported = export_plugins(Path(report["sidecar"]),
+                                      plugins_folder(Path(report["output"]), plugins),
+                                      plugins=plugins, song=input_path, force=force)
+            report["plugins"] = {"folder": str(plugins_folder(Path(report["output"]), plugins)),
+                                 "errors": exported["errors"]}
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         _print_master(report)
+        if plugins is not None:
+            errors = report["plugins"]["errors"]
+            out_console.print(
+                f"wrote {report['plugins']['folder']}: {plugins} presets and sheet (EQ within "
+                f"{errors['eq_max_db']:.2f} dB, {errors['master_lu']:+.2f} LU, true peak "
+                f"{errors['true_peak_dbtp']:.2f} dBTP)", highlight=False)
 
 
 @app.command()
@@ -701,6 +726,43 @@ def profile(
     prof = presets.profile_from_files(files, name=name, description=description, target=target)
     presets.save_genre(prof, output)
     out_console.print(f"wrote {output} from {len(files)} file(s)")
+
+
+@app.command("export")
+@guarded
+def export_command(
+    settings_path: Path = typer.Argument(..., metavar="SETTINGS",
+                                         help="Master settings (JSON/YAML from suggest, or a "
+                                         "master's sidecar)."),
+    plugins: str = typer.Option(..., "--plugins", help="The plug-in set: zam (Debian's "
+                                "zam-plugins, VST3)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The folder to write into."),
+    song: Path | None = typer.Option(
+        None, "--song", help="The song the settings are for: fit the compressor and limiter "
+        "to it and write it rendered through the plug-ins."),
+    sample_rate: int | None = typer.Option(
+        None, "--sample-rate", min=8000, max=384000,
+        help="The presets' sample rate without --song (default 48000)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
+) -> None:
+    """Write SETTINGS as presets for real plug-ins a DAW loads, with a readable sheet."""
+    from automix.export import export_plugins
+
+    report = export_plugins(settings_path, output, plugins=plugins, song=song,
+                            sample_rate=sample_rate, force=force)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    errors = report["errors"]
+    out_console.print(f"wrote {len(report['files'])} files to {output} "
+                      f"({report['sample_rate']} Hz)", highlight=False)
+    out_console.print(f"  EQ error {errors['eq_max_db']:.2f} dB max over 30 Hz-16 kHz")
+    if errors["master_lu"] is not None:
+        out_console.print(f"  master {errors['master_lu']:+.2f} LU from automix's render, "
+                          f"true peak {errors['true_peak_dbtp']:.2f} dBTP "
+                          f"(ceiling {errors['ceiling_dbtp']:g})", highlight=False)
+    out_console.print(f"  see {output / 'sheet.md'}")
 
 
 @app.command("params")

@@ -17,6 +17,10 @@ class SettingsError(AutomixError):
     """A preset, target, settings file or amount is unknown or out of range."""
 
 
+class PluginError(AutomixError):
+    """A plug-in automix exports to is not installed or cannot be loaded."""
+
+
 def first_line(exc: BaseException, default: str | None = None) -> str:
     """The first line of ``exc``'s message, which is what a user is shown; ``default`` (the
     exception's type name unless given) when the message is empty."""
