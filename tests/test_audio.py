@@ -240,3 +240,218 @@ def test_24_bit_wav_header_and_padding_are_libsndfile_s(tmp_path: Path, channels
     ours = save(tmp_path / "ours.wav", Audio(x, 48000), bit_depth=24)
     sf.write(tmp_path / "theirs.wav", x.T, 48000, subtype="PCM_24")
     assert ours.read_bytes() == (tmp_path / "theirs.wav").read_bytes()
+
+
+# --- from the mutation run (issue #21): output checks, atomic text, 24-bit packing ----------
+
+
+def test_a_text_file_named_mp3_is_not_recognised(tmp_path: Path) -> None:
+    # libsndfile calls such a file one that "does not exist"; the user is told what it is
+    path = tmp_path / "notes.mp3"
+    path.write_text("these are lyrics, not audio\n" * 40)
+    with pytest.raises(AudioInputError) as exc:
+        load(path)
+    assert str(exc.value) == f"{path}: not a readable audio file (format not recognised)"
+
+
+@pytest.mark.parametrize("output,given,expected", [
+    (None, None, "wav"), ("song.flac", None, "flac"), ("song.FLAC", None, "flac"),
+    ("song.wav", None, "wav"), ("mix", None, "wav"), ("notes.txt", None, "wav"),
+    ("song.flac", "flac", "flac"), ("song.out", "flac", "flac"), (None, "mp3", "mp3"),
+])
+def test_output_format_follows_the_name(output, given, expected) -> None:
+    from automix.audio import output_format
+
+    assert output_format(Path(output) if output else None, given) == expected
+
+
+@pytest.mark.parametrize("output,given,message", [
+    ("song.mp3", None, "song.mp3: automix writes wav or flac, not mp3; name the output .wav "
+                       "or .flac"),
+    ("song.ogg", None, "song.ogg: automix writes wav or flac, not ogg; name the output .wav "
+                       "or .flac"),
+    ("song.flac", "wav", "--format wav contradicts the output's name song.flac; drop --format "
+                         "or name it .wav"),
+    ("song.aiff", "flac", "--format flac contradicts the output's name song.aiff; drop "
+                          "--format or name it .flac"),
+])
+def test_output_format_refuses_what_it_cannot_write(output, given, message) -> None:
+    from automix.audio import output_format
+    from automix.errors import SettingsError
+
+    with pytest.raises(SettingsError) as exc:
+        output_format(Path(output), given)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("fmt,depth,message", [
+    ("mp3", 24, "--format: expected wav or flac, got 'mp3'"),
+    ("wav", 20, "--bit-depth: expected 16, 24 or 32, got 20"),
+    ("flac", 32, "--bit-depth: FLAC stores integers only: use 16 or 24, or --format wav"),
+])
+def test_check_format_names_the_option(fmt: str, depth: int, message: str) -> None:
+    from automix.audio import check_format
+    from automix.errors import SettingsError
+
+    with pytest.raises(SettingsError) as exc:
+        check_format(fmt, depth)
+    assert str(exc.value) == message
+    with pytest.raises(SettingsError) as exc:  # the service names its fields
+        check_format(fmt, depth, names=("format", "bit_depth"))
+    assert str(exc.value) == message.replace("--bit-depth", "bit_depth").replace(
+        "--format", "format")
+    for ok_format, ok_depth in (("wav", 16), ("wav", 24), ("wav", 32), ("flac", 16),
+                                ("flac", 24)):
+        check_format(ok_format, ok_depth)
+
+
+def test_check_channels_refuses_surround_only(tmp_path: Path) -> None:
+    from automix.audio import check_channels
+
+    check_channels(tmp_path / "a.wav", 1)
+    check_channels(tmp_path / "a.wav", 2)
+    with pytest.raises(AudioInputError) as exc:
+        check_channels(tmp_path / "a.wav", 3)
+    assert str(exc.value) == (f"{tmp_path / 'a.wav'}: 3 channels: automix masters mono or "
+                              "stereo; downmix to stereo first")
+
+
+def test_check_writable_probes_and_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    import tempfile
+
+    from automix.audio import check_writable
+
+    check_writable(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the probe is removed
+    (tmp_path / "file").write_text("x")
+    for folder, message in ((tmp_path / "file", "not a folder (a file has this name)"),
+                            (tmp_path / "nope", "output folder does not exist")):
+        with pytest.raises(OutputError) as exc:
+            check_writable(folder)
+        assert str(exc.value) == f"{folder}: {message}"
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)  # root ignores permission bits
+    with pytest.raises(OutputError) as exc:
+        check_writable(tmp_path)
+    assert str(exc.value) == f"{tmp_path}: cannot write here (Permission denied)"
+
+
+def test_write_text_atomic_replaces_whole_files_only(tmp_path: Path, monkeypatch) -> None:
+    from automix.audio import write_text_atomic
+
+    dest = tmp_path / "settings.json"
+    dest.write_text("old")
+    renamed = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        renamed.append((Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert write_text_atomic(str(dest), "{\"é\": 1}\n") == dest
+    assert dest.read_bytes() == "{\"é\": 1}\n".encode()  # utf-8, whatever the locale
+    (src, dst), = renamed
+    assert dst == dest and src.parent == tmp_path  # written beside it, then renamed
+    assert src.name.startswith(".settings.json.") and src.name.endswith(".part")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]
+    monkeypatch.chdir(tmp_path)  # a bare name is written in the current folder
+    write_text_atomic("bare.txt", "x")
+    assert (tmp_path / "bare.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("error,reason", [
+    (OSError(28, "No space left on device"), "disk full"),
+    (OSError(5, "Input/output error"), "Input/output error"),
+])
+def test_write_text_atomic_says_why_and_keeps_the_old_file(tmp_path: Path, monkeypatch,
+                                                           error, reason) -> None:
+    from automix.audio import write_text_atomic
+
+    dest = tmp_path / "report.json"
+    dest.write_text("keep me")
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OutputError) as exc:
+        write_text_atomic(dest, "new")
+    assert str(exc.value) == f"{dest}: could not write ({reason})"
+    assert dest.read_text() == "keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary left
+
+
+def test_the_write_error_says_disk_full_or_the_reason(tmp_path: Path, monkeypatch) -> None:
+    from automix import audio
+
+    dest = tmp_path / "o.wav"
+
+    def broken(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(audio, "_packed24", broken)
+    with pytest.raises(OutputError) as exc:
+        save(dest, Audio(_sine(4410, 2).astype(np.float32), 44100))
+    assert str(exc.value) == f"{dest}: could not write ([Errno 5] Input/output error)"
+    monkeypatch.setattr(os, "chmod", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(28, "No space left on device")))
+    with pytest.raises(OutputError) as exc:
+        save(dest, Audio(_sine(4410, 2).astype(np.float32), 44100))
+    assert str(exc.value) == f"{dest}: could not write (disk full)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temporaries_are_hidden_beside_the_output(tmp_path: Path) -> None:
+    from automix.audio import _temporary_beside
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    tmp = Path(_temporary_beside(tmp_path / "song.wav"))
+    assert tmp.parent == tmp_path and tmp.name.startswith(".song.wav.")
+    assert tmp.suffix == ".part" and tmp.stat().st_size == 0
+    assert tmp.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_plain_24_bit_wav_limits() -> None:
+    from automix.audio import _fits_plain_wav24
+
+    # the RIFF size field (36 + data + pad) must fit in 32 bits; libsndfile goes on past it
+    most = (0xFFFFFFFF - 37) // 6
+    assert _fits_plain_wav24((2, most)) and not _fits_plain_wav24((2, most + 1))
+    most_mono = (0xFFFFFFFF - 37) // 3
+    assert _fits_plain_wav24((1, most_mono)) and not _fits_plain_wav24((1, most_mono + 1))
+    assert not _fits_plain_wav24((3, 10)) and _fits_plain_wav24((2, 10))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 13])
+def test_packed24_keeps_the_top_three_bytes(size: int) -> None:
+    from automix.audio import _packed24
+
+    codes = np.random.default_rng(size).integers(-(2**31), 2**31, size, dtype=np.int64)
+    codes = codes.astype(np.int32)
+    expected = codes.astype("<i4").view(np.uint8).reshape(-1, 4)[:, 1:].tobytes()
+    assert _packed24(codes) == expected
+    assert _packed24(codes.reshape(1, -1)) == expected  # any shape, C order
+
+
+def test_24_bit_codes_hold_far_over_full_scale(tmp_path: Path) -> None:
+    # the clip bounds: 2 and -2 (and far beyond) land on the largest and smallest 24-bit codes
+    x = np.array([[2.0, -2.0, 1e5, -1e5, 1.0, -1.0]], dtype=np.float32)
+    out = save(tmp_path / "o.wav", Audio(np.repeat(x, 2000, axis=1), 44100), bit_depth=24)
+    codes, _ = sf.read(out, dtype="int32")
+    assert list(codes[[0, 2000, 4000, 6000, 8000, 10000]] >> 8) == [
+        2**23 - 1, -(2**23), 2**23 - 1, -(2**23), 2**23 - 1, -(2**23)]
+
+
+def test_tpdf_dither_is_repeatable_float32_and_held_to_full_scale() -> None:
+    x = np.array([[1.0, -1.0, 0.999, -0.999, 0.0]], dtype=np.float32).repeat(50, axis=1)
+    y = tpdf_dither(x, 16)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_array_equal(y, tpdf_dither(x, 16))  # the same seed, the same file
+    assert not np.array_equal(y, tpdf_dither(x, 16, seed=1))
+    assert float(y.max()) == 32767 / 32768 and float(y.min()) == -1.0  # the 16-bit extremes
+    assert np.all(y[0, :50] >= 32766 / 32768) and np.all(y[0, 50:100] <= -32767 / 32768)
