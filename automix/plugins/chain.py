@@ -246,11 +246,13 @@ class _Bands:
 
 def optimise(stages: list[Stage], excerpt: np.ndarray, sample_rate: int, ref_mid: np.ndarray,
              ref_crest_db: float, *, budget_s: float = BUDGET_S, seed: int = 1,
+             max_evaluations: int = MAX_EVALUATIONS,
              on_step: Callable[[float, float], None] | None = None) -> Optimised:
     """CMA-ES over the chain's tuned parameters (normalised, within [0, 1]) on ``excerpt``
     toward ``ref_mid`` and ``ref_crest_db`` (`chain_loss_db`) for at most ``budget_s``
     seconds (a generation is never cut), from the plug-ins' own values; leaves the chain set
-    to the best found. ``on_step(fraction of the budget spent, best loss)`` after each
+    to the best found (at most ``max_evaluations`` renders: a stop that does not depend on
+    the machine's speed). ``on_step(fraction of the budget spent, best loss)`` after each
     generation."""
     import cma
 
@@ -269,7 +271,7 @@ def optimise(stages: list[Stage], excerpt: np.ndarray, sample_rate: int, ref_mid
     evaluations = 1
     if x0.size >= 2 and budget_s > 0:
         es = cma.CMAEvolutionStrategy(x0, SIGMA0, {
-            "bounds": [0.0, 1.0], "seed": seed, "verbose": -9, "maxfevals": MAX_EVALUATIONS})
+            "bounds": [0.0, 1.0], "seed": seed, "verbose": -9, "maxfevals": max_evaluations})
         while not es.stop() and time.perf_counter() - t0 < budget_s:
             xs = es.ask()
             fs = [loss(np.asarray(x)) for x in xs]
@@ -317,6 +319,7 @@ def preset_bytes(stage: Stage, sample_rate: int) -> bytes:
 
 def master(audio: Any, reference: Any, target: Any, specs: Sequence[str], *,
            budget_s: float = BUDGET_S, seed: int = 1,
+           max_evaluations: int = MAX_EVALUATIONS,
            on_step: Callable[[float, float], None] | None = None
            ) -> tuple[Any, dict[str, Any], list[Stage]]:
     """``audio`` (an `Audio`) mastered through the user's chain ``specs``: its parameters
@@ -337,7 +340,7 @@ def master(audio: Any, reference: Any, target: Any, specs: Sequence[str], *,
     ref_mid = np.asarray(reference.features.tonal_mid_db, dtype=np.float64)
     found = optimise(stages, excerpt_of(audio.samples, sr), sr, ref_mid,
                      reference.features.crest_db, budget_s=budget_s, seed=seed,
-                     on_step=on_step)
+                     max_evaluations=max_evaluations, on_step=on_step)
     timings["optimise"] = found.seconds
     t0 = time.perf_counter()
     rendered = render(stages, audio.samples, sr)
