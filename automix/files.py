@@ -446,6 +446,10 @@ def chain_master_file(input_path: Path, specs: list[str], options: MasterOptions
     check_format(output.file_format, output.bit_depth)
     default = input_path.with_name(f"{input_path.stem}_master.{output.file_format}")
     out_path, sidecar = output_paths(input_path, output.output or default, output.force)
+    check_report(output.report, input_path, output.force)
+    if output.preview:
+        for path in preview_paths(out_path)[1:]:
+            refuse_input(path, input_path)
     folder = chain_folder(out_path)
     if presets and not output.force and folder.is_dir() and any(folder.glob("*.vstpreset")):
         raise OutputError(f"{folder}: holds presets; use --force to overwrite")
@@ -480,7 +484,8 @@ def chain_master_file(input_path: Path, specs: list[str], options: MasterOptions
                       "output": str(out_path), "request": request_of(options, output),
                       **result.to_dict(), "chain": found}
             write_extras(report, written, out_path=out_path, sidecar=sidecar,
-                         reference=result.reference, report_path=output.report)
+                         reference=result.reference, report_path=output.report,
+                         previews_of=(song, result.audio) if output.preview else None)
     finally:
         chain.close(stages)
     report["sidecar"] = str(sidecar)

@@ -7,7 +7,10 @@ against the composer's own master. Systems: identity (the degraded input); autom
 master (``--method dsp``, the whole pipeline); the user's chain ZamEQ2 + ZamCompX2 at the
 plug-ins' defaults (no search: only the finalise to the target) and optimised for
 ``--chain-seconds`` (`automix.plugins.chain.master`, what ``master --chain`` runs); and the
-ceiling (the exact inverse of the degradation). ``seconds`` is each system's wall time.
+ceiling (the exact inverse of the degradation). ``seconds`` is each system's wall time (it
+includes ``to_reference_db``'s analysis); ``to_reference_db`` is the output's tonal-balance
+error to the reference as ``master`` reports it, what the chain's search minimises (the
+style-transfer metrics score against the truth).
 
 Run::
 
@@ -75,6 +78,22 @@ def chain_system(seconds: float) -> Callable[[Case], np.ndarray]:
     return system
 
 
+def scored(system: Callable[[Case], np.ndarray], errors: list[float]
+           ) -> Callable[[Case], np.ndarray]:
+    """``system``, also noting its output's tonal-balance error to the reference (what
+    ``master`` reports and the chain's search aims at) in ``errors``."""
+    from automix import analysis
+    from automix.mastering.pipeline import tonal_error_db
+
+    def run(case: Case) -> np.ndarray:
+        out = system(case)
+        ref_mid = np.asarray(case.reference.features.tonal_mid_db, dtype=np.float64)
+        errors.append(tonal_error_db(analysis.analyze(out, case.sample_rate), ref_mid))
+        return out
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=os.environ.get(
@@ -95,19 +114,26 @@ def main() -> None:
         CEILING: lambda case: eq_and_width(case.x, case.sample_rate, case.ceiling),
     }
     with_splits()
+    to_reference: list[float] = []  # per call, in the order `run` appends its rows
     protocols = tuple(args.protocols)
-    rows, wall, _ = run(args, systems, protocols)
+    rows, wall, _ = run(args, {name: scored(system, to_reference)
+                               for name, system in systems.items()}, protocols)
+    for row, error in zip(rows, to_reference, strict=True):
+        row["to_reference_db"] = error
     for p in protocols:
         print_table(p, means(rows, p), wall[p], args.segment_s)
-    print("\ntonal error (dB, mean) and seconds per system:")
+    print("\ntonal error to the truth / to the reference (dB, mean) and seconds per system:")
     print("| protocol | " + " | ".join(systems) + " |")
     print("|---|" + "---|" * len(systems))
     for p in protocols:
         m = means(rows, p)
-        secs = {name: np.mean([r["seconds"] for r in rows
-                               if r["protocol"] == p and r["system"] == name]) for name in m}
-        print(f"| {p} | " + " | ".join(f"{m[name]['tonal_db']:.2f} ({secs[name]:.1f} s)"
-                                       for name in m) + " |")
+        def mean(name: str, key: str, p: str = p) -> float:
+            return float(np.mean([r[key] for r in rows
+                                  if r["protocol"] == p and r["system"] == name]))
+
+        print(f"| {p} | " + " | ".join(
+            f"{m[name]['tonal_db']:.2f} / {mean(name, 'to_reference_db'):.2f} "
+            f"({mean(name, 'seconds'):.1f} s)" for name in m) + " |")
 
 
 if __name__ == "__main__":
