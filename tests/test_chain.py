@@ -137,3 +137,15 @@ def test_cli_refuses_a_file_that_is_no_plugin(tmp_path: Path) -> None:
                                  "-o", str(tmp_path / "out.wav")])
     assert result.exit_code == 1
     assert "cannot load" in result.output and "Traceback" not in result.output
+
+
+@needs_zam
+def test_the_api_masters_through_a_chain(excerpt: Audio) -> None:
+    import automix
+
+    result, found = automix.master_chain(Audio(tilted(excerpt), excerpt.sample_rate),
+                                         "ZamEQ2,ZamCompX2", "rock", target="-16", seconds=0)
+    assert result.method == "chain"
+    assert abs(result.output.integrated_lufs + 16.0) <= 0.5
+    assert result.output.true_peak_dbtp <= result.target.ceiling_dbtp + 0.05
+    assert found["evaluations"] == 1  # no budget: the plug-ins as they load
