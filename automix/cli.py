@@ -188,7 +188,7 @@ def master(
     if chain is not None:
         _master_chain(input_path, chain, chain_seconds, options, OutputOptions(
             output=output, file_format=file_format, bit_depth=bit_depth, force=force,
-            report=report_path), as_json)
+            preview=preview, report=report_path), as_json)
         return
     with _stages(f"master {input_path.name}", as_json) as progress:
         report = master_file(input_path, options, OutputOptions(

@@ -49,7 +49,7 @@ def tilted(audio: Audio) -> np.ndarray:
 
 
 @needs_zam
-def test_the_search_undoes_a_tilt_toward_the_reference(excerpt: Audio) -> None:
+def test_the_search_undoes_a_tilt_toward_the_reference(excerpt: Audio, tmp_path: Path) -> None:
     """The reference is the song untilted: the chain's EQ can undo the tilt, and the search
     takes most of the tonal-balance error (as the master's report computes it) away."""
     sr = excerpt.sample_rate
@@ -64,6 +64,14 @@ def test_the_search_undoes_a_tilt_toward_the_reference(excerpt: Audio) -> None:
         found = chain.optimise(stages, tilted(excerpt), sr, ref_mid, ref.crest_db,
                                budget_s=600.0, max_evaluations=150)
         out = chain.render(stages, tilted(excerpt), sr)
+        # the preset written for a DAW holds what was found: a fresh instance loading it
+        # renders what the searched one does
+        preset = tmp_path / "eq.vstpreset"
+        preset.write_bytes(chain.preset_bytes(stages[0], sr))
+        left = np.ascontiguousarray(tilted(excerpt)[:1])
+        want = chain.render(stages[:1], left, sr)
+        got = zam.render_preset(preset, "ZamEQ2", left, sr)
+        assert np.max(np.abs(got - want)) < 1e-5
     finally:
         chain.close(stages)
     assert found.start_error_db > 2.5  # the tilt shows
