@@ -21,9 +21,9 @@ __version__ = "0.1.0"
 
 _API = {
     # functions (automix.api)
-    **dict.fromkeys(("analyze", "export_plugins", "live_master", "load", "master_album",
-                     "master", "master_file", "mix", "mix_file", "reference", "save", "suggest",
-                     "suggest_file", "suggest_mix_file"),
+    **dict.fromkeys(("analyze", "chain_master_file", "export_plugins", "live_master", "load",
+                     "master_album", "master", "master_chain", "master_file", "mix", "mix_file",
+                     "reference", "save", "suggest", "suggest_file", "suggest_mix_file"),
                     "automix.api"),
     # settings, options and results
     **dict.fromkeys(("Amounts", "MasterOptions", "MasterSettings", "MixOptions", "MixSettings",
@@ -39,20 +39,22 @@ _API = {
 __all__ = [
     "Amounts", "Analysis", "Audio", "AutomixError", "LiveMaster", "MasterOptions", "MasterResult",
     "MasterSettings", "MixOptions", "MixResult", "MixSettings", "OutputOptions", "Reference",
-    "ReferenceCache", "analyze", "export_plugins", "live_master", "load", "master_album",
-    "master", "master_file", "mix", "mix_file", "reference", "save", "suggest", "suggest_file",
-    "suggest_mix_file",
+    "ReferenceCache", "analyze", "chain_master_file", "export_plugins", "live_master", "load",
+    "master_album", "master", "master_chain", "master_file", "mix", "mix_file", "reference", "save",
+    "suggest", "suggest_file", "suggest_mix_file",
 ]
 
 if TYPE_CHECKING:
     from automix.analysis import Analysis
     from automix.api import (
         analyze,
+        chain_master_file,
         export_plugins,
         live_master,
         load,
         master,
         master_album,
+        master_chain,
         master_file,
         mix,
         mix_file,

@@ -25,7 +25,13 @@ from automix.audio import Audio, check_channels
 from automix.audio import load as load
 from automix.audio import save as save
 from automix.export import export_plugins
-from automix.files import master_file, mix_file, suggest_file, suggest_mix_file
+from automix.files import (
+    chain_master_file,
+    master_file,
+    mix_file,
+    suggest_file,
+    suggest_mix_file,
+)
 from automix.live import LiveMaster
 from automix.mastering import pipeline
 from automix.mastering.pipeline import MasterResult
@@ -44,9 +50,9 @@ from automix.settings import (
 if TYPE_CHECKING:
     from automix.mixing import MixResult
 
-__all__ = ["analyze", "export_plugins", "live_master", "load", "master", "master_album",
-           "master_file", "mix", "mix_file", "reference", "save", "suggest", "suggest_file",
-           "suggest_mix_file"]
+__all__ = ["analyze", "chain_master_file", "export_plugins", "live_master", "load", "master",
+           "master_album", "master_chain", "master_file", "mix", "mix_file", "reference", "save",
+           "suggest", "suggest_file", "suggest_mix_file"]
 
 AudioLike = Audio | str | os.PathLike
 
@@ -92,6 +98,26 @@ def master(song: AudioLike, reference: str | Sequence[str] | Reference = "pop", 
     tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp, settings=settings)
     return pipeline.master(audio, ref, tgt, method=method, settings=settings,
                            amounts=_amounts(amounts), refit_gain=refit_gain)
+
+
+def master_chain(song: AudioLike, chain: str | Sequence[str],
+                 reference: str | Reference = "pop", *, target: str | None = None,
+                 ceiling_dbtp: float | None = None, seconds: float | None = None
+                 ) -> tuple[MasterResult, dict]:
+    """Master ``song`` through your own VST3 plug-ins (``"ZamEQ2,ZamCompX2"``, names in the
+    VST3 folder or paths): their parameters optimised toward ``reference`` for ``seconds``
+    (default `plugins.chain.BUDGET_S`), then finalised to ``target``, in memory. Returns the
+    result (method "chain") and the found parameters (what the sidecar's ``chain`` holds)."""
+    from automix.plugins import chain as own
+
+    specs = own.parse(chain) if isinstance(chain, str) else list(chain)
+    audio = _audio(song)
+    ref = _reference(reference, ceiling_dbtp)
+    tgt = resolve_target(target, ref, ceiling_dbtp=ceiling_dbtp)
+    result, found, stages = own.master(audio, ref, tgt, specs, budget_s=(
+        own.BUDGET_S if seconds is None else seconds))
+    own.close(stages)
+    return result, found
 
 
 def suggest(song: AudioLike, reference: str | Reference = "pop", *, target: str | None = None,

@@ -156,6 +156,11 @@ def master(
     plugins: str | None = typer.Option(
         None, "--plugins", help="Also export the master's settings to real plug-ins (zam), "
         "fitted to this song, into <output>_zam/ (see `automix export`)."),
+    chain: str | None = typer.Option(
+        None, "--chain", help="Your own VST3 chain, e.g. ZamEQ2,ZamCompX2 or a.vst3,b.vst3: "
+        "its parameters are optimised toward the reference, then finalised to the target."),
+    chain_seconds: float | None = typer.Option(
+        None, "--chain-seconds", min=0.0, help="--chain: the search's time budget (default 30)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report to stdout."),
 ) -> None:
@@ -164,6 +169,8 @@ def master(
     from automix.files import master_file
     from automix.settings import Amounts, MasterOptions, OutputOptions
 
+    if chain is not None and plugins is not None:
+        _fail("--chain and --plugins: choose one")
     if plugins is not None:  # refused before minutes of work, not after
         from automix.export import check_installed, check_plugin_set
 
@@ -178,6 +185,11 @@ def master(
                             **_given(refine_steps=refine_steps, refine_seconds=refine_seconds,
                                      method=method and method.value))
     _threads(options.method)
+    if chain is not None:
+        _master_chain(input_path, chain, chain_seconds, options, OutputOptions(
+            output=output, file_format=file_format, bit_depth=bit_depth, force=force,
+            preview=preview, report=report_path), as_json)
+        return
     with _stages(f"master {input_path.name}", as_json) as progress:
         report = master_file(input_path, options, OutputOptions(
             output=output, file_format=file_format, bit_depth=bit_depth, force=force,
@@ -202,6 +214,59 @@ def master(
                 f"wrote {report['plugins']['folder']}: {plugins} presets and sheet (EQ within "
                 f"{errors['eq_max_db']:.2f} dB, {errors['master_lu']:+.2f} LU, true peak "
                 f"{errors['true_peak_dbtp']:.2f} dBTP)", highlight=False)
+
+
+def _master_chain(input_path: Path, chain: str, seconds: float | None, options: Any,
+                  output: Any, as_json: bool) -> None:
+    """``master --chain``: the search's progress as a bar on stderr (as `_stages` shows
+    stages), the master written like any, the found parameters printed."""
+    from automix.files import chain_master_file
+    from automix.plugins.chain import close, load_chain, parse
+
+    specs = parse(chain)
+    close(load_chain(specs, 48000))  # refused before any work, not after the search
+    with _chain_bar(f"master {input_path.name}", as_json) as (progress, on_step):
+        report = chain_master_file(input_path, specs, options, output, budget_s=seconds,
+                                   progress=progress, on_step=on_step)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    _print_master(report)
+    found = report["chain"]
+    out_console.print(
+        f"chain: tonal-balance error {found['tonal_balance_error_db']['defaults']:.2f} dB at "
+        f"the plug-ins' defaults, {found['tonal_balance_error_db']['optimised']:.2f} dB "
+        f"optimised ({found['evaluations']} renders of {found['excerpt_s']:g} s in "
+        f"{found['seconds']:.1f} s)", highlight=False)
+    for row in found["plugins"]:
+        values = ", ".join(f"{p['parameter']} {p['value']}{' ' + p['unit'] if p['unit'] else ''}"
+                           for p in row["parameters"])
+        out_console.print(f"  {row['plugin']}: {values}", highlight=False)
+
+
+@contextmanager
+def _chain_bar(title: str, as_json: bool) -> Iterator[tuple[Any, Any]]:
+    """(stage callback, search callback) drawing one bar on stderr, when `_stages` would
+    show its spinner; else (None, None)."""
+    forced = os.environ.get(PROGRESS_ENV) == "1"
+    if as_json or not (forced or err_console.is_terminal):
+        yield None, None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True, force_terminal=True) if forced else err_console
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(title, total=1.0)
+
+        def stage(name: str) -> None:
+            bar.update(task, description=f"{title}: {name}", refresh=True)
+
+        def step(fraction: float, best_db: float) -> None:
+            bar.update(task, completed=fraction,
+                       description=f"{title}: optimise the chain, {best_db:.2f} dB", refresh=True)
+
+        yield stage, step
 
 
 @app.command()

@@ -24,6 +24,7 @@ from automix.audio import (
     Audio,
     BackgroundWriter,
     all_or_nothing,
+    atomic_path,
     check_channels,
     check_format,
     check_writable,
@@ -418,3 +419,74 @@ def write_extras(report: dict[str, Any], written: list, *, out_path: Path, sidec
         written.append(write_text_atomic(report_path, render_html(report)))
         report["report"] = str(report_path)
     write_document(sidecar, report)
+
+
+# --- a user's own plug-in chain ---------------------------------------------------------------
+
+
+def chain_folder(master_path: Path) -> Path:
+    """Where ``master --chain`` writes the chain's presets: ``<master>_chain/`` beside it."""
+    return master_path.with_name(f"{master_path.stem}_chain")
+
+
+def chain_master_file(input_path: Path, specs: list[str], options: MasterOptions = MasterOptions(),
+                      output: OutputOptions = OutputOptions(), *, budget_s: float | None = None,
+                      presets: bool = True,
+                      progress: Callable[[str], None] | None = None,
+                      on_step: Callable[[float, float], None] | None = None) -> dict[str, Any]:
+    """Master one file through the user's VST3 chain ``specs`` (`plugins.chain.master`): the
+    master and its sidecar (with the chain's found parameters under ``chain``), and with
+    ``presets`` one ``.vstpreset`` per plug-in in `chain_folder`. The reference and target
+    resolve as for `master_file`; given settings are refused (the chain replaces them)."""
+    from automix.plugins import chain
+
+    if options.settings is not None:
+        raise SettingsError("--chain and --settings: choose one (the chain replaces settings)")
+    input_path = Path(input_path)
+    check_format(output.file_format, output.bit_depth)
+    default = input_path.with_name(f"{input_path.stem}_master.{output.file_format}")
+    out_path, sidecar = output_paths(input_path, output.output or default, output.force)
+    check_report(output.report, input_path, output.force)
+    if output.preview:
+        for path in preview_paths(out_path)[1:]:
+            refuse_input(path, input_path)
+    folder = chain_folder(out_path)
+    if presets and not output.force and folder.is_dir() and any(folder.glob("*.vstpreset")):
+        raise OutputError(f"{folder}: holds presets; use --force to overwrite")
+    step = progress or (lambda stage: None)
+    step("read")
+    song, _, ref_audio = _inputs(input_path, options, None)
+    ref_analysis = (analysis.analyze(ref_audio.samples, ref_audio.sample_rate)
+                    if ref_audio is not None else None)
+    ref, tgt = resolve(options.reference, options.target, ceiling_dbtp=options.ceiling_dbtp,
+                       character=options.character, tone=options.tone_reference,
+                       dynamics=options.dynamics_reference, analysed=ref_analysis)
+    step("optimise the chain")
+    result, found, stages = chain.master(
+        song, ref, tgt, specs, budget_s=chain.BUDGET_S if budget_s is None else budget_s,
+        on_step=on_step)
+    try:
+        step("write")
+        with all_or_nothing() as written:
+            written.append(save(out_path, result.audio, bit_depth=output.bit_depth,
+                                file_format=output.file_format))
+            if presets:
+                if not folder.is_dir():
+                    written.append(folder)
+                    folder.mkdir()
+                for i, (stage, row) in enumerate(zip(stages, found["plugins"], strict=True)):
+                    path = folder / f"{i + 1:02d}-{stage.name}.vstpreset"
+                    with atomic_path(path) as tmp:
+                        Path(tmp).write_bytes(chain.preset_bytes(stage, song.sample_rate))
+                    written.append(path)
+                    row["preset"] = str(path)
+            report = {"automix": __version__, "input": str(input_path),
+                      "output": str(out_path), "request": request_of(options, output),
+                      **result.to_dict(), "chain": found}
+            write_extras(report, written, out_path=out_path, sidecar=sidecar,
+                         reference=result.reference, report_path=output.report,
+                         previews_of=(song, result.audio) if output.preview else None)
+    finally:
+        chain.close(stages)
+    report["sidecar"] = str(sidecar)
+    return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 
@@ -12,8 +13,9 @@ import pytest
 import soundfile as sf
 
 from automix import loudness
+from automix.plugins.chain import installed
 from automix.service.client import LocalServer
-from automix.service.worker import mix_available
+from automix.service.worker import CHAIN_SECONDS_ENV, mix_available
 from automix.settings import MasterSettings
 from conftest import wav_bytes
 
@@ -23,9 +25,13 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("service"), "--workers", "1",
-                     "--max-duration", "6") as srv:
-        yield srv
+    os.environ[CHAIN_SECONDS_ENV] = "1"  # a chain job's search: short (the server inherits it)
+    try:
+        with LocalServer(tmp_path_factory.mktemp("service"), "--workers", "1",
+                         "--max-duration", "6") as srv:
+            yield srv
+    finally:
+        del os.environ[CHAIN_SECONDS_ENV]
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +260,29 @@ def test_mix_job(server: LocalServer) -> None:
     assert again["result"]["settings"]["master"]["target_lufs"] == -12.0
     master, sr = _audio(server, again["links"]["master"])
     assert loudness.integrated_lufs(master, sr) == pytest.approx(-12.0, abs=0.5)
+
+
+def test_a_chain_of_installed_plugins(server: LocalServer) -> None:
+    """``chain`` names plug-ins installed on the server (GET /v1/presets lists them): the
+    master goes through them, optimised, and the result lists what was found."""
+    plugins = server.request("GET", "/v1/presets").json()["plugins"]
+    assert plugins == installed()
+    bad = server.submit({"chain": "NoSuchPlugin"}, [("file", "s.wav", wav_bytes(2.0))])
+    assert bad.status == 422 and "not installed" in bad.json()["detail"]
+    path = server.submit({"chain": "/usr/lib/vst3/ZamEQ2.vst3"},
+                         [("file", "s.wav", wav_bytes(2.0))])
+    assert path.status == 422  # a name, never a path
+    if "ZamEQ2" not in plugins:
+        pytest.skip("zam-plugins not installed (tests/setup.sh installs them)")
+    resp = server.submit({"reference": "rock", "chain": "ZamEQ2"},
+                         [("file", "s.wav", wav_bytes(3.0, seed=7))])
+    assert resp.status == 202, resp.body
+    job = server.wait(resp.headers["location"])
+    assert job["status"] == "done", job["error"]
+    result = job["result"]
+    assert result["method"] == "chain"
+    assert [p["plugin"] for p in result["chain"]["plugins"]] == ["ZamEQ2"]
+    assert "file" not in result["chain"]["plugins"][0]  # no server paths
+    master, sr = _audio(server, job["links"]["master"])
+    assert loudness.integrated_lufs(master, sr) == pytest.approx(-14.0, abs=0.5)
+    assert loudness.true_peak_dbtp(master, sr) <= -1.0 + 0.05

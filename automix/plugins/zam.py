@@ -114,7 +114,7 @@ def missing() -> list[str]:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """DPF plug-ins print to the C stdout and stderr (noise, and warnings when an instance is
     deleted): keep them off ours, so that JSON on stdout stays clean. Python's own errors are
     exceptions, not prints: nothing of ours is lost."""
@@ -150,7 +150,7 @@ def load(name: str) -> Any:
         raise PluginError(f"{path}: not installed; install Debian's zam-plugins "
                           f"(apt-get install zam-plugins) or set {VST3_DIR_ENV}")
     try:
-        with _quiet():
+        with quiet():
             return pb.load_plugin(str(path))
     except Exception as exc:  # noqa: BLE001 - any load failure is the same user error
         raise PluginError(f"{path}: cannot load ({str(exc).splitlines()[0]})") from None
@@ -177,8 +177,8 @@ def instance(preset: ZamPreset) -> Any:
 
 def with_instance(preset: ZamPreset, use: Any) -> Any:
     """``use(plugin)`` on a fresh instance set to ``preset``, the instance made and deleted
-    quietly (see `_quiet`)."""
-    with _quiet():
+    quietly (see `quiet`)."""
+    with quiet():
         plugin = instance(preset)
         try:
             return use(plugin)
@@ -549,7 +549,7 @@ def render_preset(path: Path, plugin: str, samples: np.ndarray, sample_rate: int
     """``samples`` through a fresh ``plugin`` that loaded the ``.vstpreset`` at ``path`` (as a
     DAW would; pedalboard's own parameter read-out does not follow a loaded state for every
     plug-in, the processing does)."""
-    with _quiet():
+    with quiet():
         fresh = load(plugin)
         fresh.load_preset(str(path))
         out = fresh(np.ascontiguousarray(samples, dtype=np.float32), float(sample_rate))

@@ -25,7 +25,10 @@ Endpoints
     ``settings`` (JSON: a settings object, or a document holding one under ``"settings"``,
     rendered as with ``automix master --settings``); ``amounts`` (``0.5`` or
     ``eq=0.5,dynamics=1,width=0``, or a JSON object); ``format`` (wav, flac);
-    ``bit_depth`` (16, 24, 32). Uploads over the size limit answer 413 before they are
+    ``bit_depth`` (16, 24, 32); ``chain`` (master only: comma-separated names of VST3
+    plug-ins installed on the server, ``GET /v1/presets`` lists them, e.g. ``ZamEQ2,ZamCompX2``:
+    their parameters are optimised toward the reference, as ``automix master --chain``).
+    Uploads over the size limit answer 413 before they are
     stored; audio that cannot be read or is longer than the duration limit answers 422.
 ``POST /v1/suggest`` (multipart/form-data)
     As ``POST /v1/jobs`` for a job that only writes suggested settings (``kind`` is implied).
@@ -71,7 +74,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".mp3")
 PREVIEWS = ("input", "result", "reference", "result_delivered")
 KINDS = ("master", "mix", "suggest")
 FIELDS = {"kind", "reference", "target", "target_lufs", "ceiling_dbtp", "settings", "amounts",
-          "format", "bit_depth", "input_job", "character"}
+          "format", "bit_depth", "input_job", "character", "chain"}
 FILE_FIELDS = {"file", "reference_file", "stems"}
 
 
@@ -272,7 +275,29 @@ def _choices(kind: str, form: Form, job_dir: Path) -> dict[str, Any]:
         (job_dir / "target.json").write_text(json.dumps(custom), encoding="utf-8")
         params["target_file"] = "target.json"
     params |= _rendering(kind, form, job_dir, lufs, params["ceiling_dbtp"])
+    chain = _chain(kind, form.fields.get("chain") or None, "settings" in params)
+    if chain:
+        params["chain"] = chain
     return params
+
+
+def _chain(kind: str, text: str | None, with_settings: bool) -> list[str]:
+    """A chain of plug-ins installed on the server, by name (never a path)."""
+    from automix.errors import did_you_mean
+    from automix.plugins.chain import installed, parse
+
+    if text is None:
+        return []
+    if kind != "master" or with_settings:
+        raise Problem(422, "bad-field", "chain: only for a master job without settings")
+    names, known = parse(text), installed()
+    for name in names:
+        if name not in known:
+            raise Problem(422, "bad-field", f"chain: {name!r} is not installed here"
+                          f"{did_you_mean(name, known)}; installed: {', '.join(known) or 'none'}")
+    if not names:
+        raise Problem(422, "bad-field", "chain: no plug-in named")
+    return names
 
 
 def _settings(kind: str, text: str, target_lufs: float | None,
@@ -511,8 +536,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         genres = [{"name": g.name, "description": g.description, "target": g.target,
                    **{k: g.features.get(k) for k in ("integrated_lufs", "crest_db", "width")}}
                   for g in presets.list_genres()]
+        from automix.plugins.chain import installed
+
         return {"genres": genres, "targets": [as_dict(t) for t in presets.list_targets()],
-                "mix_available": mix_available()}
+                "mix_available": mix_available(), "plugins": installed()}
 
     @app.get("/v1/params", summary="Mastering parameters with units and ranges")
     def get_params() -> dict[str, Any]:

@@ -42,6 +42,8 @@ POLL_S = 0.2
 # of audio on one core (master with previews and report, measured on 3-30 s songs).
 EXPECTED_BASE_S = 2.0
 EXPECTED_PER_AUDIO_S = 0.15
+CHAIN_SECONDS = 20.0  # the search of a job with a chain of plug-ins ...
+CHAIN_SECONDS_ENV = "AUTOMIX_CHAIN_SECONDS"  # ... unless the server's environment says
 PRIVATE_KEYS = ("input", "output", "previews", "report", "sidecar", "request")  # local paths
 
 
@@ -49,6 +51,10 @@ def mix_available() -> bool:
     """Whether this build has `automix.mixing` (mix jobs); found without importing it, so
     that the web process stays light."""
     return importlib.util.find_spec("automix.mixing") is not None
+
+
+def chain_seconds() -> float:
+    return float(os.environ.get(CHAIN_SECONDS_ENV, CHAIN_SECONDS))
 
 
 def _options(job_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +73,7 @@ def run_job(job: Job, job_dir: Path, cache: ReferenceCache | None = None) -> dic
     """Run ``job`` on its folder; return what the API shows as its result (no local paths).
     ``cache`` is the worker's: a reference file sent with many jobs is analysed once."""
     from automix import __version__
-    from automix.files import master_file, mix_file, suggest_file
+    from automix.files import chain_master_file, master_file, mix_file, suggest_file
     from automix.report import eq_curve, master_settings, settings_groups, stem_table
     from automix.settings import MasterOptions, MixOptions, OutputOptions, write_document
 
@@ -86,6 +92,12 @@ def run_job(job: Job, job_dir: Path, cache: ReferenceCache | None = None) -> dic
     if job.kind == "mix":
         report = mix_file(job_dir / "stems", MixOptions(settings=settings_path, **opts), output,
                           stems_out=job_dir / "stems_out", cache=cache)
+    elif params.get("chain"):  # the user's plug-ins, optimised for `chain_seconds`
+        report = chain_master_file(job_dir / params["input"], params["chain"],
+                                   MasterOptions(**opts), output, budget_s=chain_seconds())
+        report["chain"] = {**report["chain"], "plugins": [  # no paths on the server
+            {k: v for k, v in row.items() if k not in ("file", "preset")}
+            for row in report["chain"]["plugins"]]}
     else:  # a page re-render edits settings: the loudness target must still hold
         report = master_file(job_dir / params["input"],
                              MasterOptions(settings=settings_path, refit_gain=settings is not None,
@@ -121,7 +133,8 @@ class _Heartbeat(threading.Thread):
         self.store, self.job, self.owner, self.lease_s = store, job, owner, lease_s
         self.stopped = threading.Event()
         duration = float(job.params.get("duration_s", 0.0))
-        self.expected_s = EXPECTED_BASE_S + EXPECTED_PER_AUDIO_S * duration
+        self.expected_s = EXPECTED_BASE_S + EXPECTED_PER_AUDIO_S * duration \
+            + (chain_seconds() if job.params.get("chain") else 0.0)
 
     def run(self) -> None:
         t0 = time.monotonic()

@@ -173,6 +173,7 @@ async function start(event) {
   }
   if ($("target").value) form.append("target", $("target").value);
   if ($("character").value.trim()) form.append("character", $("character").value.trim());
+  if (state.kind === "master" && $("chain").value.trim()) form.append("chain", $("chain").value.trim());
   $("submit").disabled = true;
   try {
     const job = await waitFor(await submit(form), "mastering");
@@ -430,6 +431,8 @@ async function init() {
     $("target").add(new Option(`${t.name} (${t.integrated_lufs} LUFS)`, t.name));
   }
   $("stems-label").hidden = !presets.mix_available;
+  for (const name of presets.plugins || []) $("plugins").append(new Option(name, name));
+  $("chain-label").hidden = !(presets.plugins || []).length;
   $("job-form").addEventListener("submit", start);
   $("play").addEventListener("click", () => {
     if (player.playing) { player.stop(); $("play").textContent = "Play"; }
