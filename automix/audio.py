@@ -415,7 +415,7 @@ def _moved_into_place(tmp: str, dest: Path) -> Iterator[None]:
 
 def _temporary_beside(dest: Path) -> str:
     """A new, empty file beside ``dest`` with ordinary permissions, for writing ``dest``."""
-    folder = dest.parent if str(dest.parent) else Path(".")
+    folder = dest.parent  # Path("song.wav").parent is Path(".")
     check_folder(folder)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)
@@ -458,7 +458,7 @@ def check_writable(folder: Path) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write a text file (a JSON sidecar, a settings file, a report) atomically."""
     dest = Path(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
+    folder = dest.parent  # Path("song.wav").parent is Path(".")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)

@@ -455,3 +455,95 @@ def test_tpdf_dither_is_repeatable_float32_and_held_to_full_scale() -> None:
     assert not np.array_equal(y, tpdf_dither(x, 16, seed=1))
     assert float(y.max()) == 32767 / 32768 and float(y.min()) == -1.0  # the 16-bit extremes
     assert np.all(y[0, :50] >= 32766 / 32768) and np.all(y[0, 50:100] <= -32767 / 32768)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p.mkdir(), "is a folder, not an audio file"),
+    (lambda p: sf.write(p, np.zeros((0, 2)), 44100), "has no samples"),
+    (lambda p: sf.write(p, np.full((44100, 2), -2e6, dtype=np.float32), 44100,
+                        subtype="FLOAT"),
+     "samples reach 2e+06 (+126 dBFS); float data this far over full scale is not audio"),
+    (lambda p: sf.write(p, 0.1 * np.ones((800, 2)), 44100),
+     "too short (18 ms; at least 400 ms)"),
+    (lambda p: p.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt "),
+     "not a readable audio file (Error opening '{path}': Error in WAV file. No 'data' "
+     "chunk marker.)"),
+])
+def test_bad_input_messages_in_full(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "bad.wav"
+    make(path)
+    with pytest.raises(AudioInputError) as exc:
+        load(path)
+    assert str(exc.value) == f"{path}: {message.replace('{path}', str(path))}"
+
+
+def test_load_accepts_its_limits_exactly(tmp_path: Path) -> None:
+    # exactly one gating block (400 ms) is long enough; exactly MAX_ABS_SAMPLE is still audio
+    from automix.audio import MAX_ABS_SAMPLE, MIN_DURATION_S
+
+    x = np.full((2, round(MIN_DURATION_S * 44100)), 0.1, dtype=np.float32)
+    x[0, 0] = -MAX_ABS_SAMPLE
+    sf.write(tmp_path / "edge.wav", x.T, 44100, subtype="FLOAT")
+    assert load(tmp_path / "edge.wav").samples.shape == x.shape
+
+
+def test_16_bit_files_hold_the_dither_exactly(tmp_path: Path) -> None:
+    # by default a 16-bit file is dithered (TPDF at 16 bits) and the writer only converts
+    x = (1e-5 * np.sin(np.arange(44100) / 7.0))[None].repeat(2, axis=0).astype(np.float32)
+    out = save(tmp_path / "o.wav", Audio(x, 44100), bit_depth=16)
+    got, _ = sf.read(out, dtype="int16", always_2d=True)
+    np.testing.assert_array_equal(got.T, np.round(tpdf_dither(x, 16) * 32768).astype(np.int16))
+    plain = save(tmp_path / "p.wav", Audio(x, 44100), bit_depth=16, dither=False)
+    # under half an LSB: undithered, two codes at most; dithered, the noise spans several
+    assert len(np.unique(sf.read(plain, dtype="int16")[0])) <= 2 < len(np.unique(got))
+
+
+def test_no_temporary_is_left_when_writing_is_interrupted(tmp_path: Path, monkeypatch) -> None:
+    from automix.audio import write_text_atomic
+
+    dest = tmp_path / "settings.json"
+    dest.write_text("keep me")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_atomic(dest, "new")
+    with pytest.raises(KeyboardInterrupt):
+        save(tmp_path / "o.wav", Audio(_sine(4410, 2).astype(np.float32), 44100))
+    assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]
+    assert dest.read_text() == "keep me"
+
+
+def test_an_unwritable_folder_is_named(tmp_path: Path, monkeypatch) -> None:
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(OutputError) as exc:
+        save(tmp_path / "o.wav", Audio(_sine(4410, 2).astype(np.float32), 44100))
+    assert str(exc.value) == f"{tmp_path}: cannot write here (Permission denied)"
+
+
+def test_the_writability_probe_is_hidden_in_the_folder_itself(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    import tempfile
+
+    from automix.audio import check_writable
+
+    made = []
+    real = tempfile.mkstemp
+
+    def spy(*args, **kwargs):
+        fd, path = real(*args, **kwargs)
+        made.append(Path(path))
+        return fd, path
+
+    monkeypatch.setattr(tempfile, "mkstemp", spy)
+    check_writable(tmp_path)
+    (probe,) = made
+    assert probe.parent == tmp_path and not probe.exists()
+    assert probe.name.startswith(".automix-probe.") and probe.name.endswith(".part")
