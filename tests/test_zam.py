@@ -206,3 +206,16 @@ def test_master_with_missing_plugins_is_refused_before_the_work(
     result = runner.invoke(app, ["master", str(song), "--plugins", "zam"])
     assert result.exit_code == 1 and "zam-plugins" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav"]  # nothing written
+
+
+@needs_zam
+@pytest.mark.parametrize("name", ["ZamEQ2", "ZamCompX2", "ZaMaximX2"])
+def test_loading_a_plugin_keeps_subnormal_floats(name: str) -> None:
+    # a DPF plug-in turns on flush-to-zero in the thread that loads it and leaves it on:
+    # automix loads it elsewhere, so the caller's subnormals (numpy's, hypothesis's) survive
+    plugin = zam.load(name)
+    channels = 1 if name == "ZamEQ2" else 2
+    plugin(np.zeros((channels, 256), dtype=np.float32), 44100.0)
+    tiny = np.array([1e-310, 1e-40], dtype=np.float64)
+    assert np.all(tiny * 1.0 == tiny) and np.all(tiny > 0)
+    assert np.float32(1e-40) * np.float32(1.0) > 0

@@ -120,11 +120,8 @@ def installed() -> list[str]:
 
 
 def _load(path: Path) -> Any:
-    import pedalboard as pb
-
     try:
-        with zam.quiet():
-            plugin = pb.load_plugin(str(path))
+        plugin = zam.load_vst3(path)
     except Exception as exc:  # noqa: BLE001 - any load failure is the same user error
         raise PluginError(f"--chain {path}: cannot load ({str(exc).splitlines()[0]})") from None
     if getattr(plugin, "is_instrument", False):

@@ -141,17 +141,46 @@ def quiet() -> Iterator[None]:
             os.close(fd)
 
 
-def load(name: str) -> Any:
-    """A fresh instance of the Zam plug-in ``name``; `PluginError` when it is not installed."""
+def load_vst3(path: Path) -> Any:
+    """``path`` loaded by pedalboard, quietly, with the caller's floating-point environment
+    kept. Loading a DPF plug-in turns on flush-to-zero and denormals-are-zero in the loading
+    thread and leaves them on: every later subnormal float in that thread would silently
+    become zero (numpy's, hypothesis's, the caller's own maths). pedalboard wants plug-ins
+    loaded on the main thread, so the environment is saved and restored around the load."""
     import pedalboard as pb
 
+    with _float_environment_kept(), quiet():
+        return pb.load_plugin(str(path))
+
+
+@contextlib.contextmanager
+def _float_environment_kept() -> Iterator[None]:
+    """C's fegetenv before and fesetenv after (on x86-64 the SSE control register, FTZ and
+    DAZ included); a no-op where the C maths library cannot be found."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        saved = ctypes.create_string_buffer(256)  # fenv_t is 32 bytes on x86-64 glibc
+        kept = libm.fegetenv(saved) == 0
+    except (OSError, AttributeError):
+        kept = False
+    try:
+        yield
+    finally:
+        if kept:
+            libm.fesetenv(saved)
+
+
+def load(name: str) -> Any:
+    """A fresh instance of the Zam plug-in ``name``; `PluginError` when it is not installed."""
     path = vst3_dir() / f"{name}.vst3"
     if not path.exists():
         raise PluginError(f"{path}: not installed; install Debian's zam-plugins "
                           f"(apt-get install zam-plugins) or set {VST3_DIR_ENV}")
     try:
-        with quiet():
-            return pb.load_plugin(str(path))
+        return load_vst3(path)
     except Exception as exc:  # noqa: BLE001 - any load failure is the same user error
         raise PluginError(f"{path}: cannot load ({str(exc).splitlines()[0]})") from None
 
