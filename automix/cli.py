@@ -171,6 +171,9 @@ def master(
 
     if chain is not None and plugins is not None:
         _fail("--chain and --plugins: choose one")
+    if chain is not None and (method is not None or amount is not None):  # not ignored silently
+        _fail("--chain searches your plug-ins' own parameters: --method and --amount are for "
+              "automix's chain")
     if plugins is not None:  # refused before minutes of work, not after
         from automix.export import check_installed, check_plugin_set
 

@@ -138,6 +138,16 @@ def test_cli_refuses_a_bad_chain(spec: str, message: str, tmp_path: Path) -> Non
     assert not (tmp_path / "out.wav").exists()
 
 
+@pytest.mark.parametrize("extra", [["--method", "network"], ["--amount", "0.5"]])
+def test_cli_refuses_options_the_chain_would_ignore(extra: list[str], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["master", str(SONG), "--chain", "ZamEQ2", *extra,
+                                 "-o", str(tmp_path / "out.wav")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == ("error: --chain searches your plug-ins' own parameters: "
+                                     "--method and --amount are for automix's chain")
+    assert not (tmp_path / "out.wav").exists()
+
+
 def test_cli_refuses_a_file_that_is_no_plugin(tmp_path: Path) -> None:
     fake = tmp_path / "Fake.vst3"
     fake.write_bytes(b"not a plug-in")
