@@ -56,6 +56,7 @@ def config(modules: list[str], tests: list[str]) -> str:
     return (
         "\n[tool.mutmut]\n"
         'source_paths = ["automix/"]\n'
+        'also_copy = ["presets/", "reference_tracks/"]\n'  # the CLI's tests need the presets
         f"only_mutate = {quoted(modules)}\n"
         f"pytest_add_cli_args_test_selection = {quoted(tests)}\n"
         'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-m", "not data"]\n'
