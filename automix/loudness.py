@@ -201,11 +201,13 @@ def _gated_loudness(block_power: np.ndarray) -> float:
 def _loudness_range(short_term_power: np.ndarray) -> float:
     """EBU Tech 3342 §3: spread of the gated short-term loudness distribution, in LU."""
     loudness = _to_lkfs(short_term_power)
-    absolute_gated = loudness[loudness >= ABSOLUTE_GATE_LUFS]
-    if absolute_gated.size == 0:
+    above = loudness >= ABSOLUTE_GATE_LUFS
+    if not above.any():
         return 0.0
-    relative_gate = _to_lkfs(np.mean(10.0 ** (absolute_gated / 10.0))) + LRA_RELATIVE_GATE_LU
-    gated = absolute_gated[absolute_gated >= relative_gate]
+    # 20 LU under the loudness of the gated blocks' mean power (as libebur128): averaging
+    # 10 ** (L / 10) instead would count BS.1770's -0.691 dB offset twice
+    relative_gate = _to_lkfs(np.mean(short_term_power[above])) + LRA_RELATIVE_GATE_LU
+    gated = loudness[above & (loudness >= relative_gate)]
     low, high = np.percentile(gated, LRA_PERCENTILES)
     return float(high - low)
 

@@ -259,3 +259,146 @@ def test_loudness_and_range_is_both_measures_at_once():
     lufs, lra = loudness.loudness_and_range(x, 48000)
     assert lufs == pytest.approx(loudness.integrated_lufs(x, 48000), abs=1e-6)
     assert lra == pytest.approx(loudness.loudness_range_lu(x, 48000), abs=1e-6)
+
+
+def test_level_helpers_give_floats_for_scalars_and_float64_for_arrays():
+    assert type(loudness.db_to_amp(-6.0)) is float and type(loudness.amp_to_db(0.5)) is float
+    amps = loudness.db_to_amp(np.array([-6.0, 0.0], dtype=np.float32))
+    assert isinstance(amps, np.ndarray) and amps.dtype == np.float64  # not float32 rounding
+    assert isinstance(loudness.amp_to_db(np.array([0.5, 1.0])), np.ndarray)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float16, np.float32, np.float64])
+def test_as_channels_reads_integers_as_float32_and_keeps_float_precision(dtype):
+    x = loudness.as_channels(np.array([[1, 2, 3], [4, 5, 6]], dtype=dtype))
+    assert x.dtype == (np.float32 if np.issubdtype(dtype, np.integer) else dtype)
+    np.testing.assert_array_equal(x, [[1, 2, 3], [4, 5, 6]])
+
+
+def test_as_channels_layout_limits_and_their_messages():
+    assert loudness.as_channels(np.zeros((1, 1))).shape == (1, 1)  # one sample is audio
+    assert loudness.as_channels(np.zeros((5, 10))).shape == (5, 10)  # L R C Ls Rs
+    with pytest.raises(AudioInputError, match=r"at most 5 channels are supported, got 6$"):
+        loudness.as_channels(np.zeros((6, 10)))
+    with pytest.raises(AudioInputError, match=r"\(100, 2\): transposed\?"):
+        loudness.as_channels(np.zeros((100, 2)))
+
+
+def test_k_weighting_matches_bs1770_table_1_and_2_at_48k():
+    # Table 1: the shelf's biquad; Table 2: the high-pass's (numerator 1, -2, 1)
+    b, a = (1.53512485958697, -2.69169618940638, 1.19839281085285), (-1.69065929318241,
+                                                                       0.73248077421585)
+    freqs = np.array([500.0, 1000.0, 1500.0, 2000.0, 3000.0, 8000.0, 16000.0])
+    z = np.exp(-2j * np.pi * freqs / 48000)
+    table_db = 20 * np.log10(np.abs((b[0] + b[1] * z + b[2] * z**2) / (1 + a[0] * z + a[1] * z**2)))
+    impulse = np.zeros((1, 1 << 16), np.float32)
+    impulse[0, 0] = 1.0
+    shelf = loudness.k_weighting_board(48000)[0]  # the shelf alone: the high-pass is flat here
+    response = np.abs(np.fft.rfft(shelf(impulse, 48000.0)[0].astype(np.float64)))
+    ours_db = 20 * np.log10(np.interp(freqs, np.fft.rfftfreq(1 << 16, 1 / 48000), response))
+    assert np.max(np.abs(ours_db - table_db)) < 0.003  # float32 JUCE coefficients: 0.0013
+    pass_band = 4.0 / (1.0 + 1.99004745483398 + 0.99007225036621)  # Table 2's gain at fs/2
+    assert loudness.k_weighting_gain(48000) == pytest.approx(pass_band, rel=1e-9)
+
+
+def test_weighting_outputs_are_float32_and_hop_energies_float64():
+    x = modulated_noise(1.0, 48000)
+    assert loudness.channel_power_weights(2, 48000).dtype == np.float32
+    assert loudness.weighted_power(x, 48000).dtype == np.float32
+    # one complete 100 ms hop and a partial one, then three
+    for n, hops in ((6000, 1), (4800 * 3 + 100, 3)):
+        energy, bounds = loudness.hop_energy(np.ones(n, np.float32), 48000)
+        assert energy.dtype == np.float64
+        np.testing.assert_array_equal(bounds, 4800 * np.arange(hops + 1))
+        np.testing.assert_array_equal(energy, 4800.0 * np.arange(hops + 1))
+
+
+def test_silence_reads_the_floor_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loudness.loudness_and_range(np.zeros((2, 4 * 48000), np.float32), 48000) == (
+            loudness.LEVEL_FLOOR_DB, 0.0)
+
+
+def gate_power() -> float:
+    """A block power whose loudness is exactly the -70 LUFS absolute gate."""
+    p = 10.0 ** ((loudness.ABSOLUTE_GATE_LUFS - loudness.LOUDNESS_OFFSET_DB) / 10.0)
+    while loudness._to_lkfs(p) != loudness.ABSOLUTE_GATE_LUFS:
+        p = np.nextafter(p, np.inf if loudness._to_lkfs(p) < loudness.ABSOLUTE_GATE_LUFS
+                         else -np.inf)
+    return float(p)
+
+
+def test_a_block_exactly_at_the_absolute_gate_is_left_out():
+    # BS.1770-4 eq. 5: blocks count when their loudness is *above* -70 LKFS
+    loud = 10.0 ** ((-62.0 - loudness.LOUDNESS_OFFSET_DB) / 10.0)
+    assert loudness._gated_loudness(np.array([gate_power(), loud])) == pytest.approx(-62.0)
+
+
+def test_loudness_range_gates_20_lu_under_the_power_mean():
+    # EBU Tech 3342: short-term values under -70 LUFS or 20 LU under the loudness of their
+    # mean power do not count. A 10 s part 22.1 LU down (under that gate) leaves only the
+    # loud part and its transitions: 1.6 LU, not the 22 LU of a gate set 0.69 LU too low.
+    x = stereo((-20, 20), (-42.1, 10))
+    power = loudness._block_power(loudness.hop_energy(loudness.weighted_power(x, 48000), 48000),
+                                  loudness.SHORT_TERM_BLOCK_S)
+    short_term = loudness.LOUDNESS_OFFSET_DB + 10 * np.log10(power)
+    gate = loudness.LOUDNESS_OFFSET_DB + 10 * np.log10(power.mean()) - 20.0
+    kept = short_term[short_term >= gate]
+    expected = np.percentile(kept, 95) - np.percentile(kept, 10)
+    assert loudness.loudness_range_lu(x, 48000) == pytest.approx(expected, abs=1e-6)
+    assert expected < 3.0
+    # under the absolute gate throughout: no range at all
+    assert loudness.loudness_range_lu(stereo((-75, 5)), 48000) == 0.0
+
+
+def test_too_short_for_a_block_says_how_long_it_was():
+    with pytest.raises(AudioInputError, match=r"^0\.200 s of audio is shorter than one 0\.4 s"):
+        loudness.loudness_and_range(np.zeros((2, 9600), np.float32), 48000)
+
+
+@pytest.mark.parametrize("measure", [loudness.true_peak_envelope, loudness.true_peak_dbtp])
+def test_true_peak_refusals_and_any_positive_rate(measure):
+    x = music_like(np.random.default_rng(2), 48000, 0.5)
+    with pytest.raises(AudioInputError, match=r"^sample rate must be positive, got 0$"):
+        measure(x, 0)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match=rf"^oversample must be an integer >= 1, got {bad}$"):
+            measure(x, 48000, oversample=bad)
+    # the interpolator works in normalised frequency: any positive rate reads the same
+    np.testing.assert_array_equal(measure(x, 1), measure(x, 48000))
+
+
+def test_row_bounds_are_never_under_a_rows_true_peak():
+    # the sparse search skips rows whose bound is under the peak found so far: a bound under
+    # a row's real maximum would lose the true peak. Loud rows (up to +12 dBFS), quiet rows,
+    # alternating samples (the largest overs), and signals shorter than a row.
+    rng = np.random.default_rng(9)
+    signals = [rng.standard_normal((2, 20)), rng.standard_normal((1, 33))]
+    for _ in range(3):
+        x = rng.standard_normal((2, 32 * 40)) * np.repeat(10 ** rng.uniform(-3, 0.6, 40), 32)
+        x[:, 32 * 7 - 2: 32 * 7 + 2] = 3.0 * np.array([-1, 1, 1, -1])
+        signals.append(x)
+    for x in signals:
+        x = np.asarray(x, np.float32)
+        envelope = loudness.true_peak_envelope(x, 48000)
+        rows = -(-x.shape[1] // 32)
+        true_rows = np.pad(envelope, (0, rows * 32 - envelope.size)).reshape(rows, 32).max(axis=1)
+        bounds = loudness._row_bounds(x, loudness._row_peaks(x), 4)
+        assert np.all(bounds >= true_rows)
+        near, far = loudness._interpolation_bounds(4)
+        assert np.all(bounds <= 1.001 * np.max(near + far) * np.abs(x).max())  # finite
+
+
+@pytest.mark.parametrize("n", [20, 47, 500])
+def test_row_windows_are_the_interpolators_input_zero_beyond_the_signal(n):
+    x = np.random.default_rng(n).standard_normal((2, n)).astype(np.float32)
+    width = loudness._interpolation_matrix(4).shape[0]
+    rows = np.arange(-(-n // 32))
+    windows = loudness._row_windows(x, rows, width)
+    for i, row in enumerate(rows):
+        start = row * 32 - (loudness.TRUE_PEAK_TAPS // 2 - 1)
+        expected = loudness._zero_extended(x, start, start + width)
+        np.testing.assert_array_equal(windows[:, i], expected)
