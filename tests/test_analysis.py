@@ -246,3 +246,175 @@ def test_a_real_mix_reads_like_a_finished_production():
     assert a.true_peak_dbtp >= a.sample_peak_dbfs
     assert 0.0 < a.width < 2.0 and -1.0 <= a.correlation <= 1.0
     assert np.all(np.isfinite(a.tonal_mid_db))
+
+
+# --- properties a mutation run (tools/mutation.py analysis) showed untested ---
+
+def test_dict_round_trip_keeps_every_field_and_warning():
+    x = np.clip(sine(1.5, 3, 8000, 100.0), -1, 1)
+    a = analysis.analyze(np.stack([x + 0.05, x]), 8000)
+    assert {"W01-clipping", "W04-dc-offset"} <= codes(a)
+    exact = a.to_dict(digits=None)
+    assert exact["integrated_lufs"] == a.integrated_lufs  # unrounded
+    assert type(exact["width"]) is float
+    back = analysis.Analysis.from_dict(exact)
+    assert back.to_dict(digits=None) == exact and back.warnings == a.warnings
+    assert math.isnan(back.tonal_mid_db[-1])  # null bands read back as NaN
+    rounded = a.rounded()
+    assert rounded.crest_db == round(a.crest_db, 2) and rounded.warnings == a.warnings
+    assert rounded.tonal_side_db[3] == round(a.tonal_side_db[3], 2)
+    assert analysis.band_values([1.5, None, -2]).tolist()[::2] == [1.5, -2.0]
+    assert math.isnan(analysis.band_values([None])[0])
+    assert analysis.band_values([1, 2]).dtype == np.float64
+
+
+def test_float64_input_is_measured_as_float32():
+    x = noise(2, 44100)
+    assert (analysis.analyze(x.astype(np.float64), 44100).to_dict(digits=None)
+            == analysis.analyze(x, 44100).to_dict(digits=None))
+
+
+def test_moments_equal_numpy_over_uneven_blocks():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5000)) * [[0.1], [0.3], [0.2]] + [[0.5], [-0.2], [0.05]]
+    x[:, 0] = [4.0, -3.0, 2.0]  # the first sample counts
+    moments = analysis.Moments(3)
+    for start, stop in ((0, 1), (1, 700), (700, 701), (701, 5000)):
+        moments.push(x[:, start:stop])
+    of = analysis.Moments.of(x)
+    for m in (moments, of):
+        assert m.n == 5000
+        np.testing.assert_allclose(m.mean, x.mean(axis=1), rtol=1e-12)
+        centred = x - x.mean(axis=1, keepdims=True)
+        np.testing.assert_allclose(m.scatter, centred @ centred.T, rtol=1e-10)
+        w = np.array([0.5, -1.5, 2.0])
+        assert m.rms(w) == pytest.approx(np.sqrt(np.mean((w @ x) ** 2)), rel=1e-10)
+        assert m.overall_rms() == pytest.approx(np.sqrt(np.mean(x**2)), rel=1e-10)
+        mid, side = m.mid_side_rms()  # of the first two channels only
+        assert mid == pytest.approx(np.sqrt(np.mean((0.5 * (x[0] + x[1])) ** 2)), rel=1e-10)
+        assert side == pytest.approx(np.sqrt(np.mean((0.5 * (x[0] - x[1])) ** 2)), rel=1e-10)
+        assert m.correlation() == pytest.approx(np.corrcoef(x[0], x[1])[0, 1], rel=1e-10)
+
+
+def test_correlation_of_constant_channels():
+    both = analysis.Moments.of(np.full((2, 100), 0.3))
+    assert both.correlation() == 1.0  # both constant: the same (mono) signal
+    one = analysis.Moments.of(np.stack([np.full(100, 0.3), np.sin(np.arange(100.0))]))
+    assert one.correlation() == 0.0
+    mono = analysis.Moments.of(np.full((1, 10), 0.5))
+    assert mono.mid_side_rms() == (pytest.approx(0.5), 0.0)
+    assert analysis.width_ratio(0.0, 0.0) == 0.0  # silence has no width
+    assert analysis.width_ratio(0.0, 0.1) == analysis.WIDTH_MAX
+
+
+def test_clipped_runs_are_three_or_more_samples_at_or_above_the_clip_level():
+    x = np.zeros((2, 64))
+    x[0, 10:12] = 1.0  # two samples: not a clip
+    x[0, 20:23] = -1.0  # three: a clip
+    x[0, 30:34] = analysis.CLIP_LEVEL  # exactly at the level, four samples: a clip
+    x[1, 0:3] = 1.0  # a run from the first sample
+    x[1, 50:53] = 0.998  # under the level
+    assert analysis.count_clips(x) == 3
+    y = np.zeros((2, 100), np.float32)
+    y[1, 5] = -0.9  # a negative peak is the peak
+    moments, peak_dbfs, clips = analysis._sample_statistics(y, 44100)
+    assert peak_dbfs == pytest.approx(loudness.amp_to_db(0.9)) and clips == 0
+
+
+def warnings_of(**fields) -> tuple[analysis.AudioWarning, ...]:
+    clips, dc = fields.pop("clips", 0), fields.pop("dc", 0.0)
+    values = dict(channels=2, integrated_lufs=-14.0, true_peak_dbtp=-1.0, sample_peak_dbfs=-1.5,
+                  crest_db=12.0, plr_db=13.0, width=0.5, correlation=0.5) | fields
+    base = analysis.analyze(noise(1, 8000), 8000)
+    return analysis.input_warnings(replace(base, **values), clips, np.array([dc, 0.0]))
+
+
+@pytest.mark.parametrize(("fields", "code", "warns"), [
+    ({"clips": 3}, "W01-clipping", False),
+    ({"clips": 4}, "W01-clipping", True),
+    ({"plr_db": 8.0}, "W02-limited", False),
+    ({"plr_db": 7.9, "crest_db": 12.0, "sample_peak_dbfs": -10.0}, "W02-limited", True),
+    ({"crest_db": 5.0, "sample_peak_dbfs": -3.0}, "W02-limited", False),
+    ({"crest_db": 6.0, "sample_peak_dbfs": -0.5}, "W02-limited", False),
+    ({"crest_db": 5.0, "sample_peak_dbfs": -1.0}, "W02-limited", True),
+    ({"true_peak_dbtp": 0.0}, "W03-true-peak-over", False),
+    ({"dc": 0.01}, "W04-dc-offset", False),
+    ({"dc": 0.0101}, "W04-dc-offset", True),
+    ({"width": 1e-3}, "W05-mono", True),
+    ({"width": 1.1e-3}, "W05-mono", False),
+    ({"channels": 1, "width": 0.0}, "W05-mono", True),
+    ({"integrated_lufs": -40.0}, "W06-quiet", False),
+    ({"true_peak_dbtp": -2.0, "sample_peak_dbfs": -3.0}, "W07-inter-sample-peaks", False),
+    ({"correlation": -0.3, "width": 3.0}, "W09-phase", False),
+    ({"correlation": -0.5, "width": 2.0}, "W09-phase", False),
+    ({"correlation": -0.5, "width": 1.0}, "W09-phase", False),
+    ({"correlation": 0.5, "width": 3.0}, "W09-phase", False),
+    ({"correlation": -0.5, "width": 3.0}, "W09-phase", True),
+])
+def test_each_warning_starts_just_past_its_threshold(fields, code, warns):
+    assert (code in {w.code for w in warnings_of(**fields)}) == warns
+
+
+def test_warning_messages_in_full():
+    found = {w.code: w.message for w in warnings_of(
+        clips=4, plr_db=6.5, crest_db=5.2, true_peak_dbtp=0.5, sample_peak_dbfs=-1.0, dc=0.05,
+        width=4.0, correlation=-0.9, integrated_lufs=-45.0)}
+    found.update({w.code: w.message for w in warnings_of(width=0.0)})
+    assert found == {
+        "W01-clipping": "4 runs of 3 or more samples sit at full scale: the input is clipped.",
+        "W02-limited": "Peak-to-loudness ratio 6.5 dB, crest factor 5.2 dB: the input looks "
+                       "already limited, leaving little room for dynamics processing.",
+        "W03-true-peak-over": "True peak +0.50 dBTP is above 0 dBTP: converters and lossy "
+                              "encoders will clip it.",
+        "W04-dc-offset": "A DC offset of 0.050 (full scale 1) wastes headroom.",
+        "W05-mono": "The input is mono (one channel or identical channels): width settings "
+                    "have nothing to work on.",
+        "W06-quiet": "Integrated loudness -45.0 LUFS is below -40 LUFS: the input is very quiet "
+                     "or nearly silent.",
+        "W07-inter-sample-peaks": "Inter-sample peaks reach 1.5 dB above the sample peak: "
+                                  "sample-peak meters under-read this input.",
+        "W09-phase": "Left and right cancel (correlation -0.90, side 12 dB above mid): one "
+                     "channel looks polarity-inverted, and the mono sum loses most of the "
+                     "music; flip one channel before mastering.",
+    }
+
+
+def test_tonal_error_skips_bands_missing_in_either_and_keeps_one_exactly_60_db_down():
+    base = analysis.analyze(noise(1, 44100), 44100)
+    a = replace(base, tonal_mid_db=(math.nan,) + (0.0,) * 27)
+    b = replace(base, tonal_mid_db=(5.0,) + (1.0,) * 26 + (-59.0,))
+    # band 0 is NaN in a (b's loudest), band 27 is exactly 60 dB under b's loudest band
+    expected = math.sqrt((26 * 1.0 + 59.0**2) / 27)
+    assert analysis.tonal_balance_error_db(a, b) == pytest.approx(expected)
+
+
+def test_band_matrix_splits_bins_by_their_overlap_with_each_band():
+    freqs = np.fft.rfftfreq(2048, 1 / 44100)  # 21.5 Hz bins: wider than the lowest bands
+    m = analysis.band_matrix(freqs)
+    assert m.shape == (28, freqs.size) and m.dtype == np.float32
+    assert np.all((m >= 0) & (m <= 1))
+    bin_hz = freqs[1]
+    # each band's bins add up to its width, whether bins are wider or narrower than it
+    np.testing.assert_allclose(m.sum(axis=1) * bin_hz, BAND_EDGES_HZ[1] - BAND_EDGES_HZ[0],
+                               rtol=1e-5)
+    lo, hi = BAND_EDGES_HZ[:, 20]
+    inside = (freqs - bin_hz / 2 >= lo) & (freqs + bin_hz / 2 <= hi)
+    assert inside.sum() > 10 and np.all(m[20, inside] == 1.0)
+    lo, hi = BAND_EDGES_HZ[:, 0]  # 27.8-35.1 Hz against bin 1's 10.8-32.3 Hz
+    assert m[0, 1] == pytest.approx((min(1.5 * bin_hz, hi) - max(0.5 * bin_hz, lo)) / bin_hz,
+                                    rel=1e-5)
+
+
+def test_loudest_excerpt_finds_the_loud_part_and_stays_inside_the_signal():
+    sr = 8000
+    x = noise(10, sr, seed=3) * 0.01
+    x[:, 6 * sr: 8 * sr] *= 100  # the chorus
+    assert analysis.loudest_excerpt(x, sr, 2.0) == (6 * sr, 8 * sr)
+    start, end = analysis.loudest_excerpt(x, sr, 0.2)  # shorter than one half-second hop
+    assert end - start == 1600 and 6 * sr <= start < 8 * sr and start % (sr // 2) == 0
+    assert analysis.loudest_excerpt(x, sr, 12.0) == (0, 10 * sr)  # longer than the song
+    x[:, 9 * sr:] *= 1000  # louder still at the very end: the excerpt ends with the song
+    assert analysis.loudest_excerpt(x, sr, 3.0) == (7 * sr, 10 * sr)
+    energy = np.array([0.0, 1.0, 5.0, 1.0])
+    assert analysis.loudest_span(energy, 10, 40, 20) == (10, 30)
+    assert analysis.loudest_span(energy, 10, 45, 45) == (0, 45)
