@@ -311,6 +311,11 @@ def test_weighting_outputs_are_float32_and_hop_energies_float64():
         assert energy.dtype == np.float64
         np.testing.assert_array_equal(bounds, 4800 * np.arange(hops + 1))
         np.testing.assert_array_equal(energy, 4800.0 * np.arange(hops + 1))
+    # ten minutes of hops summed in float64: no float32 drift in late blocks
+    power = np.random.default_rng(1).random(600 * 8000, dtype=np.float32)
+    energy, bounds = loudness.hop_energy(power, 8000)
+    expected = np.cumsum(power.astype(np.float64).reshape(-1, 800).sum(axis=1))
+    np.testing.assert_allclose(energy[1:], expected, rtol=2e-7)  # float32 sums: 3e-6
 
 
 def test_silence_reads_the_floor_without_a_warning():
@@ -333,8 +338,16 @@ def gate_power() -> float:
 
 def test_a_block_exactly_at_the_absolute_gate_is_left_out():
     # BS.1770-4 eq. 5: blocks count when their loudness is *above* -70 LKFS
-    loud = 10.0 ** ((-62.0 - loudness.LOUDNESS_OFFSET_DB) / 10.0)
-    assert loudness._gated_loudness(np.array([gate_power(), loud])) == pytest.approx(-62.0)
+    def power(lufs: float) -> float:
+        return 10.0 ** ((lufs - loudness.LOUDNESS_OFFSET_DB) / 10.0)
+
+    assert loudness._gated_loudness(np.array([gate_power(), power(-62.0)])) == pytest.approx(-62.0)
+    # nor in the mean that sets the relative gate: with them, -65 would pass a gate at -72.5
+    blocks = np.array([power(-50.0), power(-65.0)] + [gate_power()] * 20)
+    assert loudness._gated_loudness(blocks) == pytest.approx(-50.0)
+    # EBU Tech 3342 keeps short-term values *at* -70 LUFS: 15 of them and 10 at -60
+    short_term = np.array([gate_power()] * 15 + [power(-60.0)] * 10)
+    assert loudness._loudness_range(short_term) == pytest.approx(10.0)
 
 
 def test_loudness_range_gates_20_lu_under_the_power_mean():
@@ -377,6 +390,10 @@ def test_row_bounds_are_never_under_a_rows_true_peak():
     # alternating samples (the largest overs), and signals shorter than a row.
     rng = np.random.default_rng(9)
     signals = [rng.standard_normal((2, 20)), rng.standard_normal((1, 33))]
+    for at in (32 * 6, 32 * 6 + 3):  # a silent row before a row that starts (or soon) loud
+        x = np.zeros((2, 32 * 12))
+        x[1, at] = 1.0
+        signals.append(x)
     for _ in range(3):
         x = rng.standard_normal((2, 32 * 40)) * np.repeat(10 ** rng.uniform(-3, 0.6, 40), 32)
         x[:, 32 * 7 - 2: 32 * 7 + 2] = 3.0 * np.array([-1, 1, 1, -1])
