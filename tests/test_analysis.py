@@ -266,6 +266,8 @@ def test_dict_round_trip_keeps_every_field_and_warning():
     assert analysis.band_values([1.5, None, -2]).tolist()[::2] == [1.5, -2.0]
     assert math.isnan(analysis.band_values([None])[0])
     assert analysis.band_values([1, 2]).dtype == np.float64
+    old_sidecar = {k: v for k, v in exact.items() if k != "warnings"}
+    assert analysis.Analysis.from_dict(old_sidecar).warnings == ()
 
 
 def test_float64_input_is_measured_as_float32():
@@ -299,8 +301,9 @@ def test_moments_equal_numpy_over_uneven_blocks():
 def test_correlation_of_constant_channels():
     both = analysis.Moments.of(np.full((2, 100), 0.3))
     assert both.correlation() == 1.0  # both constant: the same (mono) signal
-    one = analysis.Moments.of(np.stack([np.full(100, 0.3), np.sin(np.arange(100.0))]))
-    assert one.correlation() == 0.0
+    for one in (np.stack([np.full(100, 0.3), np.sin(np.arange(100.0))]),
+                np.stack([np.sin(np.arange(100.0)), np.full(100, 0.3)])):
+        assert analysis.Moments.of(one).correlation() == 0.0  # either channel constant
     mono = analysis.Moments.of(np.full((1, 10), 0.5))
     assert mono.mid_side_rms() == (pytest.approx(0.5), 0.0)
     assert analysis.width_ratio(0.0, 0.0) == 0.0  # silence has no width
@@ -309,8 +312,8 @@ def test_correlation_of_constant_channels():
 
 def test_clipped_runs_are_three_or_more_samples_at_or_above_the_clip_level():
     x = np.zeros((2, 64))
-    x[0, 10:12] = 1.0  # two samples: not a clip
-    x[0, 20:23] = -1.0  # three: a clip
+    x[0, 10:13] = -1.0  # three samples: a clip
+    x[0, 20:22] = 1.0  # two: not a clip
     x[0, 30:34] = analysis.CLIP_LEVEL  # exactly at the level, four samples: a clip
     x[1, 0:3] = 1.0  # a run from the first sample
     x[1, 50:53] = 0.998  # under the level
@@ -417,4 +420,39 @@ def test_loudest_excerpt_finds_the_loud_part_and_stays_inside_the_signal():
     assert analysis.loudest_excerpt(x, sr, 3.0) == (7 * sr, 10 * sr)
     energy = np.array([0.0, 1.0, 5.0, 1.0])
     assert analysis.loudest_span(energy, 10, 40, 20) == (10, 30)
+    assert analysis.loudest_span(energy, 10, 40, 10) == (20, 30)  # one hop
+    assert analysis.loudest_span(np.array([1.0, 1.0, 1.0, 9.0]), 10, 40, 15) == (25, 40)
     assert analysis.loudest_span(energy, 10, 45, 45) == (0, 45)
+
+
+@pytest.mark.parametrize(("seconds", "sample_rate"), [(3.0, 44100), (0.15, 48000)])
+def test_mid_side_spectra_are_welchs_estimate(seconds, sample_rate):
+    # Hann, 50 % overlap, no detrending, density scaling: scipy's Welch on mid and side, for
+    # more frames than one transform batch and for a signal shorter than one segment
+    from scipy.signal import welch
+
+    x = noise(seconds, sample_rate, channels=3, seed=7)
+    x[1] = 0.6 * x[0] + 0.4 * x[1]  # mid and side of different levels
+    freqs, mid, side = analysis._mid_side_psd(x, sample_rate)
+    segment = min(analysis.welch_segment(sample_rate), x.shape[1])
+    for signal, ours in ((0.5 * (x[0] + x[1]), mid), (0.5 * (x[0] - x[1]), side)):
+        f, expected = welch(signal.astype(np.float64), sample_rate, window="hann",
+                            nperseg=segment, noverlap=segment // 2, detrend=False)
+        np.testing.assert_allclose(freqs, f)
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-12 * expected.max())
+
+
+def test_band_power_integrates_the_psd_over_each_band():
+    # each bin holds its density over [f - bin/2, f + bin/2]: a band's power is the bins'
+    # overlap with it (band_matrix) times their density, whatever the density's shape
+    freqs = np.fft.rfftfreq(4096, 1 / 32000)
+    psd = np.random.default_rng(3).random(freqs.size) * np.linspace(1, 0.01, freqs.size)
+    psd[150:300] = 0.0  # an empty stretch, 1.2-2.3 kHz: the 1.6 and 2 kHz bands
+    expected = analysis.band_matrix(freqs).astype(np.float64) @ psd * freqs[1]
+    ours = analysis.band_power_db(freqs, psd, 32000, -3.0)
+    valid = np.isfinite(ours)
+    assert valid.sum() == 27 and not valid[-1]  # the 16 kHz band reaches past 0.9 x Nyquist
+    full = valid & (expected > 0)
+    np.testing.assert_allclose(ours[full], 10 * np.log10(expected[full]) + 3.0, atol=1e-4)
+    empty = valid & (expected == 0)
+    assert empty.any() and np.all(ours[empty] == analysis.BAND_POWER_FLOOR_DB + 3.0)
