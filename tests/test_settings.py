@@ -9,6 +9,7 @@ tools/mutation.py.
 from __future__ import annotations
 
 import json
+import locale
 import math
 from dataclasses import fields, make_dataclass
 from pathlib import Path
@@ -327,6 +328,7 @@ def test_parse_amounts(text, expected):
     ("eq=2", "--amount eq=2 is out of range [0, 1]"),
     ("width=-1", "--amount width=-1 is out of range [0, 1]"),
     ("eq= x ", "--amount eq: expected a number in [0, 1], got 'x'"),
+    ("eq=0.5=1", "--amount eq: expected a number in [0, 1], got '0.5=1'"),
 ])
 def test_parse_amounts_refuses(text, message):
     assert refused(st.Amounts.parse, text) == message
@@ -709,11 +711,38 @@ def test_settings_files_name_themselves_in_errors(tmp_path):
     assert refused(st.read_master_part, path) == "m.json: expected a JSON object"
 
 
-@pytest.mark.parametrize("doc", [{"master": {}}, {"roles": {}, "gain_db": 1}])
-def test_read_master_part_reads_a_mix_by_its_keys(tmp_path, doc):
+def test_read_master_part_of_a_mix_with_stems_only(tmp_path):
+    path = st.write_document(tmp_path / "mix.json", {"stems": {"a.wav": {}}})
+    assert st.read_master_part(path) == (st.MasterSettings(), True)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"master": {}}, "x.json.stems: expected a mapping of stem file names to their settings"),
+    ({"roles": {}, "gain_db": 1},
+     "x.json: unknown key 'gain_db'; allowed: stems, reverb, master, roles"),
+])
+def test_read_master_part_reads_a_mix_by_its_keys(tmp_path, doc, message):
     path = tmp_path / "x.json"
     path.write_text(json.dumps(doc), encoding="utf-8")
-    assert refused(st.read_master_part, path).startswith("x.json")
+    assert refused(st.read_master_part, path) == message
+
+
+def test_settings_files_are_utf8_whatever_the_locale(tmp_path):
+    path = tmp_path / "mix.json"
+    path.write_text('{"stems": {"café.wav": {}}}', encoding="utf-8")
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale
+    try:
+        stems = st.read_mix_settings(path).stems
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+    assert list(stems) == ["café.wav"]
+
+
+def test_a_parse_error_names_the_suffix_as_written(tmp_path):
+    path = tmp_path / "doc.Xjs"
+    path.write_text("{", encoding="utf-8")
+    assert refused(st.read_settings_document, path).startswith(f"{path}: not valid Xjs (")
 
 
 def test_read_master_part_of_roles_only_is_refused(tmp_path):
