@@ -30,7 +30,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "audio": (["automix/audio.py"], ["tests/test_audio.py"]),
     "files": (["automix/files.py"], ["tests/test_nothing_lost.py"]),
     "settings": (["automix/settings.py", "automix/params.py"],
-                 ["tests/test_presets.py", "tests/test_limiter.py", "tests/test_fuzz.py"]),
+                 ["tests/test_settings.py", "tests/test_presets.py"]),
     "analysis": (["automix/analysis.py"], ["tests/test_analysis.py"]),
     "mastering": (["automix/mastering/pipeline.py", "automix/mastering/finalise.py"],
                   ["tests/test_mastering.py", "tests/test_nothing_lost.py"]),
