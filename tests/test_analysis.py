@@ -318,6 +318,7 @@ def test_clipped_runs_are_three_or_more_samples_at_or_above_the_clip_level():
     x[1, 0:3] = 1.0  # a run from the first sample
     x[1, 50:53] = 0.998  # under the level
     assert analysis.count_clips(x) == 3
+    assert analysis.count_clips(np.array([[1.0, 1, 1, 0, 0, 1, 1, 1, 0]])) == 2  # two runs of 3
     y = np.zeros((2, 100), np.float32)
     y[1, 5] = -0.9  # a negative peak is the peak
     moments, peak_dbfs, clips = analysis._sample_statistics(y, 44100)
@@ -456,3 +457,11 @@ def test_band_power_integrates_the_psd_over_each_band():
     np.testing.assert_allclose(ours[full], 10 * np.log10(expected[full]) + 3.0, atol=1e-4)
     empty = valid & (expected == 0)
     assert empty.any() and np.all(ours[empty] == analysis.BAND_POWER_FLOOR_DB + 3.0)
+
+
+def test_welch_power_sums_every_frame_of_a_long_block():
+    # the streamed master passes a block's frames at once: more than one batch of transforms
+    frames = np.random.default_rng(8).standard_normal((40, 256))
+    window = analysis.welch_window(256)
+    expected = np.sum(np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2, axis=0)
+    np.testing.assert_allclose(analysis.welch_power(frames, window), expected, rtol=1e-12)
