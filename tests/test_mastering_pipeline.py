@@ -31,7 +31,7 @@ from automix.mastering.finalise import (
 from automix.mastering.pipeline import OFF_TARGET_LU, MasterResult, tonal_error_db
 from automix.params import CompressorParams, EQParams, LimiterParams, MasterChain, as_dict
 from automix.presets import Target, load_target
-from automix.settings import Amounts, MasterSettings, Reference
+from automix.settings import REFINE_SECONDS, REFINE_STEPS, Amounts, MasterSettings, Reference
 from conftest import music_like
 
 SR = 44100
@@ -134,6 +134,40 @@ def test_the_record_is_what_was_rendered(song: Audio, ref: Reference) -> None:
     warned = replace(result, input=replace(result.input, warnings=(
         AudioWarning("W01-test", "a test warning"),)))
     assert warned.to_dict()["warnings"] == [{"code": "W01-test", "message": "a test warning"}]
+
+
+def test_the_method_and_refinement_asked_for_reach_the_suggestion(
+        song: Audio, ref: Reference, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (the twin's refinement itself needs torch, ~15 s to import: only what reaches it here)
+    from automix.mastering import pipeline
+
+    asked, real = [], pipeline.suggest_chain
+    monkeypatch.setattr(pipeline, "suggest_chain",
+                        lambda *a, **k: asked.append(k) or real(*a, **k))
+    target = Target("t", -14.0, CEILING, "")
+    result = master(song, ref, target, method="dsp", refine_steps=3, refine_seconds=2.5)
+    assert asked == [{"method": "dsp", "refine_steps": 3, "refine_seconds": 2.5}]
+    assert result.method == "dsp"
+    # the network is asked for, but a reference known only by its features has no audio
+    # for it: the DSP matcher answers, and the record says so
+    asked.clear()
+    assert master(song, ref, target, method="network").method == "dsp"
+    assert asked == [{"method": "network", "refine_steps": REFINE_STEPS,
+                      "refine_seconds": REFINE_SECONDS}]
+
+
+def test_run_renders_stored_settings_exactly_unless_asked_otherwise(
+        song: Audio, ref: Reference, stored: MasterSettings) -> None:
+    # `run` is what the streamed path calls too: its defaults render stored settings as they
+    # are, and it finds the input's loudness for --target keep from the analysis it is given
+    from automix.mastering.pipeline import InMemory, run
+
+    a_in = analysis.analyze(song.samples, SR)
+    result = run(InMemory(song), a_in, ref, load_target("keep"), settings=stored)
+    assert result.rendered_exactly and result.method == "settings"
+    assert result.target.integrated_lufs == round(a_in.integrated_lufs, 2)
+    np.testing.assert_array_equal(result.audio.samples, render_master(song, stored).samples)
+    assert list(result.timings_s) == ["render"]
 
 
 def test_an_unknown_method_is_refused(song: Audio, ref: Reference) -> None:
