@@ -33,7 +33,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                  ["tests/test_settings.py", "tests/test_presets.py"]),
     "analysis": (["automix/analysis.py"], ["tests/test_analysis.py"]),
     "mastering": (["automix/mastering/pipeline.py", "automix/mastering/finalise.py"],
-                  ["tests/test_mastering.py", "tests/test_nothing_lost.py"]),
+                  ["tests/test_mastering.py", "tests/test_mastering_pipeline.py"]),
 }
 COPIED = ["automix", "tests", "presets", "reference_tracks", "pyproject.toml"]
 RESULT = re.compile(r"^\s*(\S+): (\w[\w ]*)$")
