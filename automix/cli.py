@@ -206,7 +206,8 @@ def master(
                                       plugins_folder(Path(report["output"]), plugins),
                                       plugins=plugins, song=input_path, force=force)
             report["plugins"] = {"folder": str(plugins_folder(Path(report["output"]), plugins)),
-                                 "errors": exported["errors"]}
+                                 "errors": exported["errors"],
+                                 "warnings": exported["warnings"]}
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -217,6 +218,8 @@ def master(
                 f"wrote {report['plugins']['folder']}: {plugins} presets and sheet (EQ within "
                 f"{errors['eq_max_db']:.2f} dB, {errors['master_lu']:+.2f} LU, true peak "
                 f"{errors['true_peak_dbtp']:.2f} dBTP)", highlight=False)
+            for miss in report["plugins"]["warnings"]:
+                out_console.print(f"warning: {miss}", highlight=False)
 
 
 def _master_chain(input_path: Path, chain: str, seconds: float | None, options: Any,
@@ -830,6 +833,8 @@ def export_command(
         out_console.print(f"  master {errors['master_lu']:+.2f} LU from automix's render, "
                           f"true peak {errors['true_peak_dbtp']:.2f} dBTP "
                           f"(ceiling {errors['ceiling_dbtp']:g})", highlight=False)
+    for miss in report["warnings"]:
+        out_console.print(f"warning: {miss}", highlight=False)
     out_console.print(f"  see {output / 'sheet.md'}")
 
 

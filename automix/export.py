@@ -98,6 +98,7 @@ def write_export(settings: MasterSettings, out_dir: Path, *, audio: Audio | None
         "width_pct": chain.width_pct,
         "notes": list(chain.notes),
         "errors": {k: (None if v is None else round(v, 4)) for k, v in asdict(errors).items()},
+        "warnings": zam.misses(errors),
         "settings": settings.to_dict(),
         "files": [str(out_dir / name) for name in names],
     }

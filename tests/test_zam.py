@@ -195,6 +195,29 @@ def test_master_with_plugins_writes_the_presets_beside_the_master(tmp_path: Path
                - loudness.integrated_lufs(master.T, sr)) <= 0.3
     assert loudness.true_peak_dbtp(theirs.T, sr) <= -1.0 + 0.01  # 24-bit rounding
     assert "wrote" in result.output and "zam presets" in result.output
+    assert "warning" not in result.output  # within every bound: nothing to warn about
+    assert json.loads((folder / "chain.json").read_text())["warnings"] == []
+
+
+def test_a_missed_bound_is_a_warning_in_the_sheet() -> None:
+    # ZaMaximX2 cannot always reach a very loud target (its release stops at 1 ms): the
+    # sheet, chain.json and the terminal say so instead of a quiet -0.81 LU
+    chain = zam.build(MasterSettings(chain=ROCK), 44100)
+    short = zam.ModuleErrors(eq_max_db=0.04, master_lu=-0.81, true_peak_dbtp=-1.05,
+                             ceiling_dbtp=-1.0)
+    assert zam.misses(short) == [
+        "the Zam master is 0.81 LU under automix's (bound 0.3 LU): ZaMaximX2's shortest "
+        "release (1 ms) cannot limit harder; lower the target or finish with automix's own "
+        "master"]
+    assert "- **warning:** the Zam master is 0.81 LU under" in zam.sheet(chain, short)
+    every = zam.ModuleErrors(eq_max_db=0.6, master_lu=0.31, true_peak_dbtp=-0.9,
+                             ceiling_dbtp=-1.0)
+    assert [m.split(" ")[2] for m in zam.misses(every)] == ["EQ", "master", "master's"]
+    assert "over automix's (bound 0.3 LU)" in zam.misses(every)[1]
+    at_bounds = zam.ModuleErrors(eq_max_db=0.5, master_lu=-0.3, true_peak_dbtp=-1.0,
+                                 ceiling_dbtp=-1.0)
+    assert zam.misses(at_bounds) == [] and zam.misses(None) == []
+    assert "warning" not in zam.sheet(chain, at_bounds)
 
 
 def test_master_with_missing_plugins_is_refused_before_the_work(

@@ -45,6 +45,9 @@ EQ, COMPRESSOR, LIMITER = "ZamEQ2", "ZamCompX2", "ZaMaximX2"
 PLUGINS = (EQ, COMPRESSOR, LIMITER)
 COMPRESSOR_TOLERANCE_LU = 0.05  # the compressor fit stops this close to automix's loudness
 LOUDNESS_TOLERANCE_LU = 0.1  # the limiter fit stops this close (the goal is 0.3)
+# What the Zam chain promises against automix's own render; past these it says so.
+EQ_BOUND_DB = 0.5  # EQ magnitude over 30 Hz-16 kHz
+LOUDNESS_BOUND_LU = 0.3  # the master's integrated loudness
 TRUE_PEAK_MARGIN_DB = 0.05  # what the fitted ceiling keeps below automix's, after overshoot
 MAX_FIT_RENDERS = 5  # renders of the compressor fit
 MAX_LIMITER_RENDERS = 10  # renders of the limiter fit (gain, ceiling and release)
@@ -529,6 +532,27 @@ def sheet_rows(chain: ZamChain) -> list[tuple[int, str, str, str, str]]:
     return rows
 
 
+def misses(errors: ModuleErrors | None) -> list[str]:
+    """One sentence per bound the fitted chain misses (EQ, loudness, true peak)."""
+    if errors is None:
+        return []
+    out = []
+    if errors.eq_max_db > EQ_BOUND_DB:
+        out.append(f"the Zam EQ is {errors.eq_max_db:.2f} dB from automix's somewhere over "
+                   f"30 Hz-16 kHz (bound {EQ_BOUND_DB:g} dB)")
+    if errors.master_lu is not None and abs(errors.master_lu) > LOUDNESS_BOUND_LU:
+        side = "under" if errors.master_lu < 0 else "over"
+        reason = (": ZaMaximX2's shortest release (1 ms) cannot limit harder; lower the target "
+                  "or finish with automix's own master" if errors.master_lu < 0 else "")
+        out.append(f"the Zam master is {abs(errors.master_lu):.2f} LU {side} automix's "
+                   f"(bound {LOUDNESS_BOUND_LU:g} LU){reason}")
+    if errors.true_peak_dbtp is not None and errors.ceiling_dbtp is not None \
+            and errors.true_peak_dbtp > errors.ceiling_dbtp:
+        out.append(f"the Zam master's true peak {errors.true_peak_dbtp:.2f} dBTP is over the "
+                   f"{errors.ceiling_dbtp:g} dBTP ceiling")
+    return out
+
+
 def sheet(chain: ZamChain, errors: ModuleErrors | None) -> str:
     """The readable sheet: plug-in, parameter, value and unit in chain order, notes, errors."""
     lines = [f"# automix master chain on Zam plug-ins ({chain.sample_rate} Hz)", "",
@@ -549,6 +573,7 @@ def sheet(chain: ZamChain, errors: ModuleErrors | None) -> str:
         if errors.master_lu is not None:
             lines.append(f"- master: {errors.master_lu:+.3f} LU, true peak "
                          f"{errors.true_peak_dbtp:.2f} dBTP (ceiling {errors.ceiling_dbtp:g})")
+        lines += [f"- **warning:** {miss}" for miss in misses(errors)]
     return "\n".join(lines) + "\n"
 
 
