@@ -542,8 +542,8 @@ def misses(errors: ModuleErrors | None) -> list[str]:
                    f"30 Hz-16 kHz (bound {EQ_BOUND_DB:g} dB)")
     if errors.master_lu is not None and abs(errors.master_lu) > LOUDNESS_BOUND_LU:
         side = "under" if errors.master_lu < 0 else "over"
-        reason = (": ZaMaximX2's shortest release (1 ms) cannot limit harder; lower the target "
-                  "or finish with automix's own master" if errors.master_lu < 0 else "")
+        reason = (": lower the target, or finish with automix's own master (at very loud "
+                  "targets ZaMaximX2 takes more off)" if errors.master_lu < 0 else "")
         out.append(f"the Zam master is {abs(errors.master_lu):.2f} LU {side} automix's "
                    f"(bound {LOUDNESS_BOUND_LU:g} LU){reason}")
     if errors.true_peak_dbtp is not None and errors.ceiling_dbtp is not None \
