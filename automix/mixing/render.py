@@ -9,7 +9,7 @@ panned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,9 +34,18 @@ def render_dry(samples: np.ndarray, is_stereo: bool, sample_rate: int,
     A stereo stem runs through the effects as a pair in one pass (they process channels
     independently) and is balanced (`render.balance`); a mono one is panned.
     """
+    plugins = render.stem_plugins(chain)
+    return _through(samples, is_stereo, sample_rate, chain,
+                    lambda y: render.process(plugins, y, sample_rate))
+
+
+def _through(samples: np.ndarray, is_stereo: bool, sample_rate: int, chain: StemChain,
+             effects: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The stem path `render_dry` and `_StemRender` share: a mono stem folded to one
+    channel, its gain, ``effects`` (its plug-ins, run whole or a block at a time), then
+    balanced (stereo) or panned (mono) to ``(2, samples)``."""
     x = samples if is_stereo else samples.mean(axis=0, keepdims=True)
-    y = render.process(render.stem_plugins(chain), render.gain(x, sample_rate, chain.gain),
-                       sample_rate)
+    y = effects(render.gain(x, sample_rate, chain.gain))
     if is_stereo:
         return render.balance(y, sample_rate, chain.pan)
     return render.pan(y, sample_rate, chain.pan)
@@ -69,16 +78,15 @@ class _StemRender:
 
     def next(self) -> np.ndarray:
         """The next block of the stem through its chain, ``(2, n)`` float32."""
-        x = next(self._blocks)
-        x = x if self.stem.is_stereo else x.mean(axis=0, keepdims=True)
-        y = render.gain(x, self.sample_rate, self.chain.gain)
+        return _through(next(self._blocks), self.stem.is_stereo, self.sample_rate, self.chain,
+                        self._effects)
+
+    def _effects(self, y: np.ndarray) -> np.ndarray:
         if self._board is not None:
             y = self._board(np.ascontiguousarray(y), float(self.sample_rate),
                             reset=not self._started)
         self._started = True
-        if self.stem.is_stereo:
-            return render.balance(y, self.sample_rate, self.chain.pan)
-        return render.pan(y, self.sample_rate, self.chain.pan)
+        return y
 
 
 def render_blocks(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
