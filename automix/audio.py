@@ -79,12 +79,7 @@ def load(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S,
         raise AudioInputError(f"{p}: not a readable audio file ({_read_error(exc)})") from None
     if samples.shape[1] == 0:
         raise AudioInputError(f"{p}: has no samples")
-    peak = max(float(samples.max()), -float(samples.min()))  # no |x| copy of a long song
-    if not np.isfinite(peak):  # max and min carry any NaN or infinity through
-        raise AudioInputError(f"{p}: contains NaN or infinite samples")
-    if peak > MAX_ABS_SAMPLE:
-        raise AudioInputError(f"{p}: samples reach {peak:.3g} ({20 * np.log10(peak):+.0f} dBFS); "
-                              "float data this far over full scale is not audio")
+    checked_peak(p, samples)
     duration = samples.shape[1] / sample_rate
     if duration < min_duration_s:
         raise AudioInputError(
@@ -93,6 +88,19 @@ def load(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S,
     if not allow_silence and not np.any(samples):
         raise AudioInputError(f"{p}: is digital silence")
     return Audio(samples, int(sample_rate))
+
+
+def checked_peak(path: Path, samples: np.ndarray) -> float:
+    """The largest |sample| of ``samples`` (all of a file, or a block of it), after checking
+    it is audio: `AudioInputError` naming ``path`` for NaN, infinity or float data far over
+    full scale (`MAX_ABS_SAMPLE`)."""
+    peak = max(float(samples.max()), -float(samples.min()))  # no |x| copy of a long song
+    if not np.isfinite(peak):  # max and min carry any NaN or infinity through
+        raise AudioInputError(f"{path}: contains NaN or infinite samples")
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioInputError(f"{path}: samples reach {peak:.3g} ({20 * np.log10(peak):+.0f} "
+                              "dBFS); float data this far over full scale is not audio")
+    return peak
 
 
 def _read_channels_first(path: Path) -> tuple[np.ndarray, int]:

@@ -40,10 +40,10 @@ from automix.analysis import Analysis
 from automix.audio import (
     BIT_DEPTHS,
     FORMATS,
-    MAX_ABS_SAMPLE,
     MIN_DURATION_S,
     Audio,
     atomic_path,
+    checked_peak,
     quiet_decoders,
     tpdf_dither,
 )
@@ -124,13 +124,7 @@ def read_blocks(path: Path, block: int) -> Iterator[np.ndarray]:
             if data.shape[0] == 0:
                 return
             x = np.ascontiguousarray(data.T)
-            if not np.all(np.isfinite(x)):
-                raise AudioInputError(f"{path}: contains NaN or infinite samples")
-            peak = max(float(x.max()), -float(x.min()))
-            if peak > MAX_ABS_SAMPLE:
-                raise AudioInputError(f"{path}: samples reach {peak:.3g} "
-                                      f"({20 * np.log10(peak):+.0f} dBFS); float data this far "
-                                      "over full scale is not audio")
+            checked_peak(path, x)
             yield x
             if n < 0:
                 return

@@ -34,7 +34,13 @@ from scipy.signal import resample_poly
 
 from automix import analysis, loudness
 from automix.analysis import CLIP_RUN_SAMPLES, CLIP_RUNS_ALLOWED, AudioWarning
-from automix.audio import MAX_ABS_SAMPLE, MIN_DURATION_S, READ_EXTENSIONS, load, quiet_decoders
+from automix.audio import (
+    MIN_DURATION_S,
+    READ_EXTENSIONS,
+    checked_peak,
+    load,
+    quiet_decoders,
+)
 from automix.errors import AudioInputError, first_line
 from automix.mastering.streaming import ClipCounter
 from automix.mixing.roles import role_from_audio, role_from_name, user_role
@@ -308,14 +314,7 @@ def _scan(path: Path, sample_rate: int, *, keep: bool) -> _Scan:
                     x[:] = got.T
                 else:
                     x = np.ascontiguousarray(got.T)
-                block_peak = max(float(x.max()), -float(x.min()))
-                if not np.isfinite(block_peak):
-                    raise AudioInputError(f"{path}: contains NaN or infinite samples")
-                if block_peak > MAX_ABS_SAMPLE:
-                    raise AudioInputError(
-                        f"{path}: samples reach {block_peak:.3g} "
-                        f"({20 * np.log10(block_peak):+.0f} dBFS); float data this far over "
-                        "full scale is not audio")
+                block_peak = checked_peak(path, x)
                 clips.push(x, block_peak)
                 profiler.push(x)
                 peak = max(peak, block_peak)
