@@ -92,6 +92,13 @@ class Profile:
         return self.raw if stereo else self.mid
 
 
+def _sounds_stereo(mid_energy: float, side_energy: float, frames: int) -> bool:
+    """The one rule for a stereo stem: side RMS over `STEREO_SIDE_RATIO` of mid RMS, from the
+    two signals' summed squares over ``frames`` samples."""
+    return math.sqrt(max(side_energy, 0.0) / frames) > STEREO_SIDE_RATIO * max(
+        math.sqrt(max(mid_energy, 0.0) / frames), 1e-12)
+
+
 def _fit(x: np.ndarray, n: int) -> np.ndarray:
     return x[:n] if x.size >= n else np.pad(x, (0, n - x.size))
 
@@ -129,10 +136,7 @@ class Profiler:
         self._frames += x.shape[1]
 
     def finish(self) -> Profile:
-        n = max(self._frames, 1)
-        mid_sum, side_sum = self._sums
-        stereo = math.sqrt(max(side_sum, 0.0) / n) > STEREO_SIDE_RATIO * max(
-            math.sqrt(max(mid_sum, 0.0) / n), 1e-12)
+        stereo = _sounds_stereo(*self._sums, max(self._frames, 1))
         empty = np.zeros(0)
         return Profile(self.hop, np.concatenate(self._raw) if self._raw else empty,
                        np.concatenate(self._mid) if self._mid else empty, stereo)
@@ -247,8 +251,8 @@ class Stem:
         x = self.read()
         mid = 0.5 * (x[0] + x[1])
         side = 0.5 * (x[0] - x[1])
-        return float(np.sqrt(np.mean(side**2))) > STEREO_SIDE_RATIO * max(
-            float(np.sqrt(np.mean(mid**2))), 1e-12)
+        return _sounds_stereo(float(np.sum(mid**2, dtype=np.float64)),
+                              float(np.sum(side**2, dtype=np.float64)), x.shape[1])
 
 
 def audio_files(folder: Path) -> list[Path]:
