@@ -202,11 +202,10 @@ def master(
 
             if progress is not None:
                 progress(f"export to {plugins}")
-            exported = export_plugins(Path(report["sidecar"]),
-                                      plugins_folder(Path(report["output"]), plugins),
-                                      plugins=plugins, song=input_path, force=force)
-            report["plugins"] = {"folder": str(plugins_folder(Path(report["output"]), plugins)),
-                                 "errors": exported["errors"],
+            folder = plugins_folder(Path(report["output"]), plugins)
+            exported = export_plugins(Path(report["sidecar"]), folder, plugins=plugins,
+                                      song=input_path, force=force)
+            report["plugins"] = {"folder": str(folder), "errors": exported["errors"],
                                  "warnings": exported["warnings"]}
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
