@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._songs import real_songs  # noqa: E402
 
-CASES = (("pop", None), ("rock", None), ("pop", "-9"))  # reference, target
+CASES = (("pop", None), ("rock", None), ("pop", "-9"), ("pop", "-7"))  # reference, target
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     songs += real_songs(args.seconds, args.data_songs)
     header = ("| song | reference, target | EQ fit dB | EQ copied dB | comp. LU | comp. 400 ms dB "
               "| master LU | master LU unfitted | true peak dBTP | unfitted dBTP | ceiling "
-              "| fit s |")
+              "| saturator | fit s |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     worst = {"eq": 0.0, "lu": 0.0, "over": -np.inf}
@@ -79,7 +79,8 @@ def main() -> None:
                   f"| {loudness.integrated_lufs(mapped, audio.sample_rate) - want:+.2f} "
                   f"| {e.true_peak_dbtp:.2f} "
                   f"| {loudness.true_peak_dbtp(mapped, audio.sample_rate):.2f} "
-                  f"| {e.ceiling_dbtp:g} | {seconds:.1f} |", flush=True)
+                  f"| {e.ceiling_dbtp:g} | {'yes' if fitted.chain.saturator else 'no'} "
+                  f"| {seconds:.1f} |", flush=True)
             worst["eq"] = max(worst["eq"], e.eq_max_db)
             worst["lu"] = max(worst["lu"], abs(e.master_lu))
             worst["over"] = max(worst["over"], e.true_peak_dbtp - e.ceiling_dbtp)

@@ -241,3 +241,39 @@ def test_loading_a_plugin_keeps_subnormal_floats(name: str) -> None:
     tiny = np.array([1e-310, 1e-40], dtype=np.float64)
     assert np.all(tiny * 1.0 == tiny) and np.all(tiny > 0)
     assert np.float32(1e-40) * np.float32(1.0) > 0
+
+
+@needs_zam
+def test_at_a_very_loud_target_a_saturator_makes_up_what_zamaximx2_cannot(tmp_path: Path
+                                                                          ) -> None:
+    """At -6 LUFS ZaMaximX2 alone stops 0.5 LU short of automix's master on this excerpt,
+    whatever its release; the fit then puts ZamAutoSat before it and lands within 0.3 LU, true
+    peak under the ceiling. The render is the exported chain's, saturator included."""
+    from automix.audio import Audio
+    from automix.mastering.finalise import finalise
+    from automix.presets import Target
+
+    x, sr = sf.read(SONG, dtype="float32", always_2d=True, frames=8 * 44100)
+    samples = np.ascontiguousarray(x.T)
+    settings, ours, _ = finalise(Audio(samples, sr), ROCK, Target("t", -6.0, -1.0, "test"))
+    want = loudness.integrated_lufs(ours.samples, sr)
+    chain = zam.build(settings, sr)
+    widened = zam.render_eq(chain, samples, sr)  # (compressor and width: close enough here)
+    (_, (alone, _, alone_lufs, _)), _ = zam._fit_limiter(chain, settings, widened, want, sr)
+    assert alone.saturator is None and alone_lufs < want - zam.LOUDNESS_BOUND_LU
+
+    fitted = zam.fit(settings, samples, sr)
+    assert fitted.chain.saturator is not None
+    assert [p.plugin for p in fitted.chain.presets] == [
+        zam.EQ, zam.EQ, zam.COMPRESSOR, zam.SATURATOR, zam.LIMITER]
+    lufs = loudness.integrated_lufs(fitted.samples, sr)
+    assert abs(lufs - want) <= zam.LOUDNESS_BOUND_LU
+    assert loudness.true_peak_dbtp(fitted.samples, sr) <= settings.limiter.ceiling_dbtp
+    assert zam.misses(fitted.errors) == []
+    again = zam.render(fitted.chain, samples, sr)
+    assert np.max(np.abs(again - fitted.samples)) < 1e-5
+    names = [name for name, _ in zam.preset_files(fitted.chain)]
+    assert names[3:] == ["05-ZamAutoSat-saturator.vstpreset", "06-ZaMaximX2-limiter.vstpreset"]
+    rows = zam.sheet_rows(fitted.chain)
+    assert [r[1] for r in rows if r[0] in (4, 5)] == ["(DAW stereo width, mid/side)",
+                                                       "ZamAutoSat (saturator)"]

@@ -14,6 +14,10 @@ given the song, also fits what differs from automix's own render, on that song:
   its gain is ``ceiling - threshold``: its threshold is moved until the master reads the
   loudness of automix's master, its ceiling lowered by the true-peak overshoot measured, and
   its release shortened where more gain stops adding loudness.
+- At very loud targets ZaMaximX2 alone stops short (its loudness flattens some 0.8 LU under
+  automix's at -7 LUFS, whatever its release): ZamAutoSat, a fixed soft saturator, goes in
+  before it, driven by the compressor's make-up (`SATURATOR_DRIVES_DB`), the way a mastering
+  engineer puts a clipper before the limiter. Only then: elsewhere the chain has no saturator.
 
 `render` runs a `ZamChain` through the real plug-ins with pedalboard; `preset_bytes` gives a
 plug-in's ``.vstpreset`` (the state DPF plug-ins take back in any VST3 host) and `sheet` the
@@ -42,7 +46,9 @@ from automix.settings import MasterSettings
 VST3_DIR_ENV = "AUTOMIX_VST3_DIR"  # where the Zam plug-ins are looked for
 VST3_DIR = "/usr/lib/vst3"  # Debian's zam-plugins puts them here
 EQ, COMPRESSOR, LIMITER = "ZamEQ2", "ZamCompX2", "ZaMaximX2"
-PLUGINS = (EQ, COMPRESSOR, LIMITER)
+SATURATOR = "ZamAutoSat"  # mono, no controls: its drive is the level going in
+PLUGINS = (EQ, COMPRESSOR, SATURATOR, LIMITER)
+MONO_PLUGINS = (EQ, SATURATOR)  # one instance per channel
 COMPRESSOR_TOLERANCE_LU = 0.05  # the compressor fit stops this close to automix's loudness
 LOUDNESS_TOLERANCE_LU = 0.1  # the limiter fit stops this close (the goal is 0.3)
 # What the Zam chain promises against automix's own render; past these it says so.
@@ -51,6 +57,7 @@ LOUDNESS_BOUND_LU = 0.3  # the master's integrated loudness
 TRUE_PEAK_MARGIN_DB = 0.05  # what the fitted ceiling keeps below automix's, after overshoot
 MAX_FIT_RENDERS = 5  # renders of the compressor fit
 MAX_LIMITER_RENDERS = 10  # renders of the limiter fit (gain, ceiling and release)
+SATURATOR_DRIVES_DB = (0.0, 3.0, 6.0)  # tried in turn when the limiter alone falls short
 FLAT_LU_PER_DB = 0.35  # below this much loudness per dB of gain the limiter's release shortens
 # ZaMaximX2 4.1's ranges: its threshold sets the gain (ceiling - threshold)
 LIMITER_THRESHOLD_DB = (-30.0, 0.0)
@@ -81,10 +88,18 @@ class ZamChain:
     limiter: ZamPreset
     sample_rate: int
     notes: tuple[str, ...] = ()
+    saturator: ZamPreset | None = None  # between width and limiter, at very loud targets
 
     @property
     def presets(self) -> list[ZamPreset]:
-        return [*self.eq, self.compressor, self.limiter]
+        """The plug-ins in chain order (width, a DAW setting, goes before the first one after
+        the compressor: `after_width`)."""
+        return [*self.eq, self.compressor,
+                *([self.saturator] if self.saturator is not None else []), self.limiter]
+
+    def after_width(self, preset: ZamPreset) -> bool:
+        """Whether ``preset`` is the first plug-in after the stereo width."""
+        return preset is (self.saturator if self.saturator is not None else self.limiter)
 
 
 @dataclass(frozen=True)
@@ -322,7 +337,15 @@ def render(chain: ZamChain, samples: np.ndarray, sample_rate: int) -> np.ndarray
 
     y = _stereo(chain.compressor, render_eq(chain, samples, sample_rate), sample_rate)
     y = stereo_width(y, sample_rate, StereoWidthParams(width_pct=chain.width_pct))
-    return _stereo(chain.limiter, y, sample_rate)
+    return _limited(chain.limiter, chain.saturator, y, sample_rate)
+
+
+def _limited(limiter: ZamPreset, saturator: ZamPreset | None, samples: np.ndarray,
+             sample_rate: int) -> np.ndarray:
+    """The end of the chain: the saturator, if any, then the limiter."""
+    if saturator is not None:
+        samples = _per_channel(saturator, samples, sample_rate)
+    return _stereo(limiter, samples, sample_rate)
 
 
 def measured_eq_db(chain: ZamChain, freqs_hz: np.ndarray, length: int = 1 << 15) -> np.ndarray:
@@ -389,8 +412,8 @@ def fit(settings: MasterSettings, samples: np.ndarray, sample_rate: int) -> Fitt
     from automix.params import StereoWidthParams
 
     widened = own.stereo_width(compressed, sample_rate, StereoWidthParams(chain.width_pct))
-    chain, out, lufs, peak, renders["limiter"] = _fit_limiter(chain, settings, widened,
-                                                              want_lufs, sample_rate)
+    chain, out, lufs, peak, renders["limiter"] = _fit_end(chain, settings, widened, want_lufs,
+                                                          sample_rate)
     notes = tuple(n for n in chain.notes if not n.startswith("not fitted")) + (
         f"fitted at {sample_rate} Hz on the song: compressor threshold "
         f"{chain.compressor.controls['threshold_db']:.2f} dB, limiter threshold "
@@ -455,17 +478,49 @@ def _fit_compressor(preset: ZamPreset, eq_out: np.ndarray, want_lufs: float,
     return best[1], best[0], n
 
 
+def _fit_end(chain: ZamChain, settings: MasterSettings, widened: np.ndarray,
+             want_lufs: float, sample_rate: int
+             ) -> tuple[ZamChain, np.ndarray, float, float, int]:
+    """The end of the chain fitted (`_fit_limiter`): ZaMaximX2 alone, and where it falls
+    short of ``want_lufs``, ZamAutoSat before it at each of `SATURATOR_DRIVES_DB` in turn
+    until one reaches it. The best fit, its output, loudness, true peak and all renders."""
+    best, renders = _fit_limiter(chain, settings, widened, want_lufs, sample_rate)
+    saturator = ZamPreset(SATURATOR, "saturator", "soft saturation before the limiter", {})
+    for drive_db in SATURATOR_DRIVES_DB:
+        if best[0] <= LOUDNESS_TOLERANCE_LU or best[1][2] > want_lufs:
+            break
+        trial, n = _fit_limiter(replace(chain, saturator=saturator), settings, widened,
+                                want_lufs, sample_rate, drive_db=drive_db,
+                                start=best[1][0].limiter.controls)
+        renders += n
+        if trial[0] < best[0]:
+            best = trial
+    fitted, out, lufs, peak = best[1]
+    if fitted.saturator is not None:
+        fitted = replace(fitted, notes=fitted.notes + (
+            "saturation: ZaMaximX2 alone falls short of this loudness; ZamAutoSat (no "
+            "controls, mono: one per channel) goes between the width and ZaMaximX2, driven by "
+            "ZamCompX2's make-up",))
+    return fitted, out, lufs, peak, renders
+
+
 def _fit_limiter(chain: ZamChain, settings: MasterSettings, widened: np.ndarray,
-                 want_lufs: float, sample_rate: int
-                 ) -> tuple[ZamChain, np.ndarray, float, float, int]:
+                 want_lufs: float, sample_rate: int, drive_db: float = 0.0,
+                 start: dict[str, float] | None = None
+                 ) -> tuple[tuple[float, tuple[ZamChain, np.ndarray, float, float]], int]:
     """ZaMaximX2 fitted to automix's master of the song: its gain (the threshold) moved by
     secant steps until the master reads ``want_lufs``; its ceiling lowered by the true-peak
     overshoot over automix's ceiling (it limits sample peaks); its release shortened where
     more gain stops adding loudness (it takes more off than automix's limiter at the same
-    release). Returns the chain, its output, loudness and true peak, and the renders."""
+    release). ``drive_db`` more goes into the chain's saturator (on the compressor's
+    make-up); ``start``, an earlier fit's ZaMaximX2 controls, gives the first ceiling and
+    release. Returns the best try, (its miss: LU off plus ten times the dB over the
+    ceiling, (the chain, its output, loudness, true peak)), and the renders."""
     ceiling_target = settings.limiter.ceiling_dbtp
     gain_db, ceiling = settings.gain_db, ceiling_target
     release = settings.limiter.release_ms
+    if start is not None:
+        ceiling, release = start["output_ceiling_db"], start["release_ms"]
     previous = None
     best: tuple[float, Any] | None = None
     n = 0
@@ -475,12 +530,13 @@ def _fit_limiter(chain: ZamChain, settings: MasterSettings, widened: np.ndarray,
                                            ceiling)
         limiter = held(replace(chain.limiter, controls=controls))
         compressor = chain.compressor
-        if extra:  # gain past ZaMaximX2's threshold range: on the compressor's make-up
+        extra += drive_db
+        if extra:  # gain past ZaMaximX2's threshold range, and drive: on the make-up
             makeup = compressor_controls(settings.chain.compressor, extra)["makeup_db"]
             compressor = held(replace(compressor, controls={**compressor.controls,
                                                              "makeup_db": makeup}))
         x = widened if extra == 0.0 else widened * np.float32(10 ** (extra / 20))
-        out = _stereo(limiter, x, sample_rate)
+        out = _limited(limiter, chain.saturator, x, sample_rate)
         lufs = loudness.integrated_lufs(out, sample_rate)
         peak = loudness.true_peak_dbtp(out, sample_rate)
         over, error = peak - ceiling_target, lufs - want_lufs
@@ -502,8 +558,7 @@ def _fit_limiter(chain: ZamChain, settings: MasterSettings, widened: np.ndarray,
             continue
         gain_db, previous = _secant(gain_db, error, previous, (-70.0, 70.0), 1.0), \
             (gain_db, error)
-    chain_out, out, lufs, peak = best[1]
-    return chain_out, out, lufs, peak, n
+    return best, n
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -521,11 +576,14 @@ def sheet_rows(chain: ZamChain) -> list[tuple[int, str, str, str, str]]:
     rows = []
     position = 0
     for preset in chain.presets:
-        if preset.plugin == LIMITER:
+        if chain.after_width(preset):
             position += 1
             rows.append((position, "(DAW stereo width, mid/side)", "width",
                          f"{chain.width_pct:.0f}", "%"))
         position += 1
+        if not preset.controls:
+            rows.append((position, f"{preset.plugin} ({preset.label})", "(no controls)", "-",
+                         ""))
         for name, value in preset.controls.items():
             rows.append((position, f"{preset.plugin} ({preset.label})", name,
                          f"{value:.2f}" if unit_of(name) else f"{value:g}", unit_of(name)))
@@ -543,7 +601,8 @@ def misses(errors: ModuleErrors | None) -> list[str]:
     if errors.master_lu is not None and abs(errors.master_lu) > LOUDNESS_BOUND_LU:
         side = "under" if errors.master_lu < 0 else "over"
         reason = (": lower the target, or finish with automix's own master (at very loud "
-                  "targets ZaMaximX2 takes more off)" if errors.master_lu < 0 else "")
+                  "targets ZaMaximX2 takes more off, even after ZamAutoSat)"
+                  if errors.master_lu < 0 else "")
         out.append(f"the Zam master is {abs(errors.master_lu):.2f} LU {side} automix's "
                    f"(bound {LOUDNESS_BOUND_LU:g} LU){reason}")
     if errors.true_peak_dbtp is not None and errors.ceiling_dbtp is not None \
@@ -560,7 +619,8 @@ def sheet(chain: ZamChain, errors: ModuleErrors | None) -> str:
     lines += [f"| {p} | {plugin} | {name} | {value} | {unit} |"
               for p, plugin, name, value, unit in sheet_rows(chain)]
     lines += ["", "Load each `NN-<plug-in>-<label>.vstpreset` into its plug-in, in order; "
-              "ZamEQ2 is mono: on a stereo track use one instance per channel (or the "
+              + ("ZamEQ2 and ZamAutoSat are" if chain.saturator is not None else "ZamEQ2 is")
+              + " mono: on a stereo track use one instance per channel (or the "
               "DAW's dual-mono mode) with the same preset.", "", "Notes:"]
     lines += [f"- {note}" for note in chain.notes]
     if errors is not None:
@@ -581,7 +641,7 @@ def preset_files(chain: ZamChain) -> list[tuple[str, ZamPreset]]:
     """The file name of each preset, in chain order (width, not a plug-in, is numbered too)."""
     names, position = [], 0
     for preset in chain.presets:
-        position += 2 if preset.plugin == LIMITER else 1
+        position += 2 if chain.after_width(preset) else 1
         names.append((f"{position:02d}-{preset.plugin}-{preset.label}.vstpreset", preset))
     return names
 
@@ -590,7 +650,7 @@ def preset_bytes(preset: ZamPreset) -> bytes:
     """The plug-in's state as a ``.vstpreset`` file. DPF hands the new values to its
     processor, and so to its state, only when it processes: a short silence goes through
     first (without it the state holds the defaults)."""
-    silence = np.zeros((1 if preset.plugin == EQ else 2, 64), dtype=np.float32)
+    silence = np.zeros((1 if preset.plugin in MONO_PLUGINS else 2, 64), dtype=np.float32)
 
     def state(plugin: Any) -> bytes:
         plugin(silence, float(DEFAULT_STATE_RATE))
