@@ -158,7 +158,8 @@ def master(
         "fitted to this song, into <output>_zam/ (see `automix export`)."),
     chain: str | None = typer.Option(
         None, "--chain", help="Your own VST3 chain, e.g. ZamEQ2,ZamCompX2 or a.vst3,b.vst3: "
-        "its parameters are optimised toward the reference, then finalised to the target."),
+        "its parameters are optimised toward automix's own master toward the reference, then "
+        "finalised to the target."),
     chain_seconds: float | None = typer.Option(
         None, "--chain-seconds", min=0.0, help="--chain: the search's time budget (default 30)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
@@ -238,10 +239,11 @@ def _master_chain(input_path: Path, chain: str, seconds: float | None, options: 
         return
     _print_master(report)
     found = report["chain"]
+    errors = found["tonal_balance_error_db"]
     out_console.print(
-        f"chain: tonal-balance error {found['tonal_balance_error_db']['defaults']:.2f} dB at "
-        f"the plug-ins' defaults, {found['tonal_balance_error_db']['optimised']:.2f} dB "
-        f"optimised ({found['evaluations']} renders of {found['excerpt_s']:g} s in "
+        f"chain: {errors['defaults']:.2f} dB from the tonal balance of automix's own master at "
+        f"the plug-ins' defaults, {errors['optimised']:.2f} dB optimised "
+        f"({found['evaluations']} renders of {found['excerpt_s']:g} s in "
         f"{found['seconds']:.1f} s)", highlight=False)
     for row in found["plugins"]:
         values = ", ".join(f"{p['parameter']} {p['value']}{' ' + p['unit'] if p['unit'] else ''}"

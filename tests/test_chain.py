@@ -167,3 +167,32 @@ def test_the_api_masters_through_a_chain(excerpt: Audio) -> None:
     assert abs(result.output.integrated_lufs + 16.0) <= 0.5
     assert result.output.true_peak_dbtp <= result.target.ceiling_dbtp + 0.05
     assert found["evaluations"] == 1  # no budget: the plug-ins as they load
+
+
+def test_the_aim_is_automix_own_master_not_the_reference_spectrum(excerpt: Audio,
+                                                                  tmp_path: Path) -> None:
+    """The search aims at what automix's master makes of the song toward the reference: the
+    aim's bands are automix's own master's (measured on its render), and a reference with
+    narrow band detail of its own (another song's arrangement: +-9 dB peaks an octave apart)
+    is not copied: the aim stays several dB from it, nearer the song."""
+    from automix.mastering.finalise import render_master
+    from automix.mastering.pipeline import master
+
+    sr = excerpt.sample_rate
+    detail = pb.Pedalboard([pb.PeakFilter(f, 9.0 if i % 2 else -9.0, 4.0)
+                            for i, f in enumerate((250.0, 500.0, 1000.0, 2000.0, 4000.0))])
+    path = tmp_path / "detailed.wav"
+    sf.write(path, detail(excerpt.samples, sr).T, sr)
+    reference = resolve_reference(str(path))
+    target = Target("test", -14.0, -1.0, "")
+    song = Audio(tilted(excerpt), sr)
+    song_analysis = analysis.analyze(song.samples, sr)
+    aimed = chain.aim(song, song_analysis, reference, target, song.samples)
+
+    ours = master(song, reference, target, method="dsp")
+    rendered = render_master(song, ours.settings).samples
+    assert tonal_error_db(analysis.analyze(rendered, sr), aimed.tonal_mid_db) < 0.15
+    ref_mid = np.asarray(reference.features.tonal_mid_db)
+    assert tonal_error_db(analysis.analyze(rendered, sr), ref_mid) > 2.0  # not copied
+    assert chain.tonal_loss_db(song.samples, sr, aimed.tonal_mid_db) \
+        < chain.tonal_loss_db(song.samples, sr, ref_mid) - 1.0

@@ -6,13 +6,19 @@ plug-in gets one instance per channel. `tunable` picks each plug-in's continuous
 (float, more than `MIN_STEPS` steps, not a frame count, not a meter). `optimise` searches
 them in normalised [0, 1] space with CMA-ES (the ``cma`` package), from the plug-ins' own
 values (doing nothing is the start), on the loudest `EXCERPT_S` of the song, within a time
-budget. The loss is the master's tonal-balance error to the reference
-(`pipeline.tonal_error_db`: mid bands, mean level removed, the report's number) plus, per dB of
-crest factor over the reference's, `CREST_WEIGHT` (a chain that makes peaks, not tone, would
-leave the finalise's limiter short of the loudness), plus a small pull toward the start
-(`START_PULL_DB`), so that parameters the loss does not see stay where
-they were. `render` runs the whole song through the chain; the master pipeline's `finalise`
-then brings it to the delivery target (automix's own chain left neutral).
+budget. What it aims at (`aim`) is what automix's own master makes of the excerpt toward the
+reference: the DSP matcher's chain rendered, its mid tonal balance and crest factor. The
+reference is usually another song, and its band detail is its arrangement: aiming at the
+reference's spectrum itself let ZamEQ2's wide ranges copy it (5.88 dB tonal error to the
+composer's master cross-song, against automix's 4.00: docs/benchmarks.md); the matcher's
+judgement (bounded, smooth, nothing where the song needs nothing) is what the user's plug-ins
+are tuned to reproduce. The loss is the tonal-balance error to the aim
+(`pipeline.tonal_error_db`: mid bands, mean level removed) plus, per dB of crest factor over
+the aim's, `CREST_WEIGHT` (a chain that makes peaks, not tone, would leave the finalise's
+limiter short of the loudness), plus a small pull toward the start (`START_PULL_DB`), so that
+parameters the loss does not see stay where they were. `render` runs the whole song through
+the chain; the master pipeline's `finalise` then brings it to the delivery target (automix's
+own chain left neutral).
 """
 
 from __future__ import annotations
@@ -82,6 +88,14 @@ class Stage:
                          "value": str(parameter.string_value).strip(),
                          "unit": str(parameter.label or "").strip()})
         return rows
+
+
+@dataclass(frozen=True)
+class Aim:
+    """What the search aims at: mid tonal balance (dB per band) and crest factor (dB)."""
+
+    tonal_mid_db: np.ndarray
+    crest_db: float
 
 
 @dataclass
@@ -284,16 +298,31 @@ def optimise(stages: list[Stage], excerpt: np.ndarray, sample_rate: int, ref_mid
     return Optimised(values, start_error, error, evaluations, time.perf_counter() - t0)
 
 
+def aim(audio: Any, input_analysis: Any, reference: Any, target: Any,
+        excerpt: np.ndarray) -> Aim:
+    """automix's own master of ``excerpt`` toward ``reference``: the DSP matcher's chain for
+    ``audio`` (`match.dsp_match`) rendered on the excerpt, its mid bands and crest factor."""
+    from automix.effects import render as own
+    from automix.mastering.match import dsp_match
+
+    chain = dsp_match(audio, input_analysis, reference, target)
+    aimed = own.master_chain(excerpt, audio.sample_rate, chain)
+    bands = analysis.tonal_balance_db(aimed.mean(axis=0), audio.sample_rate, 0.0)
+    return Aim(np.asarray(bands, dtype=np.float64), crest_db(aimed))
+
+
 def excerpt_of(samples: np.ndarray, sample_rate: int, seconds: float = EXCERPT_S) -> np.ndarray:
     start, end = analysis.loudest_excerpt(samples, sample_rate, seconds)
     return np.ascontiguousarray(samples[:, start:end], dtype=np.float32)
 
 
 def report(stages: list[Stage], found: Optimised) -> dict[str, Any]:
-    """The sidecar's part: the chain in order with its found parameters."""
+    """The sidecar's part: the chain in order with its found parameters, and its tonal-balance
+    error to the aim (automix's own master of the excerpt) before and after the search."""
     return {
         "plugins": [{"plugin": s.name, "file": str(s.path), "mono": s.mono,
                      "parameters": s.found()} for s in stages],
+        "aim": "automix's own master (dsp) of the excerpt toward the reference",
         "tonal_balance_error_db": {"defaults": round(found.start_error_db, 3),
                                    "optimised": round(found.error_db, 3)},
         "excerpt_s": EXCERPT_S,
@@ -320,7 +349,8 @@ def master(audio: Any, reference: Any, target: Any, specs: Sequence[str], *,
            on_step: Callable[[float, float], None] | None = None
            ) -> tuple[Any, dict[str, Any], list[Stage]]:
     """``audio`` (an `Audio`) mastered through the user's chain ``specs``: its parameters
-    optimised toward ``reference``'s tonal balance (`optimise`), the song rendered through it,
+    optimised toward automix's own master of it toward ``reference`` (`aim`, `optimise`), the
+    song rendered through it,
     then finalised to ``target`` (`finalise.finalise`, automix's own chain neutral: a 10-Hz
     high-pass, the rest identities). Returns the `MasterResult` (method "chain"), the chain's
     report (found parameters) and the stages, set (for presets; `close` them)."""
@@ -333,11 +363,14 @@ def master(audio: Any, reference: Any, target: Any, specs: Sequence[str], *,
     sr = audio.sample_rate
     input_analysis = analysis.analyze(audio.samples, sr)
     timings = {"analyse": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    excerpt = excerpt_of(audio.samples, sr)
+    aimed = aim(audio, input_analysis, reference, target, excerpt)
+    timings["aim"] = time.perf_counter() - t0
     stages = load_chain(specs, sr, audio.samples.shape[0])
-    ref_mid = np.asarray(reference.features.tonal_mid_db, dtype=np.float64)
-    found = optimise(stages, excerpt_of(audio.samples, sr), sr, ref_mid,
-                     reference.features.crest_db, budget_s=budget_s, seed=seed,
-                     max_evaluations=max_evaluations, on_step=on_step)
+    found = optimise(stages, excerpt, sr, aimed.tonal_mid_db, aimed.crest_db,
+                     budget_s=budget_s, seed=seed, max_evaluations=max_evaluations,
+                     on_step=on_step)
     timings["optimise"] = found.seconds
     t0 = time.perf_counter()
     rendered = render(stages, audio.samples, sr)
