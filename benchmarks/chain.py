@@ -6,11 +6,11 @@ loudest segment degraded by random EQ, side gain and gain, moved toward a refere
 against the composer's own master. Systems: identity (the degraded input); automix's own
 master (``--method dsp``, the whole pipeline); the user's chain ZamEQ2 + ZamCompX2 at the
 plug-ins' defaults (no search: only the finalise to the target) and optimised for
-``--chain-seconds`` (`automix.plugins.chain.master`, what ``master --chain`` runs); and the
-ceiling (the exact inverse of the degradation). ``seconds`` is each system's wall time (it
-includes ``to_reference_db``'s analysis); ``to_reference_db`` is the output's tonal-balance
-error to the reference as ``master`` reports it, what the chain's search minimises (the
-style-transfer metrics score against the truth).
+``--chain-seconds`` (`automix.plugins.chain.master`, what ``master --chain`` runs: aimed at
+automix's own master of the song); and the ceiling (the exact inverse of the degradation).
+``seconds`` is each system's wall time (it includes ``to_reference_db``'s analysis);
+``to_reference_db`` is the output's tonal-balance error to the reference as ``master`` reports
+it (the style-transfer metrics score against the truth).
 
 Run::
 
