@@ -22,8 +22,9 @@ installs fluidsynth and fluid-soundfont-gm when missing, and downloads the packa
 
     python -m automix.training.multitracks DIR [--jobs 1] [--only PACKAGE ...] [--max-seconds 150]
 
-Songs longer than ``--max-seconds`` are cut there (their MIDI, before rendering). It skips
-songs whose meta.json exists, and writes every file atomically.
+Songs longer than ``--max-seconds`` are cut there (their MIDI, before rendering); every song
+ends with its notes released and, `TAIL_SECONDS` later, every voice stopped. It skips songs
+whose meta.json exists, and writes every file atomically.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/default-GM.sf2")  # fluid-soundfont-gm
 APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm")
 SYNTH_GAIN = 0.5  # FluidSynth's master gain: whole songs stay below full scale
 MAX_SECONDS = 150.0  # longer songs are cut here (some loop for half an hour)
+TAIL_SECONDS = 2.0  # after the cut, notes ring out this long before every voice is stopped
+RENDER_TIMEOUT_S = 600.0  # one FluidSynth render; a song that takes longer fails
 PACKAGES = ("planetblupi-music-midi", "freedink-data", "freedoom")
 MIDI_SUFFIXES = (".mid", ".midi")
 
@@ -204,12 +207,17 @@ def dry_channel(midi: mido.MidiFile, channel: int) -> mido.MidiFile:
     return channel_only(midi, channel, dry=True)
 
 
-def trimmed(midi: mido.MidiFile, seconds: float) -> mido.MidiFile:
-    """`midi` cut at `seconds`: later messages dropped, every channel's notes released there
-    (CC123 all notes off). The same file when it is shorter."""
+def ended(midi: mido.MidiFile, seconds: float, *, tail_s: float = TAIL_SECONDS
+          ) -> mido.MidiFile:
+    """`midi` cut at `seconds` (the whole song when shorter): later messages dropped, every
+    channel's sustain pedal lifted and notes released there (CC64 0, CC123), and every voice
+    stopped `tail_s` later (CC120 all sound off), where the file ends. FluidSynth renders
+    until its last voice is silent, and a held looping sample never is."""
     limit = _tick_at(midi, seconds)
     if limit is None:
-        return midi
+        limit = max(sum(m.time for m in t) for t in midi.tracks)
+        seconds = midi.length
+    tail = _tick_at(midi, seconds + tail_s, extend=True) - limit
     out = mido.MidiFile(type=midi.type, ticks_per_beat=midi.ticks_per_beat)
     for i, track in enumerate(midi.tracks):
         new, last = mido.MidiTrack(), 0
@@ -220,16 +228,18 @@ def trimmed(midi: mido.MidiFile, seconds: float) -> mido.MidiFile:
                 new.append(m.copy(time=tick - last))
                 last = tick
         if i == 0:
-            new.extend(mido.Message("control_change", channel=ch, control=123, value=0,
-                                    time=limit - last if ch == 0 else 0) for ch in range(16))
-            last = limit
-        new.append(mido.MetaMessage("end_of_track", time=limit - last))
+            for cc, delay in ((64, limit - last), (123, 0), (120, tail)):
+                new.extend(mido.Message("control_change", channel=ch, control=cc, value=0,
+                                        time=delay if ch == 0 else 0) for ch in range(16))
+            last = limit + tail
+        new.append(mido.MetaMessage("end_of_track", time=max(0, limit + tail - last)))
         out.tracks.append(new)
     return out
 
 
-def _tick_at(midi: mido.MidiFile, seconds: float) -> int | None:
-    """The tick at `seconds` from the start (tempo changes followed), None past the end."""
+def _tick_at(midi: mido.MidiFile, seconds: float, *, extend: bool = False) -> int | None:
+    """The tick at `seconds` from the start (tempo changes followed); past the end None, or
+    when `extend` the tick it would be at with the last tempo held."""
     tempos = sorted((tick, m.tempo) for t in midi.tracks for tick, m in _absolute(t)
                     if m.type == "set_tempo")
     end = max((sum(m.time for m in t) for t in midi.tracks), default=0)
@@ -237,10 +247,13 @@ def _tick_at(midi: mido.MidiFile, seconds: float) -> int | None:
     for at, new_tempo in [*tempos, (end, None)]:
         span = mido.tick2second(at - tick, midi.ticks_per_beat, tempo)
         if elapsed + span >= seconds:
-            return tick + round(mido.second2tick(seconds - elapsed, midi.ticks_per_beat, tempo))
+            break
         elapsed, tick = elapsed + span, at
         tempo = new_tempo or tempo
-    return None
+    else:
+        if not extend:
+            return None
+    return tick + round(mido.second2tick(seconds - elapsed, midi.ticks_per_beat, tempo))
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -253,7 +266,7 @@ def render(midi_path: Path, wav_path: Path, *, effects: bool, soundfont: Path = 
     flags = [] if effects else ["-R", "0", "-C", "0"]
     subprocess.run(["nice", "-n", "10", "fluidsynth", "-ni", "-q", *flags, "-F", str(wav_path),
                     "-r", str(recipe.SAMPLE_RATE), "-g", str(gain), str(soundfont),
-                    str(midi_path)], check=True, capture_output=True)
+                    str(midi_path)], check=True, capture_output=True, timeout=RENDER_TIMEOUT_S)
 
 
 def can_render(soundfont: Path = SOUNDFONT) -> bool:
@@ -431,7 +444,7 @@ def build_song(song: Song, out: Path, *, root: Path, stanzas: list[dict[str, str
             **song_credits(song, midi, root, stanzas), "split": split_of(song.name),
             "original_seconds": round(midi.length, 2), "max_seconds": max_seconds,
             "soundfont": soundfont.resolve().name, "renderer": "fluidsynth"}
-    return render_song(trimmed(midi, max_seconds), song_dir, meta=meta, soundfont=soundfont)
+    return render_song(ended(midi, max_seconds), song_dir, meta=meta, soundfont=soundfont)
 
 
 def build(out: Path, *, jobs: int = 1, only: list[str] | None = None,
@@ -456,7 +469,7 @@ def build(out: Path, *, jobs: int = 1, only: list[str] | None = None,
             for future, song in futures.items():
                 try:
                     done[package].append(future.result())
-                except (ValueError, OSError, EOFError, subprocess.CalledProcessError) as exc:
+                except (ValueError, OSError, EOFError, subprocess.SubprocessError) as exc:
                     print(f"{song.name}: failed ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})", file=sys.stderr)
                     continue
