@@ -47,7 +47,7 @@ def test_decisions_are_read_per_channel_in_real_units():
 
 def test_dry_channel_keeps_notes_and_neutralises_the_mix_controls():
     song = _song()
-    dry = mt.dry_channel(song, 0)
+    dry = mt.channel_only(song, 0, dry=True)
     msgs = [m for t in dry.tracks for m in t if not m.is_meta]
     assert {m.channel for m in msgs} == {0}
     ccs = [(m.control, m.value) for m in msgs if m.type == "control_change"]

@@ -202,11 +202,6 @@ def channel_only(midi: mido.MidiFile, channel: int, *, dry: bool) -> mido.MidiFi
     return out
 
 
-def dry_channel(midi: mido.MidiFile, channel: int) -> mido.MidiFile:
-    """`channel` alone with its mix controllers neutralised (`channel_only`, dry)."""
-    return channel_only(midi, channel, dry=True)
-
-
 def ended(midi: mido.MidiFile, seconds: float, *, tail_s: float = TAIL_SECONDS
           ) -> mido.MidiFile:
     """`midi` cut at `seconds` (the whole song when shorter): later messages dropped, every
