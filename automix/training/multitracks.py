@@ -49,6 +49,7 @@ from pathlib import Path
 
 import mido
 import numpy as np
+import soundfile as sf
 
 from automix.training import recipe, wad
 from automix.training.data import is_held_out, is_validation
@@ -283,8 +284,6 @@ def ensure_fluidsynth(soundfont: Path = SOUNDFONT) -> None:
 def render_audio(midi: mido.MidiFile, *, effects: bool, soundfont: Path = SOUNDFONT
                  ) -> np.ndarray:
     """FluidSynth's render of `midi`: (2, n) float32 at 44.1 kHz."""
-    import soundfile as sf
-
     with tempfile.TemporaryDirectory() as tmp:
         mid, wav = Path(tmp) / "x.mid", Path(tmp) / "x.wav"
         midi.save(str(mid))
