@@ -197,3 +197,15 @@ def test_a_song_renders_with_meta_in_real_units(tmp_path):
     assert np.abs(dry[:, 1]).sum() > 0.5 * np.abs(dry[:, 0]).sum()  # dry: centred
     mt.build_song(songs[0], tmp_path / "out", root=root, stanzas=[], max_seconds=3.0)
     assert json.loads((song / "meta.json").read_text()) == meta  # idempotent: kept
+
+
+def test_ending_follows_the_tempo_that_holds_at_the_cut():
+    midi = mido.MidiFile(type=1, ticks_per_beat=480)
+    meta = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000),
+                           mido.MetaMessage("set_tempo", tempo=1000000)])  # the later holds
+    notes = mido.MidiTrack([mido.Message("note_on", note=60, velocity=90),
+                            mido.Message("note_off", note=60, time=4 * 480)])
+    midi.tracks.extend([meta, notes])
+    assert midi.length == pytest.approx(4.0)  # 4 beats at 60 bpm
+    assert mt.ended(midi, 2.0).length == pytest.approx(2.0 + mt.TAIL_SECONDS, abs=1e-3)
+    assert mt.ended(midi, 10.0).length == pytest.approx(4.0 + mt.TAIL_SECONDS, abs=1e-3)

@@ -59,6 +59,7 @@ CENTRE_PAN = 64
 MIX_CONTROLS = {7: DRY_VOLUME, 10: CENTRE_PAN, 91: 0, 93: 0}  # CC number -> neutral value
 DEFAULT_CC = {7: 100, 10: 64, 91: 40, 93: 0}  # FluidSynth's power-on values (GS: reverb 40)
 DRUM_CHANNEL = 9  # GM channel 10
+DEFAULT_TEMPO = 500000  # µs per beat (120 bpm) until a set_tempo says otherwise
 SOUNDFONT = Path("/usr/share/sounds/sf2/default-GM.sf2")  # fluid-soundfont-gm
 APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm")
 SYNTH_GAIN = 0.5  # FluidSynth's master gain: whole songs stay below full scale
@@ -212,8 +213,8 @@ def ended(midi: mido.MidiFile, seconds: float, *, tail_s: float = TAIL_SECONDS
     limit = _tick_at(midi, seconds)
     if limit is None:
         limit = max(sum(m.time for m in t) for t in midi.tracks)
-        seconds = midi.length
-    tail = _tick_at(midi, seconds + tail_s, extend=True) - limit
+    tempo = ([t for tick, t in _tempos(midi) if tick <= limit] or [DEFAULT_TEMPO])[-1]
+    tail = round(mido.second2tick(tail_s, midi.ticks_per_beat, tempo))
     out = mido.MidiFile(type=midi.type, ticks_per_beat=midi.ticks_per_beat)
     for i, track in enumerate(midi.tracks):
         new, last = mido.MidiTrack(), 0
@@ -233,23 +234,24 @@ def ended(midi: mido.MidiFile, seconds: float, *, tail_s: float = TAIL_SECONDS
     return out
 
 
-def _tick_at(midi: mido.MidiFile, seconds: float, *, extend: bool = False) -> int | None:
-    """The tick at `seconds` from the start (tempo changes followed); past the end None, or
-    when `extend` the tick it would be at with the last tempo held."""
-    tempos = sorted((tick, m.tempo) for t in midi.tracks for tick, m in _absolute(t)
-                    if m.type == "set_tempo")
+def _tempos(midi: mido.MidiFile) -> list[tuple[int, int]]:
+    """(tick, tempo in µs per beat) of every tempo change, in time order (file order within
+    a tick: the later one holds)."""
+    return sorted(((tick, m.tempo) for t in midi.tracks for tick, m in _absolute(t)
+                   if m.type == "set_tempo"), key=lambda change: change[0])
+
+
+def _tick_at(midi: mido.MidiFile, seconds: float) -> int | None:
+    """The tick at `seconds` from the start (tempo changes followed), None past the end."""
     end = max((sum(m.time for m in t) for t in midi.tracks), default=0)
-    tick, tempo, elapsed = 0, 500000, 0.0
-    for at, new_tempo in [*tempos, (end, None)]:
+    tick, tempo, elapsed = 0, DEFAULT_TEMPO, 0.0
+    for at, new_tempo in [*_tempos(midi), (end, None)]:
         span = mido.tick2second(at - tick, midi.ticks_per_beat, tempo)
         if elapsed + span >= seconds:
-            break
+            return tick + round(mido.second2tick(seconds - elapsed, midi.ticks_per_beat, tempo))
         elapsed, tick = elapsed + span, at
         tempo = new_tempo or tempo
-    else:
-        if not extend:
-            return None
-    return tick + round(mido.second2tick(seconds - elapsed, midi.ticks_per_beat, tempo))
+    return None
 
 
 # --- rendering --------------------------------------------------------------------------------
