@@ -8,11 +8,26 @@ production features (tonal balance error, loudness, crest, width). Then 8 stems 
 are mixed and timed. Usage::
 
     python benchmarks/mixing.py [--seconds 30] [--speed-only] [--no-speed] [--long 32 10]
+    python benchmarks/mixing.py --protocol author [--seconds 30]
 
 The speed part also times the bare pedalboard render of the chains automix chose (read, each
 stem through its chain, sum) and prints automix's end-to-end time as a ratio of it; ``--long``
 mixes synthetic long stems in a child process and reports its wall time and peak RSS.
 Songs that fail are reported as a row, not skipped; silent stems are kept.
+
+``--protocol author`` scores instead dry stems against the author's own mix, on the held-out
+General-MIDI songs (`python -m automix.training.multitracks`: each song's stems are its MIDI
+channels rendered dry, its ``master.flac`` the whole file with the author's levels, pans and
+reverb and chorus sends, its ``wet/`` each channel as it sounds in that mix). On the same
+excerpt (the scored segment A), three systems mix the dry stems: their plain sum, automix with
+role defaults (``--method dsp``) and automix with the stem network (``--method network``), both
+as ``automix mix`` does without ``--reference`` (the default preset, "pop"; no song's own mix
+is shown to it). Each is scored against the author's mix: log-mel and tonal distance, each
+stem's level share (its loudness minus the mix's, against its wet render's share of the
+author's mix; mean absolute dB over the stems playing in the excerpt; automix's stems are taken
+after their chains, before the reverb bus and the master), crest factor, PLR, width and the
+reverb measure (`analysis.reverb_tail_db`), as absolute differences. Means over songs, then
+per package; songs that fail are a row.
 
 Held-out songs: the sha1 rule of the song name at 20 % (`automix.training.data.is_held_out`,
 which the stem model's training obeys), a superset of the master model's 10 % held out.
@@ -24,6 +39,7 @@ defaults: dsp; the stem network: network).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -37,13 +53,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _songs import DATA_DIR  # noqa: E402
 
-from automix import analysis, mixing  # noqa: E402
+from automix import analysis, loudness, mixing  # noqa: E402
 from automix.files import mix_file  # noqa: E402
 from automix.mixing.render import render_stem  # noqa: E402
 from automix.mixing.stems import Stem, load_stems, stem_loudness_lufs  # noqa: E402
 from automix.model.features import log_mel_db, mid_side, unit_rms  # noqa: E402
 from automix.params import EQParams, GainParams, PanParams, StemChain  # noqa: E402
-from automix.references import resolve_reference  # noqa: E402
+from automix.references import resolve, resolve_reference  # noqa: E402
 from automix.settings import (  # noqa: E402
     METHODS,
     MIX_METHOD,  # noqa: E402
@@ -80,6 +96,15 @@ def read(path: Path, start_s: float, seconds: float) -> tuple[np.ndarray, int]:
     x, _ = sf.read(path, start=int(start_s * sr), frames=int(seconds * sr), dtype="float32",
                    always_2d=True)
     return x.T, sr
+
+
+def excerpts(paths: list[Path], start_s: float, seconds: float, folder: Path) -> Path:
+    """Write the same excerpt of each file to ``folder`` as float WAV (a stems folder)."""
+    folder.mkdir()
+    for path in paths:
+        x, sr = read(path, start_s, seconds)
+        sf.write(folder / f"{path.stem}.wav", x.T, sr, subtype="FLOAT")
+    return folder
 
 
 def perturbation(rng: np.random.Generator, p: Perturbation = Perturbation()) -> StemChain:
@@ -151,11 +176,8 @@ def _score_song(song: Path, seconds: float, method: str, rng: np.random.Generato
     a_start, b_start = segments(duration)
     real, sr = read(mix_path, a_start, seg)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "stems"
-        folder.mkdir()
-        for stem_path in sorted((song / "stems").glob("*.flac")):
-            x, ssr = read(stem_path, a_start, seg)
-            sf.write(folder / f"{stem_path.stem}.wav", x.T, ssr, subtype="FLOAT")
+        folder = excerpts(sorted((song / "stems").glob("*.flac")), a_start, seg,
+                          Path(tmp) / "stems")
         ref_path = Path(tmp) / "reference.wav"
         sf.write(ref_path, read(mix_path, b_start, seg)[0].T, sr, subtype="FLOAT")
         stems, sr, _ = load_stems(folder)
@@ -199,6 +221,115 @@ def _quality_table(songs: list[Path], rows: dict[str, list[dict[str, float]]],
           f"{len(better)}/{len(features)} ({', '.join(better) or 'none'}), "
           f"{_verdict(len(better) == len(features))}")
     print(f"| failed songs | {len(failed)} of {len(songs)} | {'; '.join(failed) or '-'} |")
+
+
+def author_songs(root: Path) -> list[Path]:
+    """The held-out multitracks that hold an author's mix and wet stems (the MIDI songs)."""
+    return [p for p in held_out(root) if (p / "master.flac").exists() and (p / "wet").is_dir()]
+
+
+def level_shares_db(parts: dict[str, np.ndarray], mix: np.ndarray, sr: int) -> dict[str, float]:
+    """Each part's loudness relative to the mix's (LU), for the parts louder than -70 LUFS."""
+    whole = loudness.integrated_lufs(mix, sr)
+    out = {}
+    for name, x in parts.items():
+        level = loudness.integrated_lufs(x, sr)
+        if level > -70.0:
+            out[name] = level - whole
+    return out
+
+
+def share_error_db(system: dict[str, float], author: dict[str, float]) -> float:
+    """Mean absolute difference of the stems' level shares, over the stems that play in the
+    author's mix (a stem the system silenced counts at its -70 LUFS floor)."""
+    return float(np.mean([abs(system.get(k, -70.0) - v) for k, v in author.items()]))
+
+
+def author_scores(x: np.ndarray, shares: dict[str, float], real: np.ndarray,
+                  real_shares: dict[str, float], sr: int) -> dict[str, float]:
+    """`scores` against the author's mix, and the level-share, PLR and reverb differences."""
+    a, r = analysis.analyze(x, sr), analysis.analyze(real, sr)
+    return {**scores(x, real, sr), "share dB": share_error_db(shares, real_shares),
+            "PLR dB": abs(a.plr_db - r.plr_db),
+            "reverb dB": abs(analysis.reverb_tail_db(x, sr) - analysis.reverb_tail_db(real, sr))}
+
+
+AUTHOR_SYSTEMS = ("plain sum", "automix dsp", "automix network")
+
+
+def author_protocol(seconds: float) -> None:
+    """Dry stems -> the author's mix on held-out MIDI songs (see the module's docstring)."""
+    songs = author_songs(DATA_DIR)
+    if not songs:
+        print(f"no MIDI multitracks (master.flac and wet/) among the held-out songs of "
+              f"{DATA_DIR}/multitracks: python -m automix.training.multitracks DIR")
+        return
+    reference, target = resolve(MixOptions().reference, None)
+    rows: dict[str, list[dict[str, float]]] = {k: [] for k in AUTHOR_SYSTEMS}
+    packages: list[str] = []
+    failed: list[str] = []
+    for song in songs:
+        try:
+            scored = _author_song(song, seconds, reference, target)
+        except Exception as exc:  # noqa: BLE001 - a failure is a result here: a row
+            failed.append(f"{song.name} ({type(exc).__name__}: {exc})")
+            print(f"{song.name}: FAILED {type(exc).__name__}: {exc}")
+            continue
+        for name, row in scored.items():
+            rows[name].append(row)
+        packages.append(json.loads((song / "meta.json").read_text())["package"])
+        print(f"{song.name}: log-mel " + ", ".join(f"{k} {v['log-mel dB']:.2f}"
+                                                   for k, v in scored.items()) + "; share "
+              + ", ".join(f"{k} {v['share dB']:.1f}" for k, v in scored.items()), flush=True)
+    if not packages:
+        print(f"every held-out MIDI song failed: {failed}")
+        return
+    metrics = list(rows["plain sum"][0])
+    print(f"\n{len(songs)} held-out MIDI songs, {seconds:g}-s excerpts; mean absolute "
+          "difference from the author's mix (lower is better)\n")
+    _means_table(rows, metrics, range(len(packages)))
+    for package in sorted(set(packages)):
+        picked = [i for i, p in enumerate(packages) if p == package]
+        print(f"\n{package}: {len(picked)} songs\n")
+        _means_table(rows, metrics, picked)
+    print(f"\n| failed songs | {len(failed)} of {len(songs)} | {'; '.join(failed) or '-'} |")
+
+
+def _means_table(rows: dict[str, list[dict[str, float]]], metrics: list[str],
+                 picked) -> None:
+    print("| system | " + " | ".join(metrics) + " |")
+    print("|---|" + "---|" * len(metrics))
+    for name, found in rows.items():
+        means = [np.nanmean([found[i][m] for i in picked]) for m in metrics]
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in means) + " |")
+
+
+def _author_song(song: Path, seconds: float, reference, target) -> dict[str, dict[str, float]]:
+    """The three systems' scores on one song's excerpt A."""
+    master = song / "master.flac"
+    duration = sf.info(master).duration
+    seg = min(seconds, duration / 2.5)
+    start = segments(duration)[0]
+    real, sr = read(master, start, seg)
+    wet = {p.stem: read(p, start, seg)[0] for p in sorted((song / "wet").glob("*.flac"))}
+    real_shares = level_shares_db(wet, real, sr)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stems, sr, _ = load_stems(excerpts(sorted((song / "stems").glob("*.flac")), start, seg,
+                                           Path(tmp) / "stems"))
+        dry = {Path(s.name).stem: s.samples for s in stems}
+        plain = np.sum(list(dry.values()), axis=0)
+        out["plain sum"] = author_scores(plain, level_shares_db(dry, plain, sr), real,
+                                         real_shares, sr)
+        for method in ("dsp", "network"):
+            result = mixing.mix(stems, sr, reference, target, method=method)
+            processed = {Path(s.name).stem: y for s, y in zip(result.stems, result.processed,
+                                                              strict=True)}
+            bus = np.sum(list(processed.values()), axis=0)
+            out[f"automix {method}"] = author_scores(
+                result.audio.samples, level_shares_db(processed, bus, sr), real, real_shares,
+                sr)
+    return out
 
 
 def _verdict(met: bool) -> str:
@@ -325,8 +456,14 @@ def main() -> None:
                     "(the issue's case: 32 10)")
     ap.add_argument("--method", choices=METHODS, default=MIX_METHOD,
                     help="how automix mix suggests per-stem settings")
+    ap.add_argument("--protocol", choices=("perturbation", "author"), default="perturbation",
+                    help="perturbed stems -> the real mix (default), or dry MIDI stems -> "
+                    "the author's mix (quality only)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.protocol == "author":
+        author_protocol(args.seconds)
+        return
     if not args.speed_only:
         quality(args.seconds, args.method)
     if not args.no_speed:

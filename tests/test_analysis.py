@@ -465,3 +465,44 @@ def test_welch_power_sums_every_frame_of_a_long_block():
     window = analysis.welch_window(256)
     expected = np.sum(np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2, axis=0)
     np.testing.assert_allclose(analysis.welch_power(frames, window), expected, rtol=1e-12)
+
+
+def plucks(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """Decaying plucks (a tone and a 5-ms click, 30-ms decay) every 0.45 s, stereo, dry."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros(round(seconds * sample_rate))
+    length = round(0.4 * sample_rate)
+    t = np.arange(length) / sample_rate
+    for start_s in np.arange(0.1, seconds - 0.5, 0.45):
+        start = round(start_s * sample_rate)
+        tone = 0.5 * np.sin(2 * np.pi * rng.uniform(150, 900) * t)
+        click = 0.5 * rng.standard_normal(length) * np.exp(-t / 0.005)
+        x[start:start + length] += (tone + click) * np.exp(-t / 0.03) * rng.uniform(0.5, 1.0)
+    x = 0.3 * x / np.abs(x).max()
+    return np.stack([x, x]).astype(np.float32)
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 48000])
+def test_reverb_tail_rises_with_the_reverb_send(sample_rate):
+    import pedalboard
+
+    dry = plucks(6.0, sample_rate)
+    tails = [analysis.reverb_tail_db(dry, sample_rate)]
+    for wet_db in (-40, -25, -15, -6):
+        verb = pedalboard.Reverb(room_size=0.6, wet_level=10 ** (wet_db / 20), dry_level=1.0)
+        tails.append(analysis.reverb_tail_db(verb(dry, sample_rate), sample_rate))
+    assert tails[0] < -18.0  # dry plucks: their late window holds only the 30-ms decay's end
+    steps = np.diff(tails[1:])
+    assert np.all(steps > 1.0), tails  # each louder send rings > 1 dB longer
+    assert tails[1] >= tails[0] - 0.1  # a -40 dB send is all but dry
+
+
+def test_reverb_tail_finds_every_pluck_and_is_gain_free():
+    dry = plucks(6.0, 44100)
+    hop = round(analysis.ONSET_FRAME_MS * 44.1)
+    n = dry.shape[1] // hop
+    energy = (dry.sum(axis=0)[:n * hop].reshape(n, hop) ** 2).sum(axis=1)
+    assert len(analysis.onset_frames(energy)) == len(np.arange(0.1, 5.5, 0.45))
+    assert analysis.reverb_tail_db(0.1 * dry, 44100) == pytest.approx(
+        analysis.reverb_tail_db(dry, 44100), abs=1e-6)
+    assert math.isnan(analysis.reverb_tail_db(np.zeros((2, 44100)), 44100))

@@ -158,6 +158,17 @@ def fetch_package(package: str, cache: Path) -> Path:
     return root
 
 
+def copy_copyright(package: str, root: Path, out: Path) -> list[dict[str, str]]:
+    """Copy an unpacked package's Debian copyright file to ``out/licenses/<package>.copyright``
+    and return its DEP-5 stanzas (none when the package has no such file)."""
+    copyright_file = root / "usr/share/doc" / package / "copyright"
+    if not copyright_file.exists():
+        return []
+    (out / "licenses").mkdir(parents=True, exist_ok=True)
+    (out / "licenses" / f"{package}.copyright").write_bytes(copyright_file.read_bytes())
+    return copyright_stanzas(copyright_file.read_text(errors="replace"))
+
+
 def members(source: Source, root: Path) -> list[tuple[str, bytes | Path]]:
     """(path for the manifest, the file or its bytes) of every file the row names."""
     if "!" in source.files:
@@ -176,13 +187,7 @@ def members(source: Source, root: Path) -> list[tuple[str, bytes | Path]]:
 def build_package(source: Source, out: Path, cache: Path) -> tuple[list[dict], list[str]]:
     """Decode one package's productions into ``out/mixes``; their manifest rows and notes."""
     root = fetch_package(source.package, cache)
-    copyright_file = root / "usr/share/doc" / source.package / "copyright"
-    stanzas = copyright_stanzas(copyright_file.read_text(errors="replace")
-                                if copyright_file.exists() else "")
-    (out / "licenses").mkdir(parents=True, exist_ok=True)
-    if copyright_file.exists():
-        (out / "licenses" / f"{source.package}.copyright").write_bytes(
-            copyright_file.read_bytes())
+    stanzas = copy_copyright(source.package, root, out)
     rows, notes, seen = [], [], set()
     for path, data in members(source, root):
         stem = Path(path.split("!")[-1]).stem
