@@ -62,7 +62,7 @@ DRUM_CHANNEL = 9  # GM channel 10
 DEFAULT_TEMPO = 500000  # µs per beat (120 bpm) until a set_tempo says otherwise
 SOUNDFONT = Path("/usr/share/sounds/sf2/default-GM.sf2")  # fluid-soundfont-gm
 APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm")
-SYNTH_GAIN = 0.5  # FluidSynth's master gain: whole songs stay below full scale
+SYNTH_GAIN = 0.15  # FluidSynth's master gain: loud songs (Freedoom) stay below full scale
 MAX_SECONDS = 150.0  # longer songs are cut here (some loop for half an hour)
 TAIL_SECONDS = 2.0  # after the cut, notes ring out this long before every voice is stopped
 RENDER_TIMEOUT_S = 600.0  # one FluidSynth render; a song that takes longer fails
@@ -263,7 +263,7 @@ def render(midi_path: Path, wav_path: Path, *, effects: bool, soundfont: Path = 
     `effects`)."""
     flags = [] if effects else ["-R", "0", "-C", "0"]
     subprocess.run(["nice", "-n", "10", "fluidsynth", "-ni", "-q", *flags, "-F", str(wav_path),
-                    "-r", str(recipe.SAMPLE_RATE), "-g", str(gain), str(soundfont),
+                    "-O", "float", "-r", str(recipe.SAMPLE_RATE), "-g", str(gain), str(soundfont),
                     str(midi_path)], check=True, capture_output=True, timeout=RENDER_TIMEOUT_S)
 
 
