@@ -207,7 +207,8 @@ def test_a_missed_bound_is_a_warning_in_the_sheet() -> None:
                              ceiling_dbtp=-1.0)
     assert zam.misses(short) == [
         "the Zam master is 0.81 LU under automix's (bound 0.3 LU): lower the target, or "
-        "finish with automix's own master (at very loud targets ZaMaximX2 takes more off)"]
+        "finish with automix's own master (at very loud targets ZaMaximX2 takes more off, "
+        "even after ZamAutoSat)"]
     assert "- **warning:** the Zam master is 0.81 LU under" in zam.sheet(chain, short)
     every = zam.ModuleErrors(eq_max_db=0.6, master_lu=0.31, true_peak_dbtp=-0.9,
                              ceiling_dbtp=-1.0)
