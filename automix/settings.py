@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from automix.analysis import Analysis
 from automix.audio import output_format, write_text_atomic
@@ -40,6 +40,8 @@ from automix.params import (
 from automix.presets import LUFS_RANGE, Target
 
 METHODS = ("dsp", "network")  # how settings are suggested: the DSP matcher or the networks
+# a mix's too: "authors", each stem's level, pan and send as authors set them (`author_net`)
+MIX_METHODS = (*METHODS, "authors")
 # How settings are suggested unless --method says otherwise. Masters: the DSP matcher, until
 # the master network meets the goals of issue #15 on the held-out packages of
 # benchmarks/style_transfer.py (docs/benchmarks.md#style-transfer: it ends closer to the
@@ -59,6 +61,9 @@ REFINE_SECONDS = 8.0  # its time budget
 KEEP_BALANCE = 0.0
 DEFAULT_REVERB = ReverbParams(decay_s=1.4, predelay_ms=20.0, damping_hz=6000.0,
                               width_pct=100.0, wet_db=-6.0)  # the shared room a mix starts with
+# The room of the authors' renders (FluidSynth's reverb as the General-MIDI songs use it) on
+# automix's reverb bus: the shared room of a mix by "authors" (`training.authors`).
+AUTHOR_REVERB = DEFAULT_REVERB
 
 
 # --- references -------------------------------------------------------------------------------
@@ -290,8 +295,10 @@ class Options:
     amounts: Amounts = field(default_factory=Amounts)
     settings: Path | None = None
 
+    methods: ClassVar[tuple[str, ...]] = METHODS  # what ``method`` may be
+
     def __post_init__(self) -> None:
-        check_method(self.method)
+        check_method(self.method, self.methods)
         _as_paths(self, "settings")
 
 
@@ -310,10 +317,12 @@ class MasterOptions(Options):
 @dataclass(frozen=True, kw_only=True)
 class MixOptions(Options):
     """How a folder of stems is mixed (see `Options`); ``method`` "network" (the default)
-    lets the stem network set levels, EQ and balance; ``refine_steps`` > 0 then refines them
+    lets the stem network set levels, EQ and balance, "authors" the author model levels, pans
+    and sends (`MIX_METHODS`); ``refine_steps`` > 0 then refines them
     through the twin; ``keep_balance`` (0..1) keeps that much of the stems' own balance;
     ``roles`` (file name -> role) overrides the roles read from names and audio."""
 
+    methods: ClassVar[tuple[str, ...]] = MIX_METHODS
     method: str = MIX_METHOD
     refine_steps: int = 0
     keep_balance: float = KEEP_BALANCE
@@ -364,9 +373,9 @@ def _as_paths(options: Any, *names: str) -> None:
             object.__setattr__(options, name, Path(value))
 
 
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise SettingsError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+def check_method(method: str, choices: tuple[str, ...] = METHODS) -> None:
+    if method not in choices:
+        raise SettingsError(f"unknown method {method!r}; choose {', '.join(choices)}")
 
 
 # --- settings files ---------------------------------------------------------------------------

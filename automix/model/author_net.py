@@ -1,0 +1,141 @@
+"""The author model: each stem's level, pan and reverb send as real authors set them.
+
+What it hears, per stem (`stem_features`): its role, its loudness against the power sum of
+all the stems, how many stems there are, its octave-band profile, crest factor, how much of
+the time it plays (`density`) and how much it rings by itself (`analysis.reverb_tail_db`).
+What it says (`OUTPUTS`): a gain relative to the song's other stems (dB; the stems' median is
+0), how far from the centre the stem sits (0..1; the side comes from the mix's pan rule) and
+its send to the shared reverb (dB), whose room is `settings.AUTHOR_REVERB`.
+
+This module is inference only: `AuthorNet`, `load_model` and `predict`. Training (targets
+fitted to each author's wet stem, the split, the loop) is `automix.training.authors`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from automix import analysis
+from automix.mixing.roles import ROLES
+
+OUTPUTS = ("gain_db", "pan_amount", "send_db")
+OCTAVE_EDGES_HZ = (40.0, 160.0, 640.0, 2560.0, 10240.0, 20000.0)  # five bands, two octaves each
+FEATURES = (*(f"role_{r}" for r in ROLES), "share_lu", "log_stems",
+            *(f"band{i}_db" for i in range(len(OCTAVE_EDGES_HZ) - 1)), "crest_db", "density",
+            "tail_db")
+DRY_TAIL_DB = -20.0  # what `reverb_tail_db` reads for a dry stem with no onset to measure
+SEND_OFF_DB = -40.0  # a predicted send under this is off
+HIDDEN = 32
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "authors.pt"
+
+
+# --- features (numpy) ---------------------------------------------------------------------------
+
+
+def band_profile_db(mono: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Power in each band of `OCTAVE_EDGES_HZ` relative to the stem's total (dB, floored at
+    -60)."""
+    spectrum = np.abs(np.fft.rfft(mono[: 1 << int(math.log2(max(mono.size, 2)))])) ** 2
+    freqs = np.fft.rfftfreq(2 * (spectrum.size - 1), 1.0 / sample_rate)
+    total = spectrum.sum() + 1e-20
+    edges = OCTAVE_EDGES_HZ
+    bands = [spectrum[(freqs >= lo) & (freqs < hi)].sum() / total
+             for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    return 10.0 * np.log10(np.maximum(bands, 1e-6))
+
+
+def density(mono: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> float:
+    """The fraction of 50-ms frames within 20 dB of the stem's loud frames (its 95th
+    percentile): 1 for a pad, near 0 for a few hits."""
+    hop = max(int(frame_s * sample_rate), 1)
+    n = mono.size // hop
+    if n == 0:
+        return 0.0
+    power = np.mean(np.square(mono[: n * hop].reshape(n, hop), dtype=np.float64), axis=1)
+    loud = np.percentile(power, 95)
+    return float(np.mean(power > loud * 1e-2)) if loud > 0 else 0.0
+
+
+def stem_features(samples: list[np.ndarray], roles: list[str], sample_rate: int) -> np.ndarray:
+    """`FEATURES` for each stem of a song, ``(stems, features)`` float32. ``samples`` are the
+    stems' excerpts, ``(channels, n)`` each, the same span of the song."""
+    powers = [float(np.mean(np.square(x, dtype=np.float64))) for x in samples]
+    total = sum(powers) + 1e-20
+    rows = []
+    for x, role, power in zip(samples, roles, powers, strict=True):
+        mono = np.asarray(x, np.float64).mean(axis=0)
+        tail = analysis.reverb_tail_db(x, sample_rate)
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        crest = 20.0 * math.log10(max(peak, 1e-9) / max(math.sqrt(power), 1e-9))
+        rows.append([*(1.0 if role == r else 0.0 for r in ROLES),
+                     10.0 * math.log10(max(power, 1e-20) / total),
+                     math.log(len(samples)),
+                     *band_profile_db(mono, sample_rate),
+                     crest, density(mono, sample_rate),
+                     tail if math.isfinite(tail) else DRY_TAIL_DB])
+    return np.asarray(rows, dtype=np.float32)
+
+
+# --- the network ------------------------------------------------------------------------------
+
+
+class AuthorNet(nn.Module):
+    """Features (normalised by the training set's mean and spread) -> `OUTPUTS`."""
+
+    def __init__(self, features: int = len(FEATURES), hidden: int = HIDDEN,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, hidden), nn.GELU(),
+                                  nn.Linear(hidden, len(OUTPUTS)))
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("scale", torch.ones(features))
+        self.register_buffer("out_mean", torch.zeros(len(OUTPUTS)))
+        self.register_buffer("out_scale", torch.ones(len(OUTPUTS)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body((x - self.mean) / self.scale) * self.out_scale + self.out_mean
+
+
+@dataclass(frozen=True)
+class AuthorModel:
+    net: AuthorNet
+    info: dict
+
+
+def load_model(path: str | Path = DEFAULT_WEIGHTS) -> AuthorModel:
+    path = Path(path)
+    net = AuthorNet()
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.eval()
+    info = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(
+        ".json").exists() else {}
+    return AuthorModel(net, info)
+
+
+@dataclass(frozen=True)
+class AuthorSettings:
+    """What the model says for one stem."""
+
+    gain_db: float
+    pan_amount: float
+    send_db: float
+
+
+def predict(model: AuthorModel, samples: list[np.ndarray], roles: list[str],
+            sample_rate: int) -> list[AuthorSettings]:
+    """The model's settings for each stem (gains re-centred on their median: only the balance
+    between the stems is the model's; the mix's loudness is the master's)."""
+    features = torch.from_numpy(stem_features(samples, roles, sample_rate))
+    with torch.no_grad():
+        out = model.net(features).numpy().astype(np.float64)
+    gains = out[:, 0] - np.median(out[:, 0])
+    return [AuthorSettings(float(g), float(np.clip(p, 0.0, 1.0)), float(np.clip(s, -60.0, 0.0)))
+            for g, p, s in zip(gains, out[:, 1], out[:, 2], strict=True)]
