@@ -34,6 +34,12 @@ class Method(str, Enum):
     network = "network"
 
 
+class MixMethod(str, Enum):
+    dsp = "dsp"
+    network = "network"
+    authors = "authors"
+
+
 TARGET_HELP = ("Delivery target: a platform (spotify, apple, ...: `automix presets`), a "
                "loudness in LUFS (-12), keep (the input's own), or a target .json file.")
 FORMAT_HELP = "wav or flac (default: from the output's name, else wav)."
@@ -342,7 +348,7 @@ def _threads(method: str) -> None:
     box), set here, at the entry point. Torch is not imported for it: it reads
     ``OMP_NUM_THREADS`` when it loads, after this (numpy, loaded already, keeps its own), so a
     command that fails on its inputs pays no second for importing torch."""
-    if method != "network":
+    if method not in ("network", "authors"):
         return
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
@@ -412,9 +418,10 @@ def mix(
                                           help="Output file (default STEMS_DIR_mix.wav)."),
     file_format: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
     bit_depth: int = typer.Option(24, "--bit-depth", help="16 (TPDF-dithered), 24, or 32 float."),
-    method: Method | None = typer.Option(
-        None, "--method", help="Per-stem settings from role defaults (dsp) or the stem "
-        "network (network, the default)."),
+    method: MixMethod | None = typer.Option(
+        None, "--method", help="Per-stem settings from role defaults (dsp), the stem "
+        "network (network, the default) or the author model (authors: levels, pans and "
+        "reverb sends as the authors of real songs set them)."),
     settings_path: Path | None = typer.Option(
         None, "--settings", help="Render exactly these settings (a mix's JSON sidecar)."),
     amount: str | None = typer.Option(None, "--amount", help="Scale the master, as for master."),

@@ -19,8 +19,9 @@ Songs that fail are reported as a row, not skipped; silent stems are kept.
 General-MIDI songs (`python -m automix.training.multitracks`: each song's stems are its MIDI
 channels rendered dry, its ``master.flac`` the whole file with the author's levels, pans and
 reverb and chorus sends, its ``wet/`` each channel as it sounds in that mix). On the same
-excerpt (the scored segment A), three systems mix the dry stems: their plain sum, automix with
-role defaults (``--method dsp``) and automix with the stem network (``--method network``), both
+excerpt (the scored segment A), four systems mix the dry stems: their plain sum, automix with
+role defaults (``--method dsp``), with the stem network (``--method network``) and with the
+author model trained on the other songs (``--method authors``), each
 as ``automix mix`` does without ``--reference`` (the default preset, "pop"; no song's own mix
 is shown to it). Each is scored against the author's mix: log-mel and tonal distance, each
 stem's level share (its loudness minus the mix's, against its wet render's share of the
@@ -254,7 +255,7 @@ def author_scores(x: np.ndarray, shares: dict[str, float], real: np.ndarray,
             "reverb dB": abs(analysis.reverb_tail_db(x, sr) - analysis.reverb_tail_db(real, sr))}
 
 
-AUTHOR_SYSTEMS = ("plain sum", "automix dsp", "automix network")
+AUTHOR_SYSTEMS = ("plain sum", "automix dsp", "automix network", "automix authors")
 
 
 def author_protocol(seconds: float) -> None:
@@ -305,7 +306,7 @@ def _means_table(rows: dict[str, list[dict[str, float]]], metrics: list[str],
 
 
 def _author_song(song: Path, seconds: float, reference, target) -> dict[str, dict[str, float]]:
-    """The three systems' scores on one song's excerpt A."""
+    """Each system's scores on one song's excerpt A."""
     master = song / "master.flac"
     duration = sf.info(master).duration
     seg = min(seconds, duration / 2.5)
@@ -321,7 +322,7 @@ def _author_song(song: Path, seconds: float, reference, target) -> dict[str, dic
         plain = np.sum(list(dry.values()), axis=0)
         out["plain sum"] = author_scores(plain, level_shares_db(dry, plain, sr), real,
                                          real_shares, sr)
-        for method in ("dsp", "network"):
+        for method in ("dsp", "network", "authors"):
             result = mixing.mix(stems, sr, reference, target, method=method)
             processed = {Path(s.name).stem: y for s, y in zip(result.stems, result.processed,
                                                               strict=True)}

@@ -87,7 +87,7 @@ def section(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- point 4: a plausible balance -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["network", "dsp"])
+@pytest.mark.parametrize("method", ["network", "dsp", "authors"])
 def test_a_lead_ends_at_most_a_few_lu_over_the_band(band: Path, tmp_path: Path,
                                                     method: str) -> None:
     report = _mix(band, tmp_path / "mix.wav", "--method", method)
@@ -97,7 +97,7 @@ def test_a_lead_ends_at_most_a_few_lu_over_the_band(band: Path, tmp_path: Path,
     assert lead <= ROLE_SHARE_LU["guitar"][1] + 0.5, lead
 
 
-@pytest.mark.parametrize("method", ["network", "dsp"])
+@pytest.mark.parametrize("method", ["network", "dsp", "authors"])
 def test_kick_and_bass_stay_within_their_share(section: Path, tmp_path: Path,
                                                method: str) -> None:
     report = _mix(section, tmp_path / "mix.wav", "--method", method)

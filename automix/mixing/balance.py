@@ -362,6 +362,46 @@ def network_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCh
 
 
 
+def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+                  span: tuple[int, int] | None = None) -> dict[str, StemChain]:
+    """``chains`` with each stem's level, pan and reverb send from the author model
+    (`automix.model.author_net`: what the authors of real songs did with their dry parts),
+    which hears every sounding stem on samples ``span`` (default: the loudest
+    `FIT_EXCERPT_S`).
+
+    Levels: the stems keep the balance they arrived in, moved by the model's relative gains;
+    offset so that the bus keeps the power ``chains`` give it (compressor thresholds follow,
+    `with_level_move`). Pans: the model's distance from the centre, on the side ``chains``
+    chose (stems the role rule leaves centred alternate, right first). Sends: the model's,
+    off under `author_net.SEND_OFF_DB`. Silent stems keep ``chains``."""
+    from automix.model import author_net
+
+    heard = sounding(stems)
+    if not heard:
+        return dict(chains)
+    start, end = span or loudest_excerpt(heard, sample_rate, FIT_EXCERPT_S)
+    played = [np.broadcast_to(as_played(s, start, end), (2, end - start)) for s in heard]
+    found = author_net.predict(author_net.load_model(), played, [s.role for s in heard],
+                               sample_rate)
+    levels = np.array([excerpt_level_db(s, start, end) for s in heard])
+    start_db = np.array([chains[s.name].gain.gain_db for s in heard])
+    wanted = np.array([f.gain_db for f in found])
+    offset = (10.0 * np.log10(np.sum(10.0 ** ((levels + start_db) / 10.0)))
+              - 10.0 * np.log10(np.sum(10.0 ** ((levels + wanted) / 10.0))))
+    out = dict(chains)
+    side = 1.0
+    send_floor = ranges(SendParams)["send_db"].min
+    for stem, f, move in zip(heard, found, offset + wanted - start_db, strict=True):
+        chain = with_level_move(chains[stem.name], float(move))
+        sign = math.copysign(1.0, chain.pan.pan) if chain.pan.pan else side
+        if not chain.pan.pan:
+            side = -side
+        send = f.send_db if f.send_db >= author_net.SEND_OFF_DB else send_floor
+        out[stem.name] = replace(chain, pan=PanParams(pan=round(sign * f.pan_amount, 3)),
+                                 send=SendParams(send_db=round(send, 1)))
+    return out
+
+
 def reference_tonal(reference: Reference) -> tuple[np.ndarray, np.ndarray]:
     """The reference's mid and side third-octave balance in dB (NaN where not measured),
     shape (bands,) each."""

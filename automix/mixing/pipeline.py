@@ -40,6 +40,7 @@ from automix.mastering.pipeline import MasterResult, master
 from automix.mastering.streaming import master_stream
 from automix.mixing.balance import (
     FIT_EXCERPT_S,
+    author_chains,
     default_chains,
     fit_balance,
     keep_input_balance,
@@ -52,9 +53,11 @@ from automix.mixing.stems import Stem, loudest_excerpt, sounding, stem_loudness_
 from automix.params import StemChain
 from automix.presets import Target
 from automix.settings import (
+    AUTHOR_REVERB,
     DEFAULT_REVERB,
     KEEP_BALANCE,
     MIX_METHOD,
+    MIX_METHODS,
     Amounts,
     MixSettings,
     Reference,
@@ -72,19 +75,23 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
                 time_budget_s: float = REFINE_BUDGET_S,
                 keep_balance: float = KEEP_BALANCE) -> dict[str, StemChain]:
     """Per-stem settings: role defaults (`default_chains`); with ``method`` "network", each
-    stem's level, EQ and balance from the stem network (`network_chains`); levels fitted to
-    the reference's band balance (`fit_balance`, unless ``fit`` is False); then refined
+    stem's level, EQ and balance from the stem network (`network_chains`); with "authors",
+    each stem's level, pan and send from the author model (`author_chains`), without the
+    reference's band balance; else levels fitted to the reference's band balance
+    (`fit_balance`, unless ``fit`` is False); then refined
     through the twin (`refine`) when ``refine_steps`` > 0 (off by default: on held-out real
     multitracks it moved mixes away from the real ones, 5.3 -> 5.7 dB log-mel, and it costs
     seconds). Last, for every method, the levels are held to a plausible balance
     (`plausible_levels`: each role's share of the mix, `roles.ROLE_SHARE_LU`, and at most
     `MAX_INPUT_MOVE_DB` from the input balance), and moved ``keep_balance`` (0..1) of the way
     back to the balance the stems arrived with (`keep_input_balance`)."""
-    check_method(method)
+    check_method(method, MIX_METHODS)
     chains = default_chains(stems, sample_rate)
     span = loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
     if method == "network":
         chains = network_chains(stems, sample_rate, chains, reference, span)
+    if method == "authors":  # the authors' balance, not the reference's band balance
+        chains, fit = author_chains(stems, sample_rate, chains, span), False
     if fit:
         chains = fit_balance(stems, sample_rate, chains, reference, span)
     if refine_steps > 0 and len(sounding(stems)) >= 2:
@@ -181,7 +188,8 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
     if settings is None:
         chains = suggest_mix(stems, sample_rate, reference, method=method,
                              refine_steps=refine_steps, keep_balance=keep_balance)
-        reverb, master_settings = DEFAULT_REVERB, None
+        reverb = AUTHOR_REVERB if method == "authors" else DEFAULT_REVERB
+        master_settings = None
     else:
         names = [s.name for s in stems]
         missing = [n for n in names if n not in settings.stems]
