@@ -569,7 +569,10 @@ def test_options_check_the_method():
     assert st.MasterOptions(method="network").method == "network"
     assert refused(st.MasterOptions, method="magic") == \
         "unknown method 'magic'; choose dsp, network"
-    assert refused(st.MixOptions, method="DSP") == "unknown method 'DSP'; choose dsp, network"
+    assert refused(st.MixOptions, method="DSP") == \
+        "unknown method 'DSP'; choose dsp, network, authors"
+    assert refused(st.MasterOptions, method="authors") == \
+        "unknown method 'authors'; choose dsp, network"  # the author model mixes only
     st.check_method("dsp")
     st.check_method("network")
     assert refused(st.check_method, "") == "unknown method ''; choose dsp, network"
