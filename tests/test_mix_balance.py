@@ -2,9 +2,11 @@
 
 A plausible balance: whatever the method suggests, no stem ends outside its role's share of
 the mix (`roles.ROLE_SHARE_LU`: a lead at most a few LU over the band, kick and bass never over
-everything), measured on the processed stems; ``--keep-balance 1`` keeps the stems' relative
-levels as they arrive. Roles: the name vocabulary, L/R pairs, ``--role`` and a settings file's
-``roles``, shown with where they came from. The mix report: a per-stem table and the bus.
+everything), measured on the processed stems, unless the reference clearly asks otherwise (a
+bass-heavy reference lets the bass over its ceiling, by at most `MAX_ASK_WIDENING_LU`; no
+shipped preset does); ``--keep-balance 1`` keeps the stems' relative levels as they arrive.
+Roles: the name vocabulary, L/R pairs, ``--role`` and a settings file's ``roles``, shown with
+where they came from. The mix report: a per-stem table and the bus.
 """
 
 from __future__ import annotations
@@ -14,16 +16,35 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pedalboard as pb
 import pytest
 import soundfile as sf
+from scipy.signal import butter, sosfilt
 from typer.testing import CliRunner
 
 from automix import loudness
 from automix.cli import app
-from automix.mixing.balance import plausible_levels
-from automix.mixing.roles import ROLE_SHARE_LU, ROLES, pair_side, role_from_name, share_range_lu
-from automix.mixing.stems import load_stems
+from automix.mixing.balance import (
+    FIT_EXCERPT_S,
+    default_chains,
+    genre_tonal_mid_db,
+    plausible_levels,
+    reference_asks_db,
+    reference_tonal,
+    stem_band_powers_db,
+)
+from automix.mixing.roles import (
+    ASK_THRESHOLD_DB,
+    MAX_ASK_WIDENING_LU,
+    ROLE_SHARE_LU,
+    ROLES,
+    pair_side,
+    role_from_name,
+    share_range_lu,
+)
+from automix.mixing.stems import load_stems, loudest_excerpt
 from automix.params import GainParams, StemChain
+from automix.references import preset_names, resolve_reference
 from conftest import DATA_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +76,9 @@ SECTION = {"Kick.flac": ("reference_tracks/rock/lmms_thomasso_axefromthe80s.flac
            "Pad 2.flac": ("reference_tracks/ambient/singularity__nebula.flac", -6.0)}
 
 
+BASSY_SOURCE = "reference_tracks/pop/lmms_alf42red_mauiwowi.flac"
+
+
 def _mix(folder: Path, out: Path, *args: str) -> dict:
     result = runner.invoke(app, ["mix", str(folder), "-o", str(out), "--stems-out",
                                  str(out.with_suffix("")), *args])
@@ -82,6 +106,29 @@ def band(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def section(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _folder(tmp_path_factory.mktemp("section") / "stems", SECTION)
+
+
+@pytest.fixture(scope="module")
+def rhythm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bass, keys and a pad. SECTION's "PickBass" is a whole hip-hop mix; here it is that mix
+    under 200 Hz (its bassline and kick), where a bass stem has its power."""
+    folder = _folder(tmp_path_factory.mktemp("rhythm") / "stems",
+                     {n: SECTION[n] for n in ("Pno.flac", "Pad 2.flac")})
+    x, sr = _excerpt(SECTION["PickBass.flac"][0])
+    sf.write(folder / "PickBass.flac", sosfilt(butter(4, 200.0, fs=sr, output="sos"), x, axis=0),
+             sr)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bassy_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pop excerpt with a +15 dB low shelf at 150 Hz: against the rhythm stems' keys and pad,
+    about 5 dB more bass than the bassiest genre preset's balance (electronic)."""
+    x, sr = sf.read(ROOT / BASSY_SOURCE, dtype="float32", always_2d=True)
+    y = pb.LowShelfFilter(cutoff_frequency_hz=150.0, gain_db=15.0)(x.T.copy(), sr)
+    path = tmp_path_factory.mktemp("reference") / "bassy_reference.wav"
+    sf.write(path, 0.5 * y.T / np.max(np.abs(y)), sr)
+    return path
 
 
 # --- point 4: a plausible balance -------------------------------------------------------------
@@ -127,6 +174,64 @@ effects: neutral chains), and no further than they must."""
     gains = {n: c.gain.gain_db for n, c in fixed.items()}
     assert gains["Kick.flac"] - gains["Pno.flac"] < 20.0 - 3.0, gains  # moved, and
     assert gains["Kick.flac"] - gains["Pno.flac"] > 0.0, gains  # not further than it had to
+
+
+def test_an_ask_is_what_a_reference_holds_beyond_the_genres_in_a_stems_bands() -> None:
+    """Synthetic: stem A has all its power in bands 0-9, stem B in 10-19. A reference 8 dB
+    up in A's bands asks +8 of A and -8 of B when the genres are flat; the same lift as a
+    genre asks nothing; a loudness offset asks nothing; the asks count from the genres' span."""
+    bands = np.arange(28)
+    mid = np.full((2, 28), -300.0)
+    mid[0, 2:12], mid[1, 12:22] = 0.0, 0.0  # bands 2-11 and 12-21: all at or above 40 Hz
+    lifted = np.where((bands >= 2) & (bands < 12), 8.0, 0.0)
+    flat = np.zeros((2, 28))
+    np.testing.assert_allclose(reference_asks_db(mid, lifted, flat), [8.0, -8.0])
+    np.testing.assert_allclose(reference_asks_db(mid, lifted, np.stack([flat[0], lifted])),
+                               [0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(reference_asks_db(mid, lifted + 5.0, flat), [8.0, -8.0])
+    half = np.stack([flat[0], lifted / 2])  # genres span 0..4 dB of contrast
+    np.testing.assert_allclose(reference_asks_db(mid, lifted, half), [4.0, -4.0])
+    assert share_range_lu("bass", 2, 8.0) == (-10.0, -1.0 + 8.0 - ASK_THRESHOLD_DB)
+    assert share_range_lu("bass", 2, 80.0) == (-10.0, -1.0 + MAX_ASK_WIDENING_LU)
+    assert share_range_lu("keys", 2, -8.0) == (-12.0 - 8.0 + ASK_THRESHOLD_DB, 3.0)
+    assert share_range_lu("bass", 2, ASK_THRESHOLD_DB) == share_range_lu("bass", 2)
+
+
+def test_a_bass_heavy_reference_asks_more_bass_and_no_preset_asks(rhythm: Path,
+                                                                  bassy_reference: Path
+                                                                  ) -> None:
+    """On the rhythm stems: the bass-heavy reference asks more than the threshold of the bass
+    and raises no other stem's ceiling; the excerpt it was made from (a pop song) and every
+    shipped preset leave every stem's range as it is."""
+    stems, sr, _ = load_stems(rhythm)
+    chains = default_chains(stems, sr)
+    mid, _ = stem_band_powers_db(stems, sr, chains, *loudest_excerpt(stems, sr, FIT_EXCERPT_S))
+    genres = genre_tonal_mid_db()
+
+    def asks(spec: str) -> dict[str, float]:
+        mine = reference_tonal(resolve_reference(spec))[0]
+        return dict(zip([s.role for s in stems], reference_asks_db(mid, mine, genres),
+                        strict=True))
+
+    bassy = asks(str(bassy_reference))
+    assert bassy["bass"] > ASK_THRESHOLD_DB + 1.0, bassy
+    assert bassy["keys"] <= 0.0 and bassy["synth"] <= 0.0, bassy
+    for spec in (*preset_names(), str(ROOT / BASSY_SOURCE)):
+        for role, ask in asks(spec).items():
+            assert share_range_lu(role, 3, ask) == share_range_lu(role, 3), (spec, role, ask)
+
+
+def test_a_bass_heavy_reference_lets_the_bass_over_its_ceiling(rhythm: Path,
+                                                               bassy_reference: Path,
+                                                               tmp_path: Path) -> None:
+    """Through the CLI: with the bass-heavy reference the bass ends over its role's ceiling
+    (+1.1 LU against -1; without the ask the fit's bass is held at -1.0, and with `-r pop` it
+    ends at -3.7), by no more than `MAX_ASK_WIDENING_LU`. That presets keep it under:
+    `test_kick_and_bass_stay_within_their_share`."""
+    _mix(rhythm, tmp_path / "mix.wav", "--method", "dsp", "-r", str(bassy_reference))
+    bass = _shares(tmp_path / "mix")["PickBass"]
+    ceiling = ROLE_SHARE_LU["bass"][1]
+    assert ceiling + 0.5 < bass <= ceiling + MAX_ASK_WIDENING_LU + 0.5, bass
 
 
 def test_keep_balance_one_keeps_the_stems_relative_levels(band: Path, tmp_path: Path) -> None:

@@ -6,11 +6,12 @@ stem's level, EQ and balance; `fit_balance` moves the levels so that the mix's m
 third-octave band powers match the reference's (`fit_levels`: stems taken as uncorrelated,
 so band powers add; least squares in dB with a ridge toward the role balance). A level move
 keeps a stem's compressor sounding the same (`with_level_move`). Whatever suggested them, the
-levels end within each role's plausible share of the mix and near the stems' input balance
-(`plausible_levels`), and ``keep_balance`` moves them back toward the input balance
-(`keep_input_balance`). Silent stems
-(`Stem.silent`) are passed through (a neutral chain at unit gain) and take no part in any of
-this: the others' settings are what they would be without them.
+levels end within each role's plausible share of the mix (wider where the reference clearly
+asks for more or less of a stem than any genre preset does, `reference_asks_db`) and near the
+stems' input balance (`plausible_levels`), and ``keep_balance`` moves them back toward the
+input balance (`keep_input_balance`). Silent stems (`Stem.silent`) are passed through (a
+neutral chain at unit gain) and take no part in any of this: the others' settings are what
+they would be without them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from automix.params import (
     as_dict,
     ranges,
 )
+from automix.presets import BANDS_KEY, list_genres
 from automix.settings import Reference
 
 MIX_LEVEL_LUFS = -20.0  # the balanced stems sum to about this loudness before the master
@@ -106,35 +108,44 @@ def paired(stems: list[Stem]) -> dict[str, float]:
 
 
 def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
-                     span: tuple[int, int] | None = None) -> dict[str, StemChain]:
+                     span: tuple[int, int] | None = None, *,
+                     reference: Reference | None = None) -> dict[str, StemChain]:
     """``chains`` with the smallest level moves that put every sounding stem within its role's
-    share of the mix (`roles.share_range_lu`: its loudness minus the power sum of the others') and
-    within `MAX_INPUT_MOVE_DB` of its input level relative to the others (its gain minus a
-    common offset). Loudness is measured through each chain on samples ``span`` (default: the
-    loudest `FIT_EXCERPT_S`); a level move moves it as much (`with_level_move` keeps the
-    compressor's sound); stems are taken as uncorrelated. Soft bounds solved by least
-    squares, so a folder whose roles cannot all be satisfied (32 lead vocals) gets the
-    nearest balance. Stems quieter than `SILENT_STEM_LUFS` in the excerpt keep their chains."""
+    share of the mix (`roles.share_range_lu`: its loudness minus the power sum of the others'),
+    widened where ``reference`` clearly asks for it (`reference_asks_db`; none without one),
+    and within `MAX_INPUT_MOVE_DB` of its input level relative to the others (its gain minus a
+    common offset). Loudness and mid band powers are measured through each chain on samples
+    ``span`` (default: the loudest `FIT_EXCERPT_S`); a level move moves it as much
+    (`with_level_move` keeps the compressor's sound); stems are taken as uncorrelated. Soft
+    bounds solved by least squares, so a folder whose roles cannot all be satisfied (32 lead
+    vocals) gets the nearest balance. Stems quieter than `SILENT_STEM_LUFS` in the excerpt keep
+    their chains."""
     from scipy.optimize import least_squares
 
     start, end = span or loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
 
-    def unit_gain_lufs(stem: Stem) -> float:
-        dry = render_dry(stem.read(start, end), stem.is_stereo, sample_rate,
-                         chains[stem.name])
-        return loudness.integrated_lufs(dry, sample_rate) - chains[stem.name].gain.gain_db
+    def measure(stem: Stem) -> tuple[float, np.ndarray | None]:
+        """The stem's loudness at unit gain (LUFS) and, for the asks, its mid band powers."""
+        chain = chains[stem.name]
+        dry = render_dry(stem.read(start, end), stem.is_stereo, sample_rate, chain)
+        mid = (None if reference is None else
+               analysis.tonal_balance_db(0.5 * (dry[0] + dry[1]), sample_rate, 0.0))
+        return loudness.integrated_lufs(dry, sample_rate) - chain.gain.gain_db, mid
 
     candidates = [s for s in sounding(stems) if excerpt_level_db(s, start, end) > SILENT_STEM_LUFS]
     with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
-        measured = list(pool.map(unit_gain_lufs, candidates))
-    kept = [(s, lufs) for s, lufs in zip(candidates, measured, strict=True)
-            if math.isfinite(lufs) and lufs + chains[s.name].gain.gain_db > SILENT_STEM_LUFS]
+        measured = list(pool.map(measure, candidates))
+    kept = [(s, m) for s, m in zip(candidates, measured, strict=True)
+            if math.isfinite(m[0]) and m[0] + chains[s.name].gain.gain_db > SILENT_STEM_LUFS]
     if len(kept) < 2:
         return dict(chains)
     heard = [s for s, _ in kept]
-    lufs = np.array([m for _, m in kept])
+    lufs = np.array([m[0] for _, m in kept])
     gains = np.array([chains[s.name].gain.gain_db for s in heard])
-    low, high = np.array([share_range_lu(s.role, len(heard)) for s in heard]).T
+    asks = (np.zeros(len(heard)) if reference is None else reference_asks_db(
+        np.array([m[1] for _, m in kept]), reference_tonal(reference)[0], genre_tonal_mid_db()))
+    low, high = np.array([share_range_lu(s.role, len(heard), float(a))
+                          for s, a in zip(heard, asks, strict=True)]).T
     to_nepers = math.log(10.0) / 10.0
     weight = 10.0  # per LU outside a range, against 1 per dB of move
 
@@ -400,6 +411,59 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
         out[stem.name] = replace(chain, pan=PanParams(pan=round(sign * f.pan_amount, 3)),
                                  send=SendParams(send_db=round(send, 1)))
     return out
+
+
+def reference_asks_db(mid_db: np.ndarray, reference_mid_db: np.ndarray,
+                      genre_mid_db: np.ndarray) -> np.ndarray:
+    """What a reference asks of each stem's share of the mix (dB; `roles.share_range_lu` turns
+    a clear ask into a wider range): how far the reference's mid band balance, averaged over
+    the stem's bands less averaged over the rest's, lies beyond the span of the genres'.
+
+    Each stem's bands are its band-power distribution (powers over their sum), the rest's that
+    of the power sum of the other stems: a stem's share is its loudness against the rest, so
+    a reference asks more of it when it holds more in the stem's bands than in the others'
+    (a loudness offset, which tonal balances keep within a few dB, asks nothing). That
+    contrast is measured for the reference and for each genre; the ask is the reference's
+    distance beyond the highest genre (positive) or the lowest (negative), 0 within the span:
+    any one genre's balance asks nothing. Bands count where finite in all, at least
+    `FIT_MIN_HZ`, and within `FIT_RANGE_DB` of the reference's loudest.
+
+    Parameters
+    ----------
+    mid_db : np.ndarray, shape (stems, bands)
+        Each stem's mid band powers in dB as it plays in the mix (`analysis.BAND_CENTERS_HZ`).
+    reference_mid_db : np.ndarray, shape (bands,)
+        The reference's mid balance (`Analysis.tonal_mid_db`).
+    genre_mid_db : np.ndarray, shape (genres, bands)
+        The genres' mid balances (`genre_tonal_mid_db`); none: no ask.
+
+    Returns
+    -------
+    np.ndarray, shape (stems,), dB; all zero when fewer than 4 bands count
+    """
+    n = mid_db.shape[0]
+    valid = (np.isfinite(reference_mid_db) & np.all(np.isfinite(genre_mid_db), axis=0)
+             & np.all(np.isfinite(mid_db), axis=0) & (analysis.BAND_CENTERS_HZ >= FIT_MIN_HZ))
+    if genre_mid_db.shape[0] == 0 or valid.sum() < 4:
+        return np.zeros(n)
+    valid &= reference_mid_db >= np.max(reference_mid_db[valid]) - FIT_RANGE_DB
+    power = 10.0 ** (mid_db[:, valid] / 10.0)
+    rest = power.sum(axis=0) - power
+    contrast = (power / np.maximum(power.sum(axis=1, keepdims=True), 1e-30)
+                - rest / np.maximum(rest.sum(axis=1, keepdims=True), 1e-30))  # (stems, bands)
+    asked = contrast @ reference_mid_db[valid]
+    genres = contrast @ genre_mid_db[:, valid].T  # (stems, genres)
+    highest, lowest = genres.max(axis=1), genres.min(axis=1)
+    return np.where(asked > highest, asked - highest,
+                    np.where(asked < lowest, asked - lowest, 0.0))
+
+
+def genre_tonal_mid_db() -> np.ndarray:
+    """The genre presets' mid third-octave balances (`presets.list_genres`), dB (NaN where not
+    measured), shape (genres, bands): the span of usual balances a reference's asks are
+    measured from (`reference_asks_db`)."""
+    curves = [g.features[BANDS_KEY]["mid_db"] for g in list_genres()]
+    return np.array(curves, dtype=np.float64).reshape(len(curves), analysis.BAND_CENTERS_HZ.size)
 
 
 def reference_tonal(reference: Reference) -> tuple[np.ndarray, np.ndarray]:

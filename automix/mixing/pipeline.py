@@ -82,8 +82,9 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
     through the twin (`refine`) when ``refine_steps`` > 0 (off by default: on held-out real
     multitracks it moved mixes away from the real ones, 5.3 -> 5.7 dB log-mel, and it costs
     seconds). Last, for every method, the levels are held to a plausible balance
-    (`plausible_levels`: each role's share of the mix, `roles.ROLE_SHARE_LU`, and at most
-    `MAX_INPUT_MOVE_DB` from the input balance), and moved ``keep_balance`` (0..1) of the way
+    (`plausible_levels`: each role's share of the mix, `roles.ROLE_SHARE_LU`, widened where
+    the reference clearly asks for more or less of a stem, and at most `MAX_INPUT_MOVE_DB`
+    from the input balance), and moved ``keep_balance`` (0..1) of the way
     back to the balance the stems arrived with (`keep_input_balance`)."""
     check_method(method, MIX_METHODS)
     chains = default_chains(stems, sample_rate)
@@ -98,7 +99,7 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
         chains = {**chains, **refine(sounding(stems), sample_rate, chains, DEFAULT_REVERB,
                                      reference, steps=refine_steps,
                                      time_budget_s=time_budget_s)}
-    chains = plausible_levels(stems, sample_rate, chains, span)
+    chains = plausible_levels(stems, sample_rate, chains, span, reference=reference)
     return keep_input_balance(stems, chains, keep_balance)
 
 
