@@ -153,8 +153,10 @@ def test_ctrl_c_stops_a_batch_and_the_rerun_resumes(tmp_path: Path) -> None:
     keeps them all when the last song fails."""
     songs = tmp_path / "songs"
     names = [f"song{i}" for i in range(4)]
-    for i, name in enumerate(names):
-        corpus.good_song(songs / f"{name}.wav", seed=i, seconds=1.5)
+    for i, name in enumerate(names):  # the first is quick; the rest take long enough that
+        # Ctrl-C lands inside the batch on a fast, quiet box too (1.5-s songs all finished
+        # before the signal there)
+        corpus.good_song(songs / f"{name}.wav", seed=i, seconds=1.5 if i == 0 else 12.0)
     (songs / "zz_broken.flac").write_bytes(b"fLaC but not really")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "automix", "batch", str(songs), "-o", str(out),
