@@ -98,13 +98,20 @@ class Reference:
 
 # What each --amount module scales toward its neutral value (the table's default), in the
 # table's 0..1 space; frequencies, Qs and times are kept so that a band keeps its place.
+# "dynamics" scales the master's compressor and, in a mix, every stem's; "reverb" the stems'
+# sends (a master has none: there it scales nothing), as power (`POWER_AMOUNTS`).
 AMOUNT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "eq": (("highpass", "freq_hz"),) + tuple(
         ("eq", n) for n in ranges(EQParams) if n.endswith("_gain_db")),
     "dynamics": (("compressor", "threshold_db"), ("compressor", "ratio"),
                  ("compressor", "makeup_db")),
     "width": (("width", "width_pct"), ("pan", "pan")),  # a mix: stems also move to centre
+    "reverb": (("send", "send_db"),),
 }
+# Modules scaled as power, not in the table's space: the amount multiplies the power sent,
+# so a send of S dB becomes S + 10 log10(amount) dB (reverb=0.5: each send 3 dB down, the
+# reverb's share of the mix halved), and off (the range's floor, -60 dB) at 0 or below it.
+POWER_AMOUNTS = ("reverb",)
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class Amounts:
     eq: float = 1.0
     dynamics: float = 1.0
     width: float = 1.0
+    reverb: float = 1.0
 
     def __post_init__(self) -> None:
         for name in AMOUNT_FIELDS:
@@ -123,7 +131,7 @@ class Amounts:
 
     @classmethod
     def parse(cls, text: str | None) -> Amounts:
-        """``--amount``: one number for every module, or ``eq=0.5,dynamics=1,width=0``."""
+        """``--amount``: one number for every module, or ``eq=0.5,dynamics=1,reverb=0``."""
         if text is None or not text.strip():
             return cls()
         allowed = ", ".join(AMOUNT_FIELDS)
@@ -150,7 +158,8 @@ class Amounts:
     def scale(self, chain: Any) -> Any:
         """Move each module's settings toward neutral: 1 keeps them, 0 makes the module neutral.
 
-        Works on any chain dataclass (`MasterChain`, `StemChain`); groups it lacks are skipped.
+        Works on any chain dataclass (`MasterChain`, `StemChain`); groups it lacks are skipped
+        (a master's chain has no send: ``reverb`` leaves it as it is).
         """
         groups = {f.name: getattr(chain, f.name) for f in fields(chain)}
         for module, group_fields in AMOUNT_FIELDS.items():
@@ -159,10 +168,22 @@ class Amounts:
                 if group not in groups:
                     continue
                 r = ranges(groups[group])[name]
-                u0, u = r.normalize(r.default), r.normalize(getattr(groups[group], name))
-                value = round(float(r.denormalize(u0 + amount * (u - u0))), 3)
+                now = getattr(groups[group], name)
+                if module in POWER_AMOUNTS:
+                    value = _power_scaled(now, amount, r.min)
+                else:
+                    u0, u = r.normalize(r.default), r.normalize(now)
+                    value = round(float(r.denormalize(u0 + amount * (u - u0))), 3)
                 groups[group] = replace(groups[group], **{name: value})
         return type(chain)(**groups)
+
+
+def _power_scaled(value_db: float, amount: float, floor_db: float) -> float:
+    """``value_db`` with its power times ``amount`` (`POWER_AMOUNTS`), ``floor_db`` (off) when
+    that falls to the floor or below."""
+    if amount <= 0.0:
+        return floor_db
+    return max(round(value_db + 10.0 * math.log10(amount), 3), floor_db)
 
 
 def _amount_value(text: str, where: str) -> float:

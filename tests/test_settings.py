@@ -322,9 +322,11 @@ def test_parse_amounts(text, expected):
 @pytest.mark.parametrize("text, message", [
     ("eq", "--amount: expected a number in [0, 1], got 'eq'"),
     ("2", "--amount=2 is out of range [0, 1]"),
-    ("0.5,0.3", "--amount: expected MODULE=VALUE, got '0.5' (modules: eq, dynamics, width)"),
-    ("eq=1,bass", "--amount: expected MODULE=VALUE, got 'bass' (modules: eq, dynamics, width)"),
-    ("bass=1", "--amount: unknown module 'bass'; allowed: eq, dynamics, width"),
+    ("0.5,0.3",
+     "--amount: expected MODULE=VALUE, got '0.5' (modules: eq, dynamics, width, reverb)"),
+    ("eq=1,bass",
+     "--amount: expected MODULE=VALUE, got 'bass' (modules: eq, dynamics, width, reverb)"),
+    ("bass=1", "--amount: unknown module 'bass'; allowed: eq, dynamics, width, reverb"),
     ("eq=2", "--amount eq=2 is out of range [0, 1]"),
     ("width=-1", "--amount width=-1 is out of range [0, 1]"),
     ("eq= x ", "--amount eq: expected a number in [0, 1], got 'x'"),
@@ -621,7 +623,7 @@ def test_request_of_is_plain_json():
     request = st.request_of(options, st.OutputOptions(output="o.flac", bit_depth=16))
     assert request["reference"] == ["pop", "rock"]
     assert request["settings"] == "s.json"
-    assert request["amounts"] == {"eq": 0.5, "dynamics": 1.0, "width": 1.0}
+    assert request["amounts"] == {"eq": 0.5, "dynamics": 1.0, "width": 1.0, "reverb": 1.0}
     assert request["ceiling_dbtp"] == -2.0 and request["method"] == "dsp"
     assert request["format"] == "flac" and request["bit_depth"] == 16
     assert json.loads(json.dumps(request)) == request
