@@ -391,9 +391,8 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
     if not heard:
         return dict(chains)
     start, end = span or loudest_excerpt(heard, sample_rate, FIT_EXCERPT_S)
-    played = [np.broadcast_to(as_played(s, start, end), (2, end - start)) for s in heard]
-    found = author_net.predict(author_net.load_model(), played, [s.role for s in heard],
-                               sample_rate)
+    found = author_net.predict(author_net.load_model(), author_excerpts(heard, start, end),
+                               [s.role for s in heard], sample_rate)
     levels = np.array([excerpt_level_db(s, start, end) for s in heard])
     start_db = np.array([chains[s.name].gain.gain_db for s in heard])
     wanted = np.array([f.gain_db for f in found])
@@ -411,6 +410,12 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
         out[stem.name] = replace(chain, pan=PanParams(pan=round(sign * f.pan_amount, 3)),
                                  send=SendParams(send_db=round(send, 1)))
     return out
+
+
+def author_excerpts(stems: list[Stem], start: int, end: int) -> list[np.ndarray]:
+    """Each stem's samples ``start:end`` as the author model hears them: as played
+    (`as_played`), ``(2, end - start)``."""
+    return [np.broadcast_to(as_played(s, start, end), (2, end - start)) for s in stems]
 
 
 def reference_asks_db(mid_db: np.ndarray, reference_mid_db: np.ndarray,

@@ -7,7 +7,8 @@ What it says (`OUTPUTS`): a gain relative to the song's other stems (dB; the ste
 0), how far from the centre the stem sits (0..1; the side comes from the mix's pan rule) and
 its send to the shared reverb (dB), whose room is `settings.AUTHOR_REVERB`.
 
-This module is inference only: `AuthorNet`, `load_model` and `predict`. Training (targets
+This module is inference only: `AuthorNet`, `load_model`, `predict`, and `attributions` (which
+inputs moved a prediction, for the table `automix suggest` prints). Training (targets
 fitted to each author's wet stem, the split, the loop) is `automix.training.authors`.
 """
 
@@ -30,6 +31,13 @@ OCTAVE_EDGES_HZ = (40.0, 160.0, 640.0, 2560.0, 10240.0, 20000.0)  # five bands, 
 FEATURES = (*(f"role_{r}" for r in ROLES), "share_lu", "log_stems",
             *(f"band{i}_db" for i in range(len(OCTAVE_EDGES_HZ) - 1)), "crest_db", "density",
             "tail_db")
+# A reader's name and unit for each feature but the role's one-hot inputs (`attributions`).
+FEATURE_LABELS: dict[str, tuple[str, str]] = {
+    "share_lu": ("share of the mix", "LU"), "log_stems": ("ln stem count", ""),
+    **{f"band{i}_db": (f"{lo:g}-{hi:g} Hz band", "dB") for i, (lo, hi) in enumerate(
+        zip(OCTAVE_EDGES_HZ[:-1], OCTAVE_EDGES_HZ[1:], strict=True))},
+    "crest_db": ("crest", "dB"), "density": ("density", ""), "tail_db": ("own reverb tail", "dB"),
+}
 DRY_TAIL_DB = -20.0  # what `reverb_tail_db` reads for a dry stem with no onset to measure
 SEND_OFF_DB = -40.0  # a predicted send under this is off
 HIDDEN = 32
@@ -133,9 +141,39 @@ def predict(model: AuthorModel, samples: list[np.ndarray], roles: list[str],
             sample_rate: int) -> list[AuthorSettings]:
     """The model's settings for each stem (gains re-centred on their median: only the balance
     between the stems is the model's; the mix's loudness is the master's)."""
-    features = torch.from_numpy(stem_features(samples, roles, sample_rate))
+    return predict_features(model, stem_features(samples, roles, sample_rate))
+
+
+def predict_features(model: AuthorModel, features: np.ndarray) -> list[AuthorSettings]:
+    """`predict` from the stems' `stem_features`, ``(stems, features)``."""
+    features = torch.from_numpy(np.asarray(features, np.float32))
     with torch.no_grad():
         out = model.net(features).numpy().astype(np.float64)
     gains = out[:, 0] - np.median(out[:, 0])
     return [AuthorSettings(float(g), float(np.clip(p, 0.0, 1.0)), float(np.clip(s, -60.0, 0.0)))
             for g, p, s in zip(gains, out[:, 1], out[:, 2], strict=True)]
+
+
+def attributions(model: AuthorModel, features: np.ndarray, output: str = "send_db",
+                 steps: int = 16) -> np.ndarray:
+    """How far each input moved each stem's ``output`` (one of `OUTPUTS`, in its unit) from
+    the model's prediction for the training set's average stem: integrated gradients along
+    the straight path from that average (the network's normalised zero) to each stem's
+    `stem_features`, by the midpoint rule over ``steps``. A stem's attributions sum to its
+    prediction less the average's, to within the rule's error.
+
+    Parameters
+    ----------
+    features : np.ndarray, shape (stems, len(FEATURES)), from `stem_features`
+
+    Returns
+    -------
+    np.ndarray, shape (stems, len(FEATURES)), float64
+    """
+    x = torch.from_numpy(np.asarray(features, np.float32))
+    base = model.net.mean.expand_as(x)
+    alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
+    path = (base + alphas[:, None, None] * (x - base)).requires_grad_(True)  # (steps, stems, F)
+    out = model.net(path.reshape(-1, x.shape[1]))[:, OUTPUTS.index(output)].sum()
+    (grad,) = torch.autograd.grad(out, path)
+    return ((x - base) * grad.mean(0)).numpy().astype(np.float64)
