@@ -580,7 +580,7 @@ def reverb_tail_db(samples: np.ndarray, sample_rate: int, *,
     -------
     float, dB; NaN when no onset has its whole late window inside the signal
     """
-    x = np.atleast_2d(np.asarray(samples, np.float64)).sum(axis=0)
+    x = np.atleast_2d(samples).sum(axis=0, dtype=np.float64)  # no float64 copy of each channel
     hop = max(1, round(ONSET_FRAME_MS * sample_rate / 1000.0))
     n = x.size // hop
     energy = np.einsum("ij,ij->i", x[:n * hop].reshape(n, hop), x[:n * hop].reshape(n, hop))

@@ -43,6 +43,10 @@ class MixMethod(str, Enum):
 TARGET_HELP = ("Delivery target: a platform (spotify, apple, ...: `automix presets`), a "
                "loudness in LUFS (-12), keep (the input's own), or a target .json file.")
 FORMAT_HELP = "wav or flac (default: from the output's name, else wav)."
+AMOUNT_HELP = ("Scale toward neutral, 0..1 (1: as suggested): one number for every module, or "
+               "eq=0.5,dynamics=1,width=0,reverb=0.5. dynamics: the master's compressor and, in "
+               "a mix, every stem's; reverb: the stems' sends as power (0.5: 3 dB down, 0: "
+               "off; a master has none).")
 
 
 def _version(value: bool) -> None:
@@ -146,7 +150,7 @@ def master(
     settings_path: Path | None = typer.Option(
         None, "--settings", help="Render exactly these settings (JSON/YAML from suggest)."),
     amount: str | None = typer.Option(
-        None, "--amount", help="Scale toward neutral: 0..1, or eq=0.5,dynamics=1,width=0."),
+        None, "--amount", help=AMOUNT_HELP),
     preview: bool = typer.Option(False, "--preview",
                                  help="Write loudness-matched 30-s previews for A/B."),
     report_path: Path | None = typer.Option(None, "--report",
@@ -296,17 +300,18 @@ def suggest(
     character: str | None = typer.Option(None, "--character", help="As for master."),
     target: str | None = typer.Option(None, "--target", "-t", help=TARGET_HELP),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
-    method: Method | None = typer.Option(
+    method: MixMethod | None = typer.Option(
         None, "--method", help="How settings are suggested (default: dsp for a song, network "
-        "for stems)."),
-    amount: str | None = typer.Option(None, "--amount", help="As for master."),
+        "for stems; authors: stems only, as for mix)."),
+    amount: str | None = typer.Option(None, "--amount", help=AMOUNT_HELP),
     role: list[str] | None = typer.Option(None, "--role", help="Stems: NAME=ROLE, as for mix."),
     keep_balance: float | None = typer.Option(None, "--keep-balance",
                                                  help="Stems: 0..1, as for mix."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write suggested settings (real units) and the measurements behind them; edit, then
-    render them with `automix master INPUT --settings FILE`."""
+    render them with `automix master INPUT --settings FILE` (a folder of stems: `automix mix`,
+    after a table of every stem's compressor and send and why)."""
     from automix.files import suggest_file, suggest_mix_file
     from automix.settings import Amounts, MasterOptions, MixOptions
 
@@ -326,6 +331,8 @@ def suggest(
         options = MasterOptions(**common)
         _threads(options.method)
         doc = suggest_file(input_path, output, options, force=force)
+    if "stems" in doc:
+        _print_stems(doc, f"automix suggest ({doc['method']})")
     master = doc["settings"].get("master", doc["settings"])
     out_console.print(f"wrote {output}: master gain {master['gain_db']:+.2f} dB to "
                       f"{doc['target']['integrated_lufs']:g} LUFS")
@@ -354,6 +361,36 @@ def _threads(method: str) -> None:
         sys.modules["torch"].set_num_threads(1)
     else:
         os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _print_stems(report: dict[str, Any], title: str) -> None:
+    """A mix's stems, a row each: role, gain, pan, high-pass, compressor and send in real
+    units (`report.compressor_text`); then why the compressor and the send are what they are
+    (`report.motivation_text`)."""
+    from automix.report import compressor_text, motivation_text, send_text
+
+    table = Table(title=f"{title}: {len(report['stems'])} stems", title_justify="left",
+                  show_lines=True)
+    for col in ("stem, role (from)", "gain dB", "pan", "high-pass Hz", "compressor", "send"):
+        table.add_column(col, justify="left" if col in ("stem, role (from)", "compressor")
+                         else "right")
+    why = Table(title="why: where each compressor and send came from, and the stem's measures "
+                "(on the excerpt the suggestion hears, at its gain)", title_justify="left",
+                show_lines=True)
+    for col in ("stem", "compressor", "send"):
+        why.add_column(col)
+    for info in report["stems"]:
+        s, motivation = report["settings"]["stems"][info["name"]], info.get("motivation")
+        table.add_row(f"{info['name']}\n{info['role']} ({info['role_from']})",
+                      f"{s['gain']['gain_db']:+.1f}", f"{s['pan']['pan']:+.2f}",
+                      f"{s['highpass']['freq_hz']:.0f}",
+                      "\n".join(compressor_text(s["compressor"], motivation)),
+                      send_text(s["send"]["send_db"]))
+        if motivation:
+            why.add_row(info["name"], *motivation_text(motivation))
+    out_console.print(table)
+    if why.rows:
+        out_console.print(why)
 
 
 def _print_master(report: dict[str, Any]) -> None:
@@ -424,7 +461,7 @@ def mix(
         "reverb sends as the authors of real songs set them)."),
     settings_path: Path | None = typer.Option(
         None, "--settings", help="Render exactly these settings (a mix's JSON sidecar)."),
-    amount: str | None = typer.Option(None, "--amount", help="Scale the master, as for master."),
+    amount: str | None = typer.Option(None, "--amount", help=AMOUNT_HELP),
     stems_out: Path | None = typer.Option(None, "--stems-out",
                                              help="Also write each processed stem here."),
     keep_balance: float | None = typer.Option(
@@ -459,20 +496,7 @@ def mix(
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    stems = Table(title=f"automix mix ({report['method']}): {len(report['stems'])} stems",
-                  title_justify="left")
-    for col in ("stem", "role", "from", "gain dB", "pan", "high-pass Hz", "compressor",
-                "send dB"):
-        stems.add_column(col, justify="left" if col in ("stem", "role", "from") else "right")
-    for info in report["stems"]:
-        s = report["settings"]["stems"][info["name"]]
-        c = s["compressor"]
-        stems.add_row(info["name"], info["role"], info["role_from"],
-                      f"{s['gain']['gain_db']:+.1f}", f"{s['pan']['pan']:+.2f}",
-                      f"{s['highpass']['freq_hz']:.0f}",
-                      "off" if c["ratio"] <= 1.0 else f"{c['ratio']:g}:1 @ {c['threshold_db']:.0f}",
-                      f"{s['send']['send_db']:.0f}")
-    out_console.print(stems)
+    _print_stems(report, f"automix mix ({report['method']})")
     _print_master({**report, "settings": report["settings"]["master"]})
     if "stems_out" in report:
         out_console.print(f"processed stems: {len(report['stems_out'])} files")
@@ -504,7 +528,7 @@ def batch(
     jobs: int | None = typer.Option(None, "--jobs", "-j",
                                        help="Songs at once (default half the cores)."),
     method: Method | None = typer.Option(None, "--method", help="As for master or mix."),
-    amount: str | None = typer.Option(None, "--amount", help="As for master."),
+    amount: str | None = typer.Option(None, "--amount", help=AMOUNT_HELP),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (processes) or ray."),
     address: str | None = typer.Option(None, "--address",
                                           help="Ray cluster address (default: start one)."),

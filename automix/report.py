@@ -186,15 +186,62 @@ def stem_table(report: dict[str, Any]) -> list[list[str]]:
         s = report["settings"]["stems"][info["name"]]
         moves = [f"{k.removesuffix('_gain_db').replace('_', ' ')} {v:+.1f} dB"
                  for k, v in s["eq"].items() if k.endswith("_gain_db") and v]
-        c = s["compressor"]
-        comp = ("off" if c["ratio"] <= 1.0 else
-                f"{c['ratio']:g}:1 above {c['threshold_db']:.1f} dB")
-        send = "off" if s["send"]["send_db"] <= -60.0 else f"{s['send']['send_db']:.1f} dB"
         rows.append([info["name"], f"{info['role']} ({info['role_from']})",
                      f"{s['gain']['gain_db']:+.2f}", f"{s['pan']['pan']:+.2f}",
                      f"high-pass {s['highpass']['freq_hz']:.0f} Hz"
-                     + (f"; {', '.join(moves)}" if moves else ""), comp, send])
+                     + (f"; {', '.join(moves)}" if moves else ""),
+                     ", ".join(compressor_text(s["compressor"], info.get("motivation"))),
+                     send_text(s["send"]["send_db"])])
     return rows
+
+
+def compressor_text(c: dict[str, Any], motivation: dict[str, Any] | None = None) -> list[str]:
+    """A stem's compressor in real units, its ratio and threshold then its times ("3:1 above
+    -19.0 dBFS (its level +4.0 LU)", "attack 5 ms, release 120 ms"), the threshold against
+    the stem's level where its ``motivation`` (the report's, `mixing.motivation`) holds it;
+    ["off"] at ratio 1."""
+    if c["ratio"] <= 1.0:
+        return ["off"]
+    re_level = ((motivation or {}).get("compressor") or {}).get("threshold_re_level_lu")
+    level = "" if re_level is None else f" (its level {re_level:+.1f} LU)"
+    return [f"{c['ratio']:.3g}:1 above {c['threshold_db']:.1f} dBFS{level}",
+            f"attack {c['attack_ms']:.3g} ms, release {c['release_ms']:.3g} ms"]
+
+
+def send_text(send_db: float) -> str:
+    """A stem's reverb send: "-22.0 dB", or "off" at the send's floor."""
+    from automix.mixing.render import SEND_OFF_DB
+
+    return "off" if send_db <= SEND_OFF_DB else f"{send_db:.1f} dB"
+
+
+def motivation_text(motivation: dict[str, Any]) -> tuple[str, str]:
+    """Why a stem's compressor and its send are what they are (a stem's ``motivation`` in a
+    mix's report, `mixing.motivation`), a line each: where each came from, then the numbers
+    behind it ("role default (vocals); crest 14.1 dB, LRA 3.2 LU, peaks 8.3 dB over")."""
+    c, s = motivation["compressor"], motivation["send"]
+    comp = [c["from"]]
+    if "crest_db" in c:
+        over = c.get("peaks_over_threshold_db")
+        comp.append(f"crest {c['crest_db']:.1f} dB, LRA {c['loudness_range_lu']:.1f} LU" + (
+            "" if over is None else
+            f", peaks {abs(over):.1f} dB {'over' if over >= 0 else 'under'} the threshold"))
+    send = [s["from"]]
+    if "model_send_db" in s:
+        send.append(f"the model said {s['model_send_db']:.1f} dB, most moved by "
+                    + ", ".join(f"{i['label']} {_value(i['value'], i['unit'])} "
+                                f"({i['moves_db']:+.1f} dB)" for i in s["model_inputs"]))
+    if s.get("stem_tail_db") is not None:
+        send.append(f"own tail {s['stem_tail_db']:.1f} dB")
+    for part, given, module in ((comp, c, "dynamics"), (send, s, "reverb")):
+        if "amount" in given:
+            part.append(f"scaled by --amount {module}={given['amount']:g}")
+    return "; ".join(comp), "; ".join(send)
+
+
+def _value(value: float | str, unit: str) -> str:
+    text = value if isinstance(value, str) else f"{value:.3g}"
+    return f"{text} {unit}" if unit else text
 
 
 def _stem_rows(report: dict[str, Any]) -> str:

@@ -47,6 +47,7 @@ from automix.mixing.balance import (
     network_chains,
     plausible_levels,
 )
+from automix.mixing.motivation import StemMotivation, motivate
 from automix.mixing.refine import REFINE_BUDGET_S, refine
 from automix.mixing.render import render_mix, render_mix_to
 from automix.mixing.stems import Stem, loudest_excerpt, sounding, stem_loudness_lufs
@@ -114,7 +115,8 @@ STREAMED_MIX_MIN_S = 240.0  # `mix_file` masters a mix longer than this from a f
 @dataclass
 class MixResult:
     """A mix: the mastered audio, the settings that render it exactly, how they were found,
-    the stems and each one after its chain, the bus's `MasterResult`, and warnings."""
+    the stems and each one after its chain, the bus's `MasterResult`, warnings, and why each
+    stem's compressor and send are what they are (`motivation.StemMotivation`, by name)."""
 
     audio: Audio  # the mastered mix
     settings: MixSettings
@@ -127,7 +129,7 @@ class MixResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     preview_span: tuple[int, int] | None = None  # mastered to a file (`StreamedOutput`): the
     # master's loudest `previews.PREVIEW_S` (start, end sample); ``audio`` is then empty
-
+    motivation: dict[str, StemMotivation] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         report = self.master.to_dict()
@@ -139,7 +141,10 @@ class MixResult:
             "stems": [{"name": s.name, "role": s.role, "role_from": s.role_source,
                        "channels": s.channels, "stereo": s.is_stereo,
                        "silent": s.silent,
-                       "input_lufs": round(stem_loudness_lufs(s, sr), 2)} for s in self.stems],
+                       "input_lufs": round(stem_loudness_lufs(s, sr), 2),
+                       **({"motivation": self.motivation[s.name].to_dict(
+                           self.settings.stems[s.name])} if s.name in self.motivation else {})}
+                      for s in self.stems],
             "warnings": [{"code": w.code, "message": w.message} for w in self.warnings]
             + [{"code": w.code, "message": f"the master: {w.message}"}
                for w in self.master.output.warnings if w.code == "W01-clipping"],
@@ -176,7 +181,8 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
     ``refine_steps``, keeping ``keep_balance`` of the stems' input balance) and master the bus
     at ``target``; or render given ``settings``
     exactly. ``amounts`` (`settings.Amounts`) scale every stem's and the
-    master's settings toward neutral (eq, dynamics; width also centres the pans).
+    master's settings toward neutral (eq, dynamics: every compressor; width also centres the
+    pans; reverb: the stems' sends).
     ``progress`` is called with each stage's name as it starts ("suggest", "render",
     "master"); `timings_s` holds each stage's seconds. Without ``keep_processed`` the
     result's ``processed`` is empty and the render holds a block of each stem at a time;
@@ -203,6 +209,8 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
                                                    settings.master, "settings")
     if amounts is not None and amounts.scales:
         chains = {name: amounts.scale(chain) for name, chain in chains.items()}
+    motivation = motivate(stems, sample_rate, chains, method=method, amounts=amounts,
+                          refined=refine_steps > 0 and len(sounding(stems)) >= 2)
     timings["suggest_mix"] = time.perf_counter() - t0
     step("render")
     t0 = time.perf_counter()
@@ -227,6 +235,6 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
     mix_settings = MixSettings(stems=dict(chains), reverb=reverb, master=result.settings,
                                roles={s.name: s.role for s in stems if s.role_source == "user"})
     return MixResult(result.audio, mix_settings, method, stems, processed, result,
-                     list(load_warnings or []), timings, preview_span)
+                     list(load_warnings or []), timings, preview_span, motivation)
 
 
