@@ -56,7 +56,7 @@ from _songs import DATA_DIR  # noqa: E402
 
 from automix import analysis, loudness, mixing  # noqa: E402
 from automix.files import mix_file  # noqa: E402
-from automix.mixing.render import render_stem  # noqa: E402
+from automix.mixing.render import render_mix, render_stem  # noqa: E402
 from automix.mixing.stems import Stem, load_stems, stem_loudness_lufs  # noqa: E402
 from automix.model.features import log_mel_db, mid_side, unit_rms  # noqa: E402
 from automix.params import EQParams, GainParams, PanParams, StemChain  # noqa: E402
@@ -256,6 +256,9 @@ def author_scores(x: np.ndarray, shares: dict[str, float], real: np.ndarray,
 
 
 AUTHOR_SYSTEMS = ("plain sum", "automix dsp", "automix network", "automix authors")
+AUTHOR_STAGES = ("mix", "master")  # scored: the bus before the master, and what `mix` writes
+AUTHOR_GOAL = 0.8  # issue #18: the author model at least 20 % better than role defaults (dsp)
+AUTHOR_GOAL_METRICS = ("log-mel dB", "reverb dB")
 
 
 def author_protocol(seconds: float) -> None:
@@ -266,7 +269,7 @@ def author_protocol(seconds: float) -> None:
               f"{DATA_DIR}/multitracks: python -m automix.training.multitracks DIR")
         return
     reference, target = resolve(MixOptions().reference, None)
-    rows: dict[str, list[dict[str, float]]] = {k: [] for k in AUTHOR_SYSTEMS}
+    rows = {stage: {k: [] for k in AUTHOR_SYSTEMS} for stage in AUTHOR_STAGES}
     packages: list[str] = []
     failed: list[str] = []
     for song in songs:
@@ -276,24 +279,40 @@ def author_protocol(seconds: float) -> None:
             failed.append(f"{song.name} ({type(exc).__name__}: {exc})")
             print(f"{song.name}: FAILED {type(exc).__name__}: {exc}")
             continue
-        for name, row in scored.items():
-            rows[name].append(row)
+        for stage in AUTHOR_STAGES:
+            for name, row in scored[stage].items():
+                rows[stage][name].append(row)
         packages.append(json.loads((song / "meta.json").read_text())["package"])
-        print(f"{song.name}: log-mel " + ", ".join(f"{k} {v['log-mel dB']:.2f}"
-                                                   for k, v in scored.items()) + "; share "
-              + ", ".join(f"{k} {v['share dB']:.1f}" for k, v in scored.items()), flush=True)
+        mix_rows = scored["mix"]
+        print(f"{song.name}: mix log-mel " + ", ".join(
+            f"{k} {v['log-mel dB']:.2f}" for k, v in mix_rows.items()) + "; share "
+            + ", ".join(f"{k} {v['share dB']:.1f}" for k, v in mix_rows.items()), flush=True)
     if not packages:
         print(f"every held-out MIDI song failed: {failed}")
         return
-    metrics = list(rows["plain sum"][0])
-    print(f"\n{len(songs)} held-out MIDI songs, {seconds:g}-s excerpts; mean absolute "
-          "difference from the author's mix (lower is better)\n")
-    _means_table(rows, metrics, range(len(packages)))
+    metrics = list(rows["mix"]["plain sum"][0])
+    every = range(len(packages))
+    for stage, what in (("mix", "the mix, before the master (the bus: each stem through its "
+                         "chain, plus the reverb return), against the author's mix"),
+                        ("master", "the master `automix mix` writes (at the default preset's "
+                         "loudness) against the author's mix (unmastered)")):
+        print(f"\n{len(songs)} held-out MIDI songs, {seconds:g}-s excerpts: {what}; mean "
+              "absolute difference (lower is better)\n")
+        _means_table(rows[stage], metrics, every)
+        _author_goal(rows[stage], every)
     for package in sorted(set(packages)):
         picked = [i for i, p in enumerate(packages) if p == package]
-        print(f"\n{package}: {len(picked)} songs\n")
-        _means_table(rows, metrics, picked)
+        print(f"\n{package}: {len(picked)} songs, the mix before the master\n")
+        _means_table(rows["mix"], metrics, picked)
     print(f"\n| failed songs | {len(failed)} of {len(songs)} | {'; '.join(failed) or '-'} |")
+
+
+def _author_goal(rows: dict[str, list[dict[str, float]]], picked) -> None:
+    for metric in AUTHOR_GOAL_METRICS:
+        ours, base = (np.nanmean([rows[k][i][metric] for i in picked])
+                      for k in ("automix authors", "automix dsp"))
+        print(f"goal: authors / dsp {metric} <= {AUTHOR_GOAL}: {ours / base:.2f}, "
+              f"{_verdict(ours / base <= AUTHOR_GOAL)}")
 
 
 def _means_table(rows: dict[str, list[dict[str, float]]], metrics: list[str],
@@ -305,8 +324,10 @@ def _means_table(rows: dict[str, list[dict[str, float]]], metrics: list[str],
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in means) + " |")
 
 
-def _author_song(song: Path, seconds: float, reference, target) -> dict[str, dict[str, float]]:
-    """Each system's scores on one song's excerpt A."""
+def _author_song(song: Path, seconds: float, reference, target
+                 ) -> dict[str, dict[str, dict[str, float]]]:
+    """Each system's scores on one song's excerpt A, per stage (`AUTHOR_STAGES`): the plain
+    sum has no master, so it is the same in both."""
     master = song / "master.flac"
     duration = sf.info(master).duration
     seg = min(seconds, duration / 2.5)
@@ -314,22 +335,24 @@ def _author_song(song: Path, seconds: float, reference, target) -> dict[str, dic
     real, sr = read(master, start, seg)
     wet = {p.stem: read(p, start, seg)[0] for p in sorted((song / "wet").glob("*.flac"))}
     real_shares = level_shares_db(wet, real, sr)
-    out = {}
+    out: dict[str, dict[str, dict[str, float]]] = {stage: {} for stage in AUTHOR_STAGES}
     with tempfile.TemporaryDirectory() as tmp:
         stems, sr, _ = load_stems(excerpts(sorted((song / "stems").glob("*.flac")), start, seg,
                                            Path(tmp) / "stems"))
         dry = {Path(s.name).stem: s.samples for s in stems}
         plain = np.sum(list(dry.values()), axis=0)
-        out["plain sum"] = author_scores(plain, level_shares_db(dry, plain, sr), real,
-                                         real_shares, sr)
+        for stage in AUTHOR_STAGES:
+            out[stage]["plain sum"] = author_scores(plain, level_shares_db(dry, plain, sr), real,
+                                                    real_shares, sr)
         for method in ("dsp", "network", "authors"):
             result = mixing.mix(stems, sr, reference, target, method=method)
             processed = {Path(s.name).stem: y for s, y in zip(result.stems, result.processed,
                                                               strict=True)}
-            bus = np.sum(list(processed.values()), axis=0)
-            out[f"automix {method}"] = author_scores(
-                result.audio.samples, level_shares_db(processed, bus, sr), real, real_shares,
-                sr)
+            shares = level_shares_db(processed, np.sum(list(processed.values()), axis=0), sr)
+            bus, _ = render_mix(stems, sr, result.settings.stems, result.settings.reverb,
+                                keep=False)
+            for stage, y in (("mix", bus), ("master", result.audio.samples)):
+                out[stage][f"automix {method}"] = author_scores(y, shares, real, real_shares, sr)
     return out
 
 

@@ -3,6 +3,7 @@ features (`automix mix --method authors` end to end: tests/test_mix_balance.py).
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -76,3 +77,48 @@ def test_features_describe_the_stems() -> None:
     assert x[0, names.index("share_lu")] == pytest.approx(share, abs=1e-3)
     # the pad's power sits in the 160-640 Hz band
     assert x[0, names.index("band1_db")] > -0.1
+
+
+def _song(tmp_path, name: str, effects: list[list[dict]]) -> None:
+    """A manifest of a song whose stems carry ``effects`` (one list per stem)."""
+    song = tmp_path / name
+    song.mkdir()
+    stems = {f"{i:02d}_part": {"level_db": 0.0, "effects": e} for i, e in enumerate(effects)}
+    (song / "meta.json").write_text(json.dumps({"stems": stems}))
+
+
+def test_effect_share_counts_the_stems_whose_author_put_the_effect_on(tmp_path) -> None:
+    """A General-MIDI manifest lists no effects; LMMS ones list each stem's path; a bypassed
+    effect does not count."""
+    comp, eq = {"kind": "compressor"}, {"kind": "eq"}
+    _song(tmp_path, "midi", [[], [], []])
+    _song(tmp_path, "lmms", [[comp, eq], [comp], [{"kind": "compressor", "enabled": False}]])
+    share = authors.effect_share([tmp_path / "midi", tmp_path / "lmms"])
+    assert share == {"eq": pytest.approx(1 / 6), "compressor": pytest.approx(2 / 6)}
+    assert authors.effect_share([tmp_path / "midi"]) == {"eq": 0.0, "compressor": 0.0}
+
+
+def test_the_mixer_leaves_off_what_the_models_authors_left_off(monkeypatch) -> None:
+    """With the shipped weights (General-MIDI authors: no EQ, no compressor) every sounding
+    stem's compressor is off and its EQ and high-pass flat; weights whose authors mostly
+    compressed keep the role's compressor."""
+    from automix.mixing.balance import author_chains, default_chains
+    from automix.mixing.stems import Stem
+    from automix.params import CompressorParams, EQParams, HighpassParams
+
+    stems = [Stem("kick.wav", plucks(4.0, 1), "drums", "name"),
+             Stem("bass.wav", plucks(4.0, 2) * np.float32(0.5), "bass", "name")]
+    start = default_chains(stems, SR)
+    assert all(c.compressor.ratio > 1 for c in start.values())  # the role defaults compress
+    model = author_net.load_model()
+    assert not model.uses("compressor") and not model.uses("eq")
+    chains = author_chains(stems, SR, start)
+    for chain in chains.values():
+        assert chain.compressor == CompressorParams()
+        assert chain.eq == EQParams() and chain.highpass == HighpassParams()
+    compressing = author_net.AuthorModel(model.net, {"effect_share": {"compressor": 0.8,
+                                                                      "eq": 0.1}})
+    monkeypatch.setattr(author_net, "load_model", lambda: compressing)
+    chains = author_chains(stems, SR, start)
+    assert all(c.compressor.ratio == start[n].compressor.ratio for n, c in chains.items())
+    assert all(c.eq == EQParams() for c in chains.values())

@@ -34,6 +34,7 @@ from automix.mixing.stems import (
     stem_loudness_lufs,
 )
 from automix.params import (
+    EFFECTS,
     CompressorParams,
     GainParams,
     HighpassParams,
@@ -384,15 +385,20 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
     offset so that the bus keeps the power ``chains`` give it (compressor thresholds follow,
     `with_level_move`). Pans: the model's distance from the centre, on the side ``chains``
     chose (stems the role rule leaves centred alternate, right first). Sends: the model's,
-    off under `author_net.SEND_OFF_DB`. Silent stems keep ``chains``."""
+    off under `author_net.SEND_OFF_DB`. EQ (with the high-pass) and compressor: neutral where
+    the training songs' authors mostly left them off (`AuthorModel.uses`; the General-MIDI
+    songs carry neither), else ``chains``'. Silent stems keep ``chains``."""
     from automix.model import author_net
 
     heard = sounding(stems)
     if not heard:
         return dict(chains)
     start, end = span or loudest_excerpt(heard, sample_rate, FIT_EXCERPT_S)
-    found = author_net.predict(author_net.load_model(), author_excerpts(heard, start, end),
+    model = author_net.load_model()
+    found = author_net.predict(model, author_excerpts(heard, start, end),
                                [s.role for s in heard], sample_rate)
+    neutral = {group: EFFECTS[group]() for effect, groups in author_net.EFFECT_GROUPS.items()
+               if not model.uses(effect) for group in groups}
     levels = np.array([excerpt_level_db(s, start, end) for s in heard])
     start_db = np.array([chains[s.name].gain.gain_db for s in heard])
     wanted = np.array([f.gain_db for f in found])
@@ -408,7 +414,7 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
             side = -side
         send = f.send_db if f.send_db >= author_net.SEND_OFF_DB else send_floor
         out[stem.name] = replace(chain, pan=PanParams(pan=round(sign * f.pan_amount, 3)),
-                                 send=SendParams(send_db=round(send, 1)))
+                                 send=SendParams(send_db=round(send, 1)), **neutral)
     return out
 
 

@@ -1,10 +1,12 @@
 """Why each stem's compressor and reverb send are what they are (issue #18 point 5).
 
-Whatever the method, a stem's compressor is its role's default (`roles.ROLE_DEFAULTS`: ratio,
-attack, release, and a threshold a fixed number of LU over the stem's balanced level, which
-follows every level move, `balance.with_level_move`); so what decides it is the role and the
-stem's level. What it then does to this stem is told by the stem's own measures: its crest
-factor, its loudness range, and how far its peaks reach over the threshold. A send is the
+With "dsp" and "network", a stem's compressor is its role's default (`roles.ROLE_DEFAULTS`:
+ratio, attack, release, and a threshold a fixed number of LU over the stem's balanced level,
+which follows every level move, `balance.with_level_move`); so what decides it is the role
+and the stem's level. With "authors", it is off where the author model's songs had none
+(`AuthorModel.uses`), else the role's default. What it does to this stem is told by the
+stem's own measures: its crest factor, its loudness range, and how far its peaks reach over
+the threshold. A send is the
 role's default too (only vocals send), except with ``method`` "authors", where the author
 model (`model.author_net`) set it from the stem's features: the ones that moved it most
 (`author_net.attributions`) are named. Every stem also gets its own reverb measure
@@ -145,6 +147,7 @@ def motivate(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain], 
         measured = dict(zip([s.name for s in heard], pool.map(
             lambda s: measure(s, sample_rate, chains[s.name], start, end), heard), strict=True))
     model = _author_sends(heard, sample_rate, start, end) if method == "authors" else {}
+    author_compressor = method == "authors" and _author_model().uses("compressor")
     then = ", then refined" if refined else ""
     out = {}
     for stem in stems:
@@ -156,7 +159,8 @@ def motivate(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain], 
         if method == "settings":
             comp_from = send_from = "settings file"
         else:
-            comp_from = default
+            comp_from = (default if method != "authors" or author_compressor
+                         else "author model: off, as its songs' authors left it")
             send_from = ("author model" if method == "authors" else default) + (
                 then if sends_reverb(chains[stem.name]) else "")
         send_db, inputs = model.get(stem.name, (None, ()))
@@ -173,7 +177,7 @@ def _author_sends(heard: list[Stem], sample_rate: int, start: int, end: int
 
     if not heard:
         return {}
-    model = author_net.load_model()
+    model = _author_model()
     features = author_net.stem_features(author_excerpts(heard, start, end),
                                         [s.role for s in heard], sample_rate)
     found = author_net.predict_features(model, features)
@@ -188,3 +192,9 @@ def _author_sends(heard: list[Stem], sample_rate: int, start: int, end: int
         inputs.sort(key=lambda i: -abs(i.moves_db))
         out[stem.name] = (f.send_db, tuple(inputs[:TOP_MODEL_INPUTS]))
     return out
+
+
+def _author_model():
+    from automix.model import author_net
+
+    return author_net.load_model()

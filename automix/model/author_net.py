@@ -5,7 +5,9 @@ all the stems, how many stems there are, its octave-band profile, crest factor, 
 the time it plays (`density`) and how much it rings by itself (`analysis.reverb_tail_db`).
 What it says (`OUTPUTS`): a gain relative to the song's other stems (dB; the stems' median is
 0), how far from the centre the stem sits (0..1; the side comes from the mix's pan rule) and
-its send to the shared reverb (dB), whose room is `settings.AUTHOR_REVERB`.
+its send to the shared reverb (dB), whose room is `settings.AUTHOR_REVERB`. Beside the
+weights, what share of the training stems had an EQ or a compressor on their path
+(`AuthorModel.uses`): an effect the authors mostly left off stays off.
 
 This module is inference only: `AuthorNet`, `load_model`, `predict`, and `attributions` (which
 inputs moved a prediction, for the table `automix suggest` prints). Training (targets
@@ -112,10 +114,21 @@ class AuthorNet(nn.Module):
         return self.body((x - self.mean) / self.scale) * self.out_scale + self.out_mean
 
 
+EFFECT_GROUPS = {"eq": ("highpass", "eq"), "compressor": ("compressor",)}  # a stem's effects
+# the authors may have used (`uses`), and the `params.StemChain` groups each one covers
+USED_SHARE = 0.5  # an effect the authors put on at least this share of their stems is used
+
+
 @dataclass(frozen=True)
 class AuthorModel:
     net: AuthorNet
     info: dict
+
+    def uses(self, effect: str) -> bool:
+        """Whether the training songs' authors used ``effect`` (one of `EFFECT_GROUPS`) on
+        most of their stems (`USED_SHARE`; ``info["effect_share"]``, from the projects'
+        manifests). Weights that do not say are taken to use every effect."""
+        return self.info.get("effect_share", {}).get(effect, 1.0) >= USED_SHARE
 
 
 def load_model(path: str | Path = DEFAULT_WEIGHTS) -> AuthorModel:

@@ -12,6 +12,10 @@ wet stem (`fit_stem`), so the model learns in the units the mixer renders:
   its energy over the direct path's, against the same ratio for automix's reverb bus
   (`AUTHOR_REVERB`) at a 0-dB send, gives the send in dB.
 
+Beside the weights, the share of the training stems whose author put an EQ or a compressor
+on their path (`effect_share`, from the manifests; none in a General-MIDI song), so that the
+mixer leaves off what the authors left off (`author_net.AuthorModel.uses`).
+
 Gains are taken relative to the song's median stem (a mix's loudness is the master's), pans
 as distance from the centre (which side is the pan rule's). Examples are the stems of one
 excerpt per song (`EXCERPT_S` from the middle), split by song (`data.is_held_out`, never
@@ -36,6 +40,7 @@ from automix.effects.render import reverb_return
 from automix.mixing.roles import role_from_audio, role_from_name
 from automix.model.author_net import (
     DEFAULT_WEIGHTS,
+    EFFECT_GROUPS,
     FEATURES,
     OUTPUTS,
     AuthorNet,
@@ -166,6 +171,17 @@ def examples(data_dir: str | Path, *, cache: bool = True) -> dict[str, dict[str,
     return out
 
 
+def effect_share(songs: list[Path]) -> dict[str, float]:
+    """For each effect of `author_net.EFFECT_GROUPS`, the share of the ``songs``' stems whose
+    author put one on its path: the manifest's ``effects`` list per stem (``kind`` of each
+    entry; a General-MIDI song's stems have none: the format carries no EQ or compressor)."""
+    kinds = [{e.get("kind") for e in meta.get("effects", []) if e.get("enabled", True)}
+             for song in songs
+             for meta in json.loads((song / "meta.json").read_text())["stems"].values()]
+    return {effect: (sum(effect in k for k in kinds) / len(kinds) if kinds else 0.0)
+            for effect in EFFECT_GROUPS}
+
+
 # --- training ---------------------------------------------------------------------------------
 
 
@@ -215,7 +231,9 @@ def train(data_dir: str | Path, out: str | Path = DEFAULT_WEIGHTS, *, epochs: in
     net.eval()
     constant = {name: float(np.mean(np.abs(np.median(train_y[:, i]) - val_y[:, i])))
                 for i, name in enumerate(OUTPUTS)}
+    trained_on = [song for song in author_songs(data_dir) if split_of(song) == "train"]
     info = {"features": list(FEATURES), "outputs": list(OUTPUTS), "room": AUTHOR_REVERB.__dict__,
+            "effect_share": effect_share(trained_on),
             "train_stems": int(len(train_x)), "validation_stems": int(len(val_x)),
             "train_songs": int(len(np.unique(data["train"]["song"])) * fraction),
             "best_epoch": best[2], "validation_mae": mean_absolute_errors(net, val_x, val_y),
