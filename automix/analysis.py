@@ -30,7 +30,7 @@ _EXACT_CENTERS_HZ = 1000.0 * 2.0 ** (np.arange(-15, 13) / 3.0)
 BAND_EDGES_HZ = np.stack([_EXACT_CENTERS_HZ * 2 ** (-1 / 6), _EXACT_CENTERS_HZ * 2 ** (1 / 6)])
 BAND_MAX_FRACTION_OF_NYQUIST = 0.9  # bands reaching above this are NaN (anti-alias roll-off)
 WELCH_SEGMENT_AT_44K = 8192  # 5.4 Hz bins; scaled with the sample rate to a power of two
-_WELCH_FRAMES_PER_FFT = 16  # frames transformed at once: stays in cache
+WELCH_FRAMES_PER_FFT = 16  # frames transformed at once: stays in cache
 _MOMENT_BLOCK = 1 << 16  # samples per block of `Moments.of`: converted to float64 in cache
 BAND_POWER_FLOOR_DB = -200.0  # empty bands, before loudness normalisation
 TONAL_ERROR_RANGE_DB = 60.0  # tonal_balance_error_db ignores bands this far below b's loudest
@@ -194,8 +194,8 @@ def _mid_side_psd(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarr
     step = welch_step(segment)
     n_frames = (x.shape[1] - segment) // step + 1
     power = np.zeros((2, segment // 2 + 1))
-    for start in range(0, n_frames, _WELCH_FRAMES_PER_FFT):
-        count = min(_WELCH_FRAMES_PER_FFT, n_frames - start)
+    for start in range(0, n_frames, WELCH_FRAMES_PER_FFT):
+        count = min(WELCH_FRAMES_PER_FFT, n_frames - start)
         span = x[:2, start * step: (start + count - 1) * step + segment]
         signals = span if len(span) == 1 else (0.5 * (span[0] + span[1]),
                                                 0.5 * (span[0] - span[1]))
@@ -218,8 +218,8 @@ def welch_step(segment: int) -> int:
 def welch_power(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
     """Summed power spectrum of windowed ``frames`` (frames, segment): shape (segment // 2 + 1,)."""
     power = np.zeros(window.size // 2 + 1)
-    for start in range(0, len(frames), _WELCH_FRAMES_PER_FFT):
-        spectrum = np.fft.rfft(frames[start : start + _WELCH_FRAMES_PER_FFT] * window, axis=-1)
+    for start in range(0, len(frames), WELCH_FRAMES_PER_FFT):
+        spectrum = np.fft.rfft(frames[start : start + WELCH_FRAMES_PER_FFT] * window, axis=-1)
         power += np.sum(spectrum.real**2 + spectrum.imag**2, axis=0)
     return power
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -110,7 +110,8 @@ def paired(stems: list[Stem]) -> dict[str, float]:
 
 def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
                      span: tuple[int, int] | None = None, *,
-                     reference: Reference | None = None) -> dict[str, StemChain]:
+                     reference: Reference | None = None,
+                     heard: dict[str, Heard] | None = None) -> dict[str, StemChain]:
     """``chains`` with the smallest level moves that put every sounding stem within its role's
     share of the mix (`roles.share_range_lu`: its loudness minus the power sum of the others'),
     widened where ``reference`` clearly asks for it (`reference_asks_db`; none without one),
@@ -120,22 +121,15 @@ def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, Stem
     (`with_level_move` keeps the compressor's sound); stems are taken as uncorrelated. Soft
     bounds solved by least squares, so a folder whose roles cannot all be satisfied (32 lead
     vocals) gets the nearest balance. Stems quieter than `SILENT_STEM_LUFS` in the excerpt keep
-    their chains."""
+    their chains. ``heard`` (`hear_stems` on the same samples) spares the renders of the stems
+    whose chains differ from the ones heard only by a level move (`Heard.moved_to`)."""
     from scipy.optimize import least_squares
 
     start, end = span or loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
-
-    def measure(stem: Stem) -> tuple[float, np.ndarray | None]:
-        """The stem's loudness at unit gain (LUFS) and, for the asks, its mid band powers."""
-        chain = chains[stem.name]
-        dry = render_dry(stem.read(start, end), stem.is_stereo, sample_rate, chain)
-        mid = (None if reference is None else
-               analysis.tonal_balance_db(0.5 * (dry[0] + dry[1]), sample_rate, 0.0))
-        return loudness.integrated_lufs(dry, sample_rate) - chain.gain.gain_db, mid
-
-    candidates = [s for s in sounding(stems) if excerpt_level_db(s, start, end) > SILENT_STEM_LUFS]
-    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
-        measured = list(pool.map(measure, candidates))
+    candidates = audible(stems, start, end)
+    heard = hear_stems(candidates, sample_rate, chains, start, end, heard=heard)
+    measured = [(heard[s.name].lufs_at_unit_gain(sample_rate), heard[s.name].mid_db)
+                for s in candidates]
     kept = [(s, m) for s, m in zip(candidates, measured, strict=True)
             if math.isfinite(m[0]) and m[0] + chains[s.name].gain.gain_db > SILENT_STEM_LUFS]
     if len(kept) < 2:
@@ -194,20 +188,87 @@ def with_level_move(chain: StemChain, move_db: float) -> StemChain:
 
 
 
+@dataclass(frozen=True)
+class Heard:
+    """One stem as it plays through ``chain`` on an excerpt: what the balance fit and the
+    plausible levels measure of it (`hear_stems`).
+
+    Attributes
+    ----------
+    chain : StemChain, the chain it was rendered through
+    hops : tuple of np.ndarray, `loudness.hop_energy` of the rendered excerpt (the 100-ms
+        K-weighted energies integrated loudness is gated from)
+    mid_db, side_db : np.ndarray, shape (bands,), mid and side third-octave band powers in dB
+        (`analysis.tonal_balance_db` at loudness 0), NaN above 0.9 x Nyquist
+    """
+
+    chain: StemChain
+    hops: tuple[np.ndarray, np.ndarray]
+    mid_db: np.ndarray
+    side_db: np.ndarray
+
+    def lufs_at_unit_gain(self, sample_rate: int) -> float:
+        """The stem's integrated loudness through its chain at 0 dB of gain, LUFS."""
+        return loudness.integrated_of_hops(self.hops, sample_rate) - self.chain.gain.gain_db
+
+    def moved_to(self, chain: StemChain) -> Heard | None:
+        """What the stem measures through ``chain`` when that is this chain moved in level
+        (`with_level_move`: the gain, and a compressor's threshold with it), without
+        rendering: every energy scaled by the move; None for any other change. The
+        threshold's rounding and the gain's may part by 0.01 dB: the gain reduction moves
+        by less than that."""
+        move = chain.gain.gain_db - self.chain.gain.gain_db
+        comp = chain.compressor
+        if comp.ratio > 1.0 and abs(comp.threshold_db - self.chain.compressor.threshold_db
+                                    - move) > 0.011:
+            return None  # a threshold held at its range's end: the compressor sounds otherwise
+        unmoved = replace(chain, gain=self.chain.gain, compressor=replace(
+            comp, threshold_db=self.chain.compressor.threshold_db))
+        if unmoved != self.chain:
+            return None
+        energy, bounds = self.hops
+        return Heard(chain, (energy * 10.0 ** (move / 10.0), bounds), self.mid_db + move,
+                     self.side_db + move)
+
+
+def hear_stems(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
+               start: int, end: int, *, heard: dict[str, Heard] | None = None
+               ) -> dict[str, Heard]:
+    """Each stem rendered through its chain over samples ``start:end`` (in threads) and
+    measured once: its `Heard`, by name. A stem in ``heard`` (measured on the same samples)
+    whose chain differs from the one heard there only by a level move is not rendered again
+    (`Heard.moved_to`)."""
+    reused = {s.name: h for s in stems
+              if (h := (heard or {}).get(s.name)) and (h := h.moved_to(chains[s.name]))}
+
+    def one(stem: Stem) -> Heard:
+        chain = chains[stem.name]
+        dry = render_dry(stem.read(start, end), stem.is_stereo, sample_rate, chain)
+        return Heard(chain, loudness.hop_energy(loudness.weighted_power(dry, sample_rate),
+                                                sample_rate),
+                     analysis.tonal_balance_db(0.5 * (dry[0] + dry[1]), sample_rate, 0.0),
+                     analysis.tonal_balance_db(0.5 * (dry[0] - dry[1]), sample_rate, 0.0))
+
+    todo = [s for s in stems if s.name not in reused]
+    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
+        return {**reused, **dict(zip([s.name for s in todo], pool.map(one, todo), strict=True))}
+
+
+def audible(stems: list[Stem], start: int, end: int) -> list[Stem]:
+    """The stems the balance hears over samples ``start:end``: the sounding ones
+    (`stems.sounding`) louder there than `SILENT_STEM_LUFS` (mean-square level,
+    `excerpt_level_db`)."""
+    return [s for s in sounding(stems) if excerpt_level_db(s, start, end) > SILENT_STEM_LUFS]
+
+
 def stem_band_powers_db(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
                         start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
     """Mid and side third-octave band powers (dB, `analysis.BAND_CENTERS_HZ`) of each stem
     through its chain over samples ``start:end``; shape (stems, bands) each, NaN above
     0.9 x Nyquist."""
-    def one(stem: Stem) -> tuple[np.ndarray, np.ndarray]:
-        dry = render_dry(stem.read(start, end), stem.is_stereo, sample_rate,
-                         chains[stem.name])
-        return (analysis.tonal_balance_db(0.5 * (dry[0] + dry[1]), sample_rate, 0.0),
-                analysis.tonal_balance_db(0.5 * (dry[0] - dry[1]), sample_rate, 0.0))
-
-    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
-        mids, sides = zip(*pool.map(one, stems), strict=True)
-    return np.array(mids), np.array(sides)
+    heard = hear_stems(stems, sample_rate, chains, start, end)
+    return (np.array([heard[s.name].mid_db for s in stems]),
+            np.array([heard[s.name].side_db for s in stems]))
 
 
 def fit_levels(mid_db: np.ndarray, side_db: np.ndarray, target_mid_db: np.ndarray,
@@ -291,8 +352,8 @@ def fit_levels(mid_db: np.ndarray, side_db: np.ndarray, target_mid_db: np.ndarra
 
 
 def fit_balance(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
-                reference: Reference, span: tuple[int, int] | None = None
-                ) -> dict[str, StemChain]:
+                reference: Reference, span: tuple[int, int] | None = None, *,
+                heard: dict[str, Heard] | None = None) -> dict[str, StemChain]:
     """Move each stem's level so that the mix's mid and side band balance matches the
     reference's (`fit_levels`), measured through the chains on samples ``span`` (default:
     the loudest `FIT_EXCERPT_S`, `loudest_excerpt`).
@@ -302,17 +363,19 @@ def fit_balance(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain
     preset it is the genre's average balance. Compressors keep their sound (their
     thresholds follow the gains, `with_level_move`). Silent stems, and stems quieter than
     `SILENT_STEM_LUFS` in the excerpt (mean-square level: the fit cannot hear them), keep
-    ``chains``.
+    ``chains``. ``heard`` (`hear_stems` on the same samples) spares the renders.
     """
     target_mid, target_side = reference_tonal(reference)
     start, end = span or loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
-    heard = [s for s in sounding(stems) if excerpt_level_db(s, start, end) > SILENT_STEM_LUFS]
-    if len(heard) < 2:
+    fitted = audible(stems, start, end)
+    if len(fitted) < 2:
         return dict(chains)
-    mid_db, side_db = stem_band_powers_db(heard, sample_rate, chains, start, end)
+    heard = hear_stems(fitted, sample_rate, chains, start, end, heard=heard)
+    mid_db = np.array([heard[s.name].mid_db for s in fitted])
+    side_db = np.array([heard[s.name].side_db for s in fitted])
     moves = fit_levels(mid_db, side_db, target_mid, target_side)
     return {**chains, **{s.name: with_level_move(chains[s.name], float(m))
-                         for s, m in zip(heard, moves, strict=True)}}
+                         for s, m in zip(fitted, moves, strict=True)}}
 
 
 def excerpt_level_db(stem: Stem, start: int, end: int) -> float:

@@ -40,9 +40,11 @@ from automix.mastering.pipeline import MasterResult, master
 from automix.mastering.streaming import master_stream
 from automix.mixing.balance import (
     FIT_EXCERPT_S,
+    audible,
     author_chains,
     default_chains,
     fit_balance,
+    hear_stems,
     keep_input_balance,
     network_chains,
     plausible_levels,
@@ -94,13 +96,17 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
         chains = network_chains(stems, sample_rate, chains, reference, span)
     if method == "authors":  # the authors' balance, not the reference's band balance
         chains, fit = author_chains(stems, sample_rate, chains, span), False
+    # every stem heard once through its chain on the excerpt: the fit's and the plausible
+    # levels' measurements (their level moves scale what was heard; no second render)
+    heard = hear_stems(audible(stems, *span), sample_rate, chains, *span)
     if fit:
-        chains = fit_balance(stems, sample_rate, chains, reference, span)
+        chains = fit_balance(stems, sample_rate, chains, reference, span, heard=heard)
     if refine_steps > 0 and len(sounding(stems)) >= 2:
         chains = {**chains, **refine(sounding(stems), sample_rate, chains, DEFAULT_REVERB,
                                      reference, steps=refine_steps,
                                      time_budget_s=time_budget_s)}
-    chains = plausible_levels(stems, sample_rate, chains, span, reference=reference)
+    chains = plausible_levels(stems, sample_rate, chains, span, reference=reference,
+                              heard=heard)
     return keep_input_balance(stems, chains, keep_balance)
 
 

@@ -52,8 +52,9 @@ def frame_size(sample_rate: int) -> int:
 def band_grams(samples: np.ndarray, sample_rate: int, block_s: float | None = None) -> np.ndarray:
     """Band powers of a two-channel signal: left, right and their cross-power per band.
 
-    Frames of `frame_size` samples (Hann, half overlap) are transformed; each bin's power is
-    shared among the third-octave bands it overlaps (`analysis.band_matrix`).
+    Frames of `frame_size` samples (Hann, half overlap) are transformed, a few at a time
+    (`analysis.WELCH_FRAMES_PER_FFT`: they stay in cache); each bin's power is shared among
+    the third-octave bands it overlaps (`analysis.band_matrix`).
 
     Parameters
     ----------
@@ -80,11 +81,14 @@ def band_grams(samples: np.ndarray, sample_rate: int, block_s: float | None = No
     out = np.zeros((n_blocks, 3, BANDS))
     scale = 1.0 / (np.sum(window**2) * per_block)
     for b in range(n_blocks):
-        left, right = (np.fft.rfft(f[b * per_block:(b + 1) * per_block] * window, axis=-1)
-                       for f in frames)
-        powers = np.stack([(left.real**2 + left.imag**2).sum(0),
-                           (right.real**2 + right.imag**2).sum(0),
-                           (left * right.conj()).real.sum(0)])
+        powers = np.zeros((3, n_fft // 2 + 1))
+        end = (b + 1) * per_block
+        for start in range(b * per_block, end, analysis.WELCH_FRAMES_PER_FFT):
+            left, right = (np.fft.rfft(f[start:min(start + analysis.WELCH_FRAMES_PER_FFT, end)]
+                                       * window, axis=-1) for f in frames)
+            powers[0] += (left.real**2 + left.imag**2).sum(0)
+            powers[1] += (right.real**2 + right.imag**2).sum(0)
+            powers[2] += (left.real * right.real + left.imag * right.imag).sum(0)  # Re(L R*)
         out[b] = powers @ bands.T * scale
     return out
 
