@@ -22,6 +22,7 @@ excerpt per song (`EXCERPT_S` from the middle), split by song (`data.is_held_out
 trained on; `data.is_validation` for the early stop). Run::
 
     python -m automix.training.authors DIR [--out automix/model/weights/authors.pt]
+    python -m automix.training.authors DIR --curve    # held-out error at 25/50/100 % of songs
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from automix.model.author_net import (
     FEATURES,
     OUTPUTS,
     AuthorNet,
+    load_model,
     stem_features,
 )
 from automix.params import ReverbParams
@@ -234,6 +236,7 @@ def train(data_dir: str | Path, out: str | Path = DEFAULT_WEIGHTS, *, epochs: in
     trained_on = [song for song in author_songs(data_dir) if split_of(song) == "train"]
     info = {"features": list(FEATURES), "outputs": list(OUTPUTS), "room": AUTHOR_REVERB.__dict__,
             "effect_share": effect_share(trained_on),
+            "train_median": [float(v) for v in np.median(train_y, axis=0)],
             "train_stems": int(len(train_x)), "validation_stems": int(len(val_x)),
             "train_songs": int(len(np.unique(data["train"]["song"])) * fraction),
             "best_epoch": best[2], "validation_mae": mean_absolute_errors(net, val_x, val_y),
@@ -248,6 +251,40 @@ def train(data_dir: str | Path, out: str | Path = DEFAULT_WEIGHTS, *, epochs: in
     return info
 
 
+CURVE_FRACTIONS = (0.25, 0.5, 1.0)  # of the training songs
+CURVE_SEEDS = (0, 1, 2)  # the songs drawn and the start; each point is their mean
+
+
+def learning_curve(data_dir: str | Path, *, fractions=CURVE_FRACTIONS, seeds=CURVE_SEEDS,
+                   epochs: int = EPOCHS, log=print) -> list[dict]:
+    """Held-out error against the share of training songs: for each fraction, the model
+    trained on that many songs (drawn per seed), its mean absolute error on the held-out
+    songs' stems (never trained on, nor used for the early stop), with the best constant
+    (the training targets' median) for comparison."""
+    import tempfile
+
+    held = examples(data_dir)["held_out"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fraction in fractions:
+            errors, constant, songs = [], [], 0
+            for seed in seeds:
+                info = train(data_dir, Path(tmp) / "curve.pt", epochs=epochs, seed=seed,
+                             fraction=fraction, log=lambda _: None)
+                model = load_model(Path(tmp) / "curve.pt")
+                errors.append(mean_absolute_errors(model.net, held["x"], held["y"]))
+                constant.append(info["train_median"])
+                songs = info["train_songs"]
+            row = {"fraction": fraction, "train_songs": songs, "held_out_stems": len(held["x"]),
+                   **{f"{k} MAE": float(np.mean([e[k] for e in errors])) for k in OUTPUTS},
+                   **{f"{k} MAE constant": float(np.mean([np.mean(np.abs(c[i] - held["y"][:, i]))
+                                                        for c in constant]))
+                      for i, k in enumerate(OUTPUTS)}}
+            log(json.dumps(row))
+            rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
@@ -255,8 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--fraction", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--curve", action="store_true",
+                        help="print the learning curve (held-out error at 25/50/100 %% of the "
+                        "training songs, 3 seeds each) instead of writing weights")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.curve:
+        learning_curve(args.data, epochs=args.epochs)
+        return 0
     train(args.data, args.out, epochs=args.epochs, seed=args.seed, fraction=args.fraction)
     return 0
 
