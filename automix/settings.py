@@ -281,9 +281,17 @@ class MixSettings:
         return cls(
             stems={str(name): validate_chain(StemChain, chain, where=f"{where}.stems.{name}")
                    for name, chain in stems.items()},
-            reverb=validate(ReverbParams, data.get("reverb", {}), where=f"{where}.reverb"),
+            reverb=_room(data.get("reverb", {}), where=f"{where}.reverb"),
             master=MasterSettings.from_dict(data.get("master", {}), where=f"{where}.master"),
             roles=roles)
+
+
+def _room(values: Any, *, where: str) -> ReverbParams:
+    """The shared reverb of a settings file: the values it gives, `DEFAULT_REVERB`'s for the
+    rest (the room a suggestion starts from), so a file without ``reverb`` renders its sends
+    into the same room as the mix it came from."""
+    given = validate(ReverbParams, values, where=where)
+    return replace(DEFAULT_REVERB, **{k: getattr(given, k) for k in values})
 
 
 def _rounded(values: dict[str, Any]) -> dict[str, Any]:

@@ -141,6 +141,19 @@ def test_settings_round_trip_and_validation() -> None:
         settings_io.MixSettings.from_dict({"stems": {"a.wav": {"reverb": {}}}})
 
 
+def test_a_settings_file_without_a_room_sends_into_the_suggestions_room() -> None:
+    """No ``reverb`` key: the room a suggestion starts from (`DEFAULT_REVERB`, not the
+    parameter table's "off"); a partial one: its values over that room's."""
+    from automix.params import ReverbParams
+    from automix.settings import DEFAULT_REVERB
+
+    stems = {"a.wav": {"send": {"send_db": -12.0}}}
+    assert settings_io.MixSettings.from_dict({"stems": stems}).reverb == DEFAULT_REVERB
+    partial = settings_io.MixSettings.from_dict({"stems": stems, "reverb": {"decay_s": 2.5}})
+    assert partial.reverb.decay_s == 2.5
+    assert partial.reverb.wet_db == DEFAULT_REVERB.wet_db != ReverbParams().wet_db
+
+
 # --- rendering --------------------------------------------------------------------------------
 
 
