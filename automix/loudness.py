@@ -189,13 +189,27 @@ def _to_lkfs(mean_power: np.ndarray | float) -> np.ndarray | float:
 
 def _gated_loudness(block_power: np.ndarray) -> float:
     """BS.1770-4 eqs. 5-7: two-stage gated loudness of 400 ms block powers, in LUFS."""
-    loudness = _to_lkfs(block_power)
-    above_absolute = block_power[loudness > ABSOLUTE_GATE_LUFS]
-    if above_absolute.size == 0:
+    gated = block_power[gate(block_power)]
+    if gated.size == 0:
         return LEVEL_FLOOR_DB
-    relative_gate = _to_lkfs(np.mean(above_absolute)) + RELATIVE_GATE_LU
-    gated = block_power[(loudness > ABSOLUTE_GATE_LUFS) & (loudness > relative_gate)]
     return max(float(_to_lkfs(np.mean(gated))), LEVEL_FLOOR_DB)
+
+
+def gate(block_power: np.ndarray) -> np.ndarray:
+    """BS.1770-4's two-stage gate: which 400 ms blocks (their mean weighted powers) integrated
+    loudness averages; all False when none passes the absolute gate."""
+    loudness = _to_lkfs(block_power)
+    above_absolute = loudness > ABSOLUTE_GATE_LUFS
+    if not above_absolute.any():
+        return above_absolute
+    relative_gate = _to_lkfs(np.mean(block_power[above_absolute])) + RELATIVE_GATE_LU
+    return above_absolute & (loudness > relative_gate)
+
+
+def gating_blocks(hops: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The 400 ms block powers (one per 100-ms hop) that integrated loudness is gated from,
+    from `hop_energy`'s hops."""
+    return _block_power(hops, GATING_BLOCK_S)
 
 
 def _loudness_range(short_term_power: np.ndarray) -> float:
@@ -214,7 +228,7 @@ def _loudness_range(short_term_power: np.ndarray) -> float:
 
 def integrated_of_hops(hops: tuple[np.ndarray, np.ndarray], sample_rate: int) -> float:
     """Integrated loudness of `hop_energy`'s 100-ms hop energies (a stream's, say), LUFS."""
-    block_power = _block_power(hops, GATING_BLOCK_S)
+    block_power = gating_blocks(hops)
     if block_power.size == 0:
         raise AudioInputError(
             f"{hops[1][-1] / sample_rate:.3f} s of audio is shorter than one "

@@ -176,6 +176,34 @@ effects: neutral chains), and no further than they must."""
     assert gains["Kick.flac"] - gains["Pno.flac"] > 0.0, gains  # not further than it had to
 
 
+def test_a_share_is_held_against_the_rest_as_it_plays_beside_sparse_stems() -> None:
+    """A dense bass pushed 12 dB up, beside a pad and two bells that ring a quarter of the time
+    (their gated loudness is that of the blocks they play in): the bass is pulled back to its
+    ceiling as measured on the real sum of the rest, within 0.5 LU (taking the rest as the
+    power sum of each stem's own loudness left it 4.7 LU over)."""
+    from automix.mixing.stems import Stem
+
+    sr, seconds = 44100, 24
+    t = np.arange(seconds * sr) / sr
+    bursts = (t % 4.0) < 1.0  # one second in four
+    parts = {"Bass.wav": ("bass", 0.3 * np.sin(2 * np.pi * 82.4 * t)),
+             "Pad.wav": ("synth", 0.03 * np.sin(2 * np.pi * 440 * t)),
+             "Bells 1.wav": ("keys", 0.3 * bursts * np.sin(2 * np.pi * 1568 * t)),
+             "Bells 2.wav": ("keys", 0.3 * np.roll(bursts, 2 * sr) * np.sin(2 * np.pi * 2093 * t))}
+    stems = [Stem(name, np.stack([x, x]).astype(np.float32), role, "user")
+             for name, (role, x) in parts.items()]
+    chains = {s.name: StemChain(gain=GainParams(gain_db=12.0 if s.role == "bass" else 0.0))
+              for s in stems}
+    fixed = plausible_levels(stems, sr, chains, (0, seconds * sr))
+    played = {s.name: s.samples * np.float32(10 ** (fixed[s.name].gain.gain_db / 20))
+              for s in stems}
+    rest = sum(x for n, x in played.items() if n != "Bass.wav")
+    share = (loudness.integrated_lufs(played["Bass.wav"], sr)
+             - loudness.integrated_lufs(rest, sr))
+    high = share_range_lu("bass", len(stems))[1]
+    assert high - 1.0 <= share <= high + 0.5, share
+
+
 def test_an_ask_is_what_a_reference_holds_beyond_the_genres_in_a_stems_bands() -> None:
     """Synthetic: stem A has all its power in bands 0-9, stem B in 10-19. A reference 8 dB
     up in A's bands asks +8 of A and -8 of B when the genres are flat; the same lift as a

@@ -17,6 +17,7 @@ they would be without them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -113,7 +114,7 @@ def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, Stem
                      reference: Reference | None = None,
                      heard: dict[str, Heard] | None = None) -> dict[str, StemChain]:
     """``chains`` with the smallest level moves that put every sounding stem within its role's
-    share of the mix (`roles.share_range_lu`: its loudness minus the power sum of the others'),
+    share of the mix (`roles.share_range_lu`: its loudness minus the others' sum's, `share_model`),
     widened where ``reference`` clearly asks for it (`reference_asks_db`; none without one),
     and within `MAX_INPUT_MOVE_DB` of its input level relative to the others (its gain minus a
     common offset). Loudness and mid band powers are measured through each chain on samples
@@ -127,9 +128,9 @@ def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, Stem
 
     start, end = span or loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
     candidates = audible(stems, start, end)
-    heard = hear_stems(candidates, sample_rate, chains, start, end, heard=heard)
-    measured = [(heard[s.name].lufs_at_unit_gain(sample_rate), heard[s.name].mid_db)
-                for s in candidates]
+    heard_by_name = hear_stems(candidates, sample_rate, chains, start, end, heard=heard)
+    measured = [(heard_by_name[s.name].lufs_at_unit_gain(sample_rate),
+                 heard_by_name[s.name].mid_db) for s in candidates]
     kept = [(s, m) for s, m in zip(candidates, measured, strict=True)
             if math.isfinite(m[0]) and m[0] + chains[s.name].gain.gain_db > SILENT_STEM_LUFS]
     if len(kept) < 2:
@@ -141,16 +142,12 @@ def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, Stem
         np.array([m[1] for _, m in kept]), reference_tonal(reference)[0], genre_tonal_mid_db()))
     low, high = np.array([share_range_lu(s.role, len(heard), float(a))
                           for s, a in zip(heard, asks, strict=True)]).T
-    to_nepers = math.log(10.0) / 10.0
     weight = 10.0  # per LU outside a range, against 1 per dB of move
-
-    def shares(levels: np.ndarray) -> np.ndarray:
-        power = np.exp(levels * to_nepers)
-        return levels - np.log(np.maximum(power.sum() - power, 1e-30)) / to_nepers
+    shares = share_model(lufs, [heard_by_name[s.name] for s in heard])
 
     def residuals(v: np.ndarray) -> np.ndarray:
         moves, offset = v[:-1], v[-1]
-        share = shares(lufs + gains + moves)
+        share = shares(gains + moves)
         drift = np.abs(gains + moves - offset) - MAX_INPUT_MOVE_DB
         return np.concatenate([moves, weight * np.maximum(share - high, 0.0),
                                weight * np.maximum(low - share, 0.0),
@@ -160,6 +157,35 @@ def plausible_levels(stems: list[Stem], sample_rate: int, chains: dict[str, Stem
     moves = np.where(np.abs(fit.x[:-1]) < 0.05, 0.0, fit.x[:-1])
     return {**chains, **{s.name: with_level_move(chains[s.name], float(m))
                          for s, m in zip(heard, moves, strict=True) if m}}
+
+
+def share_model(lufs: np.ndarray, heard: list[Heard]) -> Callable[[np.ndarray], np.ndarray]:
+    """Each stem's share of the mix (its loudness minus the rest's, LU) as a function of the
+    stems' gains (dB), from their 400-ms block powers heard at the gains of their chains.
+
+    A stem's loudness is its own gated loudness (``lufs``, at unit gain) plus its gain. The
+    rest's is gated as the rest actually plays: the blocks the sum of the other stems passes
+    BS.1770's gate with at the chains' gains (held there: the moves are small), averaging
+    each other stem's power over those blocks, so a stem that plays now and then counts for
+    the blocks it plays in, not for its own loudness (which would make the rest 2-3 LU too
+    loud beside sparse stems). Stems are taken as uncorrelated."""
+    unit = np.stack([loudness.gating_blocks(h.hops) * 10.0 ** (-h.chain.gain.gain_db / 10.0)
+                     for h in heard])
+    at_chains = unit * 10.0 ** (np.array([h.chain.gain.gain_db for h in heard]) / 10.0)[:, None]
+    rest_means = np.zeros((len(heard), len(heard)))
+    for i in range(len(heard)):
+        rest = np.delete(at_chains, i, axis=0).sum(axis=0)
+        blocks = loudness.gate(rest)
+        picked = unit[:, blocks] if blocks.any() else unit
+        rest_means[i] = picked.mean(axis=1)
+        rest_means[i, i] = 0.0
+
+    def shares(gains_db: np.ndarray) -> np.ndarray:
+        rest = rest_means @ (10.0 ** (np.asarray(gains_db) / 10.0))
+        return (lufs + gains_db) - loudness.LOUDNESS_OFFSET_DB - 10.0 * np.log10(
+            np.maximum(rest, 1e-30))
+
+    return shares
 
 
 def keep_input_balance(stems: list[Stem], chains: dict[str, StemChain],

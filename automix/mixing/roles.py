@@ -198,10 +198,11 @@ ROLE_DEFAULTS: dict[str, RoleDefaults] = {
 
 
 
-# How loud a stem of each role may sit against the rest of the mix (the power sum of every
-# other stem), in LU: (floor, ceiling). The ceiling is over the rest; the floor is under the
-# stem's equal share (-10 log10(N - 1) among N equally loud stems), so that it scales with the
-# stem count (a hi-hat among 14 stems sits far under the rest). The suggested balance
+# How loud a stem of each role may sit against the rest of the mix (the sum of every other
+# stem, `balance.share_model`), in LU: (floor, ceiling). The ceiling is over the rest; the
+# floor is under the stem's equal share (-10 log10(N - 1) among N equally loud stems), so
+# that it scales with the stem count (a hi-hat among 14 stems sits far under the rest). The
+# suggested balance
 # (`balance.plausible_levels`) keeps to these whatever the network or the fit asked: a lead
 # (vocals, a lead guitar, a solo horn) at most a few LU over the whole band, kick and bass
 # never over the rest of it, nothing buried. Unconstrained, suggestions had put a lead guitar
