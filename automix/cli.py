@@ -527,7 +527,8 @@ def batch(
     bit_depth: int = typer.Option(24, "--bit-depth", help="16, 24 or 32."),
     jobs: int | None = typer.Option(None, "--jobs", "-j",
                                        help="Songs at once (default half the cores)."),
-    method: Method | None = typer.Option(None, "--method", help="As for master or mix."),
+    method: MixMethod | None = typer.Option(
+        None, "--method", help="As for master or mix (authors: mix only)."),
     amount: str | None = typer.Option(None, "--amount", help=AMOUNT_HELP),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (processes) or ray."),
     address: str | None = typer.Option(None, "--address",
@@ -565,6 +566,10 @@ def batch(
         MixOptions(**{**options, "amounts": amounts})  # checked once, here
     elif role or keep_balance is not None:
         raise SettingsError("--role and --keep-balance are for --mode mix")
+    else:
+        from automix.settings import MasterOptions
+
+        MasterOptions(**{**options, "amounts": amounts})  # checked once, here
     planned = batching.plan(input_dir, out_dir, mode=mode.value, file_format=file_format,
                             bit_depth=bit_depth, options=options)
     if out_dir.exists() and not out_dir.is_dir():

@@ -109,10 +109,16 @@ def test_a_song_folder_with_stems_is_mixed_from_them(tmp_path: Path, monkeypatch
         ("band", "band/stems"), ("plain", "plain")]
     _in_process(monkeypatch)
     result = runner.invoke(app, ["batch", str(songs), "-o", str(tmp_path / "out"),
-                                 "--mode", "mix", "--method", "dsp"])
+                                 "--mode", "mix", "--method", "authors"])
     assert result.exit_code == 0 and "2 done" in result.output, result.output
     report = json.loads((tmp_path / "out" / "band.json").read_text())
     assert sorted(s["name"] for s in report["stems"]) == ["bass.wav", "drums.wav"]
+    assert report["method"] == "authors"
+    # a master has no stems for the author model: one line, before any song starts
+    result = runner.invoke(app, ["batch", str(songs), "-o", str(tmp_path / "masters"),
+                                 "--method", "authors"])
+    assert result.exit_code == 1 and "unknown method 'authors'" in result.output, result.output
+    assert not (tmp_path / "masters").exists()
 
 
 def test_plan_refuses_empty_and_unknown(tmp_path: Path) -> None:
