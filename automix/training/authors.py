@@ -43,7 +43,7 @@ from automix.model.author_net import (
 )
 from automix.params import ReverbParams
 from automix.settings import AUTHOR_REVERB
-from automix.training.data import is_held_out, is_validation
+from automix.training.data import split_of
 
 EXCERPT_S = 60.0  # the middle this many seconds of each song
 SILENT_POWER = 1e-9  # a dry excerpt under -90 dBFS mean power plays nothing here
@@ -129,12 +129,6 @@ def author_songs(data_dir: str | Path) -> list[Path]:
             and (p / "meta.json").exists()]
 
 
-def split_of(song: Path) -> str:
-    if is_held_out(song.name):
-        return "held_out"
-    return "validation" if is_validation(song.name) else "train"
-
-
 def examples(data_dir: str | Path, *, cache: bool = True) -> dict[str, dict[str, np.ndarray]]:
     """Features, targets and song index per split, cached in ``DIR/.cache/authors.npz``."""
     path = Path(data_dir) / ".cache" / "authors.npz"
@@ -149,7 +143,7 @@ def examples(data_dir: str | Path, *, cache: bool = True) -> dict[str, dict[str,
                                          for s in ("train", "validation", "held_out")}
     for i, song in enumerate(songs):
         x, y, _ = song_examples(song)
-        part = parts[split_of(song)]
+        part = parts[split_of(song.name)]
         part["x"].append(x)
         part["y"].append(y)
         part["song"].append(np.full(len(x), i))
