@@ -29,7 +29,6 @@ whose meta.json exists, and writes every file atomically.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -435,26 +434,13 @@ def build(out: Path, *, jobs: int = 1, only: list[str] | None = None,
             futures = {pool.submit(build_song, s, out, root=root, stanzas=stanzas,
                                    max_seconds=max_seconds, soundfont=soundfont): s
                        for s in songs}
-            done[package] = []
-            for future, song in futures.items():
-                try:
-                    done[package].append(future.result())
-                except (ValueError, OSError, EOFError, subprocess.SubprocessError) as exc:
-                    print(f"{song.name}: failed ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''})", file=sys.stderr)
-                    continue
-                print(f"{song.name}: {len(done[package][-1]['stems'])} stems, "
-                      f"{done[package][-1]['duration_s']:.0f} s", flush=True)
+            done[package] = recipe.finished_songs({f: s.name for f, s in futures.items()})
     return done
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="the data folder to build")
-    parser.add_argument("--jobs", type=int, default=1, help="songs rendered in parallel")
-    parser.add_argument("--only", nargs="*", choices=PACKAGES, help="these packages only")
-    parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
-                        help="cut longer songs here (default %(default)s)")
+    parser = recipe.multitrack_parser(__doc__.split("\n\n")[0], only="these packages only",
+                                      choices=PACKAGES, max_seconds=MAX_SECONDS)
     parser.add_argument("--cache", type=Path, default=None,
                         help="where .deb files are unpacked (default DIR/.build)")
     args = parser.parse_args(argv)
