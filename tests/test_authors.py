@@ -3,6 +3,7 @@ features (`automix mix --method authors` end to end: tests/test_mix_balance.py).
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -76,3 +77,14 @@ def test_features_describe_the_stems() -> None:
     assert x[0, names.index("share_lu")] == pytest.approx(share, abs=1e-3)
     # the pad's power sits in the 160-640 Hz band
     assert x[0, names.index("band1_db")] > -0.1
+
+
+def test_author_songs_are_the_fluidsynth_ones(tmp_path) -> None:
+    """The LMMS songs share the layout, but their wet stems are not a gain, a pan and a
+    reverb of the dry ones: the author model's targets come from the General-MIDI songs."""
+    for name, renderer in (("midi_song", "fluidsynth"), ("lmms-common__demo", "lmms")):
+        song = tmp_path / "multitracks" / name
+        (song / "wet").mkdir(parents=True)
+        (song / "master.flac").touch()
+        (song / "meta.json").write_text(json.dumps({"renderer": renderer}))
+    assert [p.name for p in authors.author_songs(tmp_path)] == ["midi_song"]

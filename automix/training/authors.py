@@ -122,11 +122,14 @@ def song_examples(song: Path, room: ReverbParams = AUTHOR_REVERB
 
 
 def author_songs(data_dir: str | Path) -> list[Path]:
-    """The multitracks with an author's mix and wet stems (the General-MIDI songs)."""
+    """The multitracks with an author's mix and wet stems rendered by FluidSynth (the
+    General-MIDI songs): `fit_stem` models a gain, a pan and a reverb, which the LMMS songs'
+    compressors, distortions and filters are not (`training.lmms`)."""
     root = Path(data_dir) / "multitracks"
     return [p for p in sorted(root.glob("*"))
             if (p / "master.flac").exists() and (p / "wet").is_dir()
-            and (p / "meta.json").exists()]
+            and (p / "meta.json").exists()
+            and json.loads((p / "meta.json").read_text()).get("renderer") == "fluidsynth"]
 
 
 def examples(data_dir: str | Path, *, cache: bool = True) -> dict[str, dict[str, np.ndarray]]:
