@@ -187,3 +187,17 @@ def test_song_names_and_units():
     assert lmms.song_name(Path("/p/demos/Saber-FinalStep.mmpz")) == "lmms-common__saber_finalstep"
     assert lmms.volume_db(100) == 0.0 and lmms.volume_db(0) == -math.inf
     assert (lmms.pan_unit(-100), lmms.pan_unit(0), lmms.pan_unit(100)) == (-1.0, 0.0, 1.0)
+
+
+def test_census_counts_a_mixer_channels_effect_once(project, plugins):
+    tracks = lmms.rendered_tracks(project)
+    stems = {f"{i:02d}": {**lmms.track_decisions(project, t), "level_db": -6.0}
+             for i, t in enumerate(tracks, 1)}
+    stems["04"] = stems["01"]  # a second track on the Bass channel and its chain
+    songs = [{"song": "s", "split": "train", "duration_s": 60.0, "stems": stems}]
+    kinds = {e["kind"] for _, e in lmms.distinct_effects(songs)}
+    assert kinds == {"compressor", "eq", "reverb"}  # the amplifier is off
+    table = lmms.census(songs)
+    assert "| compressor | 2 | 1 | 2 |" in table  # Bass's own chain, twice; channel's once
+    assert "| reverb | 3 | 1 | 2 |" in table
+    assert "| compressor threshold_db | 2 | -18.1 | -18.1 | -18.1 |" in table

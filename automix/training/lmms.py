@@ -507,10 +507,80 @@ def build(out: Path, *, jobs: int = 1, only: list[str] | None = None,
                         version=version, preload=preload): song_name(p) for p in selected(only)})
 
 
+# --- census -----------------------------------------------------------------------------------
+
+CENSUS_KINDS = ("compressor", "limiter", "reverb", "eq", "delay", "filter", "distortion",
+                "modulation", "gain", "stereo")
+CENSUS_UNITS = {"compressor": ("threshold_db", "ratio", "attack_ms", "release_ms", "knee_db",
+                               "makeup_db"),
+                "limiter": ("threshold_db", "release_ms"),
+                "reverb": ("decay_s", "predelay_ms", "damping_hz", "wet_db", "tail", "damping"),
+                "eq": ("gain_db",)}
+
+
+def distinct_effects(songs: list[dict]) -> list[tuple[str, dict]]:
+    """(song, effect) of every enabled effect once: a mixer channel's effect is on the path of
+    each track sent there, but counts once."""
+    seen, out = set(), []
+    for song in songs:
+        for stem, facts in song["stems"].items():
+            for i, effect in enumerate(facts["effects"]):
+                where = effect["at"] if effect["at"] != "track" else f"{stem}:{i}"
+                key = (song["song"], where, effect["plugin"], json.dumps(effect["params"]))
+                if effect["enabled"] and key not in seen:
+                    seen.add(key)
+                    out.append((song["song"], effect))
+    return out
+
+
+def census(songs: list[dict]) -> str:
+    """A Markdown summary of built LMMS songs: stems, how many have each kind of effect on
+    their path, and the range of each mapped parameter (distinct effects, band gains other
+    than 0 dB)."""
+    stems = [facts for song in songs for facts in song["stems"].values()]
+    splits = ", ".join(f"{sum(s['split'] == k for s in songs)} {k}"
+                       for k in ("train", "validation", "held_out"))
+    lines = [f"{len(songs)} projects ({splits}), {len(stems)} stems, "
+             f"{sum(s['duration_s'] for s in songs) / 60:.0f} min",
+             "", "| kind | stems with it on their path | songs | distinct effects |",
+             "|---|---|---|---|"]
+    effects = distinct_effects(songs)
+    for kind in CENSUS_KINDS:
+        on_path = sum(any(e["enabled"] and e["kind"] == kind for e in facts["effects"])
+                      for facts in stems)
+        mine = [(song, e) for song, e in effects if e["kind"] == kind]
+        lines.append(f"| {kind} | {on_path} | {len({song for song, _ in mine})} | {len(mine)} |")
+    lines += ["", "| parameter | n | min | median | max |", "|---|---|---|---|---|"]
+    ranges = {"stem level_db": [f["level_db"] for f in stems if f["level_db"] is not None],
+              "stem pan": [f["pan"] for f in stems]}
+    for kind, names in CENSUS_UNITS.items():
+        for name in names:
+            values = [v for _, e in effects if e["kind"] == kind
+                      for v in _unit_values(e.get("units", {}), name)]
+            ranges[f"{kind} {name}"] = [v for v in values if kind != "eq" or v != 0]
+    for name, values in ranges.items():
+        if values:
+            lines.append(f"| {name} | {len(values)} | {min(values):.3g} | "
+                         f"{float(np.median(values)):.3g} | {max(values):.3g} |")
+    return "\n".join(lines)
+
+
+def _unit_values(units: dict, name: str) -> list[float]:
+    """``units[name]``, or that of each of its bands; numbers only."""
+    found = [units.get(name)] + [b.get(name) for b in units.get("bands", [])]
+    return [float(v) for v in found if isinstance(v, (int, float))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = recipe.multitrack_parser(__doc__.split("\n\n")[0], max_seconds=MAX_SECONDS,
-                                    only="these projects only (file names without suffix)"
-                                    ).parse_args(argv)
+    parser = recipe.multitrack_parser(__doc__.split("\n\n")[0], max_seconds=MAX_SECONDS,
+                                      only="these projects only (file names without suffix)")
+    parser.add_argument("--census", action="store_true",
+                        help="print what the built LMMS songs hold, render nothing")
+    args = parser.parse_args(argv)
+    if args.census:
+        print(census([json.loads(p.read_text()) for p in sorted(
+            (args.out / "multitracks").glob(f"{PACKAGE}__*/meta.json"))]))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     songs = build(args.out, jobs=args.jobs, only=args.only, max_seconds=args.max_seconds)
