@@ -1,8 +1,8 @@
 """LMMS multitracks: dry stems, wet stems and the author's mix of the LMMS demo projects, with
 the author's mixer decisions, compressors, reverbs and equalisers included, in real units.
 
-Every project of Debian's lmms-common (`PROJECT_FOLDERS`) is rendered three times by LMMS
-itself (``lmms render`` and ``lmms rendertracks``, one file per instrument or sample track):
+Every project of Debian's lmms-common (`PROJECT_FOLDERS`) is rendered by LMMS itself
+(``lmms render``), whole once and then each instrument or sample track alone, twice:
 
 - the project as its author saved it: the author's mix, ``master.flac``;
 - each track as it sounds in that mix (its volume and pan, its own effect chain, its FX-mixer
@@ -13,7 +13,7 @@ itself (``lmms render`` and ``lmms rendertracks``, one file per instrument or sa
 
 The layout is the General-MIDI songs' (`training.multitracks`)::
 
-    DIR/multitracks/lmms-common__<project>/stems/NN_<track>.flac   dry (NN: LMMS's render order)
+    DIR/multitracks/lmms-common__<project>/stems/NN_<track>.flac   dry (NN: the track order)
     DIR/multitracks/lmms-common__<project>/wet/NN_<track>.flac     as in the author's mix
     DIR/multitracks/lmms-common__<project>/master.flac             the author's mix
     DIR/multitracks/lmms-common__<project>/mix_sum.flac            the exact sum of the dry stems
@@ -26,12 +26,15 @@ the master, in dB), ``pan`` (-1..1) and ``effects``: every effect on the track's
 (`lmms_effects.describe`: plug-in, kind, enabled, wet/dry, parameters and real units). One
 gain for the whole project (only ever down, ``common_gain_db``) keeps every file under full
 scale, so dry, wet and master keep their levels relative to each other. Tracks silent dry and
-wet are left out. LMMS is not deterministic (noise, free-running oscillators, random phases):
-two renders of a track differ, so the wet stems match the dry ones in time and level but not
-sample for sample; ``wet_lag_samples`` is each wet stem's offset from its dry stem (non-zero
-where a plug-in delays the signal, e.g. a look-ahead limiter). Instruments' own built-in
-effects (ZynAddSubFX's reverb) stay in the dry stems. Run it as root on Debian 12 (it installs
-lmms and the LADSPA plug-ins the projects use when missing)::
+wet are left out. Each track is rendered alone (`solo_project`), and LMMS seeds its random
+numbers from the clock: with `SEEDED_RAND` preloaded (``rand_seeded``), a track's dry and wet
+renders play the same noise and drum-synth hits; ZynAddSubFX (a separate process) still
+differs from run to run, and the author's mix, one run with every track, draws other numbers
+than the stems (``wet_sum_error_db``: the wet stems' sum against it). ``wet_lag_samples`` is
+each wet stem's offset from its dry stem (non-zero where a plug-in delays the signal, e.g. a
+look-ahead limiter, or where effects leave little of the dry sound). Instruments' own
+built-in effects (ZynAddSubFX's reverb) stay in the dry stems. Run it as root on Debian 12 (it
+installs lmms, the LADSPA plug-ins the projects use and gcc when missing)::
 
     python -m automix.training.lmms DIR [--jobs 1] [--only PROJECT ...] [--max-seconds 150]
 
