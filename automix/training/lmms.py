@@ -555,7 +555,11 @@ def census(songs: list[dict]) -> str:
         lines.append(f"| {kind} | {on_path} | {len({song for song, _ in mine})} | {len(mine)} |")
     lines += ["", "| parameter | n | min | median | max |", "|---|---|---|---|---|"]
     ranges = {"stem level_db": [f["level_db"] for f in stems if f["level_db"] is not None],
-              "stem pan": [f["pan"] for f in stems]}
+              "stem pan": [f["pan"] for f in stems],
+              "stem wet_lag_samples (non-zero)": [f["wet_lag_samples"] for f in stems
+                                                  if f["wet_lag_samples"]],
+              "song wet_sum_error_db": [s["wet_sum_error_db"] for s in songs
+                                        if s.get("wet_sum_error_db") is not None]}
     for kind, names in CENSUS_UNITS.items():
         for name in names:
             values = [v for _, e in effects if e["kind"] == kind
