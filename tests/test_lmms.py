@@ -203,3 +203,12 @@ def test_census_counts_a_mixer_channels_effect_once(project, plugins):
     assert "| compressor | 2 | 1 | 2 |" in table  # Bass's own chain, twice; channel's once
     assert "| reverb | 3 | 1 | 2 |" in table
     assert "| compressor threshold_db | 2 | -18.1 | -18.1 | -18.1 |" in table
+
+
+def test_project_meta_reads_author_and_title_from_the_file_name(project):
+    path = lmms.PROJECTS / "demos" / "CapDan" / "CapDan-TwilightArea-OriginalByAlf42red.mmpz"
+    meta = lmms.project_meta(path, project, [], max_seconds=150.0, version="1.2.2")
+    assert (meta["composer"], meta["title"]) == ("CapDan", "TwilightArea-OriginalByAlf42red")
+    assert meta["source"] == "projects/demos/CapDan/CapDan-TwilightArea-OriginalByAlf42red.mmpz"
+    assert (meta["renderer"], meta["bpm"], meta["split"]) == ("lmms", 120.0, lmms.split_of(
+        "lmms-common__capdan_twilightarea_originalbyalf42red"))

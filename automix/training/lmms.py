@@ -116,9 +116,8 @@ def song_name(path: Path) -> str:
 
 
 def rendered_tracks(root: ET.Element) -> list[ET.Element]:
-    """The tracks ``lmms rendertracks`` renders, in its order (file ``N_<name>`` is the N-th):
-    the unmuted instrument and sample tracks of the song editor, then those of the beat and
-    bassline editor."""
+    """The tracks a mix is made of, in ``lmms rendertracks``'s order: the unmuted instrument
+    and sample tracks of the song editor, then those of the beat and bassline editor."""
     song = root.find("song/trackcontainer")
     bb = [t for b in song.findall("track") if b.get("type") == BB_TRACK
           for t in b.findall("bbtrack/trackcontainer/track")]
@@ -468,7 +467,7 @@ def project_meta(path: Path, root: ET.Element, stanzas: list[dict[str, str]], *,
                  max_seconds: float, version: str) -> dict:
     rel = path.relative_to(PROJECTS)
     stanza = recipe.stanza_for(stanzas, f"data/projects/{rel}")
-    author, _, title = path.stem.rpartition("-") if "-" in path.stem else ("", "", path.stem)
+    author, _, title = path.stem.partition("-") if "-" in path.stem else ("", "", path.stem)
     return {"song": song_name(path), "package": PACKAGE, "source": f"{PROJECTS.name}/{rel}",
             "title": title, "composer": author,  # the demos are named Author-Title
             "copyright": recipe.composer_of(stanza.get("copyright", "")),
