@@ -210,5 +210,6 @@ def test_project_meta_reads_author_and_title_from_the_file_name(project):
     meta = lmms.project_meta(path, project, [], max_seconds=150.0, version="1.2.2")
     assert (meta["composer"], meta["title"]) == ("CapDan", "TwilightArea-OriginalByAlf42red")
     assert meta["source"] == "projects/demos/CapDan/CapDan-TwilightArea-OriginalByAlf42red.mmpz"
+    assert meta["original_seconds"] == 24.0  # 2304 ticks at 120 bpm, 48 ticks a beat
     assert (meta["renderer"], meta["bpm"], meta["split"]) == ("lmms", 120.0, lmms.split_of(
         "lmms-common__capdan_twilightarea_originalbyalf42red"))

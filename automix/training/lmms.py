@@ -152,6 +152,11 @@ def tempo_bpm(root: ET.Element) -> float:
     return lmms_effects.model_value(root.find("head"), "bpm", 140.0)
 
 
+def ticks_per_second(root: ET.Element) -> float:
+    """At the song's base tempo (tempo automation is not followed)."""
+    return tempo_bpm(root) / 60.0 * TICKS_PER_BEAT
+
+
 # --- the author's decisions -------------------------------------------------------------------
 
 
@@ -278,7 +283,7 @@ def cut_project(root: ET.Element, seconds: float) -> ET.Element:
     """The project ending at ``seconds`` (at its base tempo): song-editor clips that start later
     dropped, those that run past it shortened (a clip plays only its length)."""
     out = copy.deepcopy(root)
-    end = round(seconds * tempo_bpm(root) / 60.0 * TICKS_PER_BEAT)
+    end = round(seconds * ticks_per_second(root))
     for track in out.findall("song/trackcontainer/track"):
         for clip in list(track):
             if clip.get("pos") is None or clip.get("len") is None:
@@ -474,6 +479,7 @@ def project_meta(path: Path, root: ET.Element, stanzas: list[dict[str, str]], *,
             "licence": stanza.get("license", "").split("\n")[0].split(" ")[0]
             or f"see licenses/{PACKAGE}.copyright",
             "split": split_of(song_name(path)), "bpm": tempo_bpm(root),
+            "original_seconds": round(song_ticks(root) / ticks_per_second(root), 2),
             "max_seconds": max_seconds, "renderer": "lmms", "lmms_version": version,
             "oversampling": OVERSAMPLING, "deterministic": False}
 
