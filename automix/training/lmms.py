@@ -73,6 +73,7 @@ APT_PACKAGES = ("lmms", "tap-plugins", "caps", "swh-plugins", "gcc")  # + lmms's
 MAX_SECONDS = 150.0
 OVERSAMPLING = 1  # LMMS's export dialog's default (its command line's is 2: twice the time)
 RENDER_TIMEOUT_S = 3600.0
+RENDER_TRIES = 3  # LMMS 1.2 now and then crashes (SIGSEGV) on a render that the next run makes
 INSTRUMENT_TRACK, BB_TRACK, SAMPLE_TRACK = "0", "1", "2"  # <track type=...>
 TICKS_PER_BEAT = 48  # LMMS: 192 ticks a 4/4 bar
 NEUTRAL_VOLUME = 100.0  # a track's volume in %, and the master volume
@@ -345,14 +346,20 @@ class Renderer:
     preload: Path | None = None
 
     def render(self, project: Path, output: Path) -> None:
-        """Render ``project`` to ``output``: 44.1 kHz float WAV."""
+        """Render ``project`` to ``output``: 44.1 kHz float WAV; a run that LMMS does not
+        survive (a signal) is tried again, `RENDER_TRIES` in all."""
         env = _lmms_env()
         if self.preload is not None:
             env["LD_PRELOAD"] = str(self.preload)
-        subprocess.run(["nice", "-n", "10", "lmms", "--allowroot", "-c", str(self.config),
-                        "render", str(project), "-f", "wav", "-a", "-s",
-                        str(recipe.SAMPLE_RATE), "-x", str(OVERSAMPLING), "-o", str(output)],
-                       check=True, capture_output=True, timeout=RENDER_TIMEOUT_S, env=env)
+        for attempt in range(RENDER_TRIES):
+            done = subprocess.run(
+                ["nice", "-n", "10", "lmms", "--allowroot", "-c", str(self.config), "render",
+                 str(project), "-f", "wav", "-a", "-s", str(recipe.SAMPLE_RATE), "-x",
+                 str(OVERSAMPLING), "-o", str(output)],
+                capture_output=True, timeout=RENDER_TIMEOUT_S, env=env, check=False)
+            if done.returncode >= 0 or attempt == RENDER_TRIES - 1:
+                done.check_returncode()
+                return
 
 
 def render_tracks(root: ET.Element, folder: Path, lmms: Renderer) -> list[Path]:
