@@ -3,6 +3,7 @@ decisions and effects in real units, and the dry, wet and cut projects, on a sma
 written for these tests (tests/data/lmms_tiny.mmp)."""
 
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -213,3 +214,15 @@ def test_project_meta_reads_author_and_title_from_the_file_name(project):
     assert meta["original_seconds"] == 24.0  # 2304 ticks at 120 bpm, 48 ticks a beat
     assert (meta["renderer"], meta["bpm"], meta["split"]) == ("lmms", 120.0, lmms.split_of(
         "lmms-common__capdan_twilightarea_originalbyalf42red"))
+
+
+def test_a_render_that_crashes_lmms_is_tried_again(tmp_path, monkeypatch):
+    """A stand-in ``lmms`` that dies on a signal on its first run and renders on its second."""
+    fake = tmp_path / "bin" / "lmms"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nif [ ! -e "$0.ran" ]; then touch "$0.ran"; kill -SEGV $$; fi\n'
+                    'touch "$(eval echo \\${$#})"\n')  # the last argument: -o's output
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    lmms.Renderer(tmp_path / "rc.xml").render(tmp_path / "x.mmp", tmp_path / "x.wav")
+    assert (tmp_path / "x.wav").exists()
