@@ -5,6 +5,7 @@ written for these tests (tests/data/lmms_tiny.mmp)."""
 import math
 import os
 import struct
+import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
 
@@ -30,7 +31,9 @@ PORTS = {  # input control ports as the installed plug-ins' descriptors name the
 
 @pytest.fixture
 def plugins(monkeypatch):
-    monkeypatch.setattr(fx, "ladspa_port_names", lambda file, label: PORTS.get((file, label)))
+    ports = {key: {i: fx.Port(name, None, None) for i, name in names.items()}
+             for key, names in PORTS.items()}
+    monkeypatch.setattr(fx, "ladspa_port_names", lambda file, label: ports.get((file, label)))
 
 
 @pytest.fixture
@@ -226,3 +229,17 @@ def test_a_render_that_crashes_lmms_is_tried_again(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     lmms.Renderer(tmp_path / "rc.xml").render(tmp_path / "x.mmp", tmp_path / "x.wav")
     assert (tmp_path / "x.wav").exists()
+
+
+def test_ladspa_values_are_what_the_installed_plugin_gets(monkeypatch):
+    """LMMS clamps a saved value to the installed plug-in's range and drops a port it does not
+    have (a project saved with another version of the plug-in)."""
+    ports = {1: fx.Port("Limit (dB)", -20.0, 0.0), 2: fx.Port("Release time (s)", 0.01, 2.0)}
+    monkeypatch.setattr(fx, "ladspa_port_names", lambda file, label: ports)
+    effect = ET.fromstring(
+        '<effect name="ladspaeffect"><ladspacontrols><port00 data="1"/><port01 data="-3"/>'
+        '<port02 data="507.45"/></ladspacontrols><key><attribute name="file" '
+        'value="fast_lookahead_limiter_1913"/><attribute name="plugin" '
+        'value="fastLookaheadLimiter"/></key></effect>')
+    assert fx.effect_params(effect) == {"Limit (dB)": -3.0, "Release time (s)": 2.0}
+    assert fx.describe(effect)["units"] == {"threshold_db": -3.0, "release_ms": 2000.0}

@@ -5,10 +5,10 @@ dB and ms, a reverb's decay, pre-delay, damping and wet level, an equaliser's ba
 
 LMMS stores a LADSPA effect's controls by port number (``<port0NN data=...>``: processor 0 or 1,
 then the LADSPA port index); the names come from the plug-in's own descriptor
-(`ladspa_port_names`, read from the installed ``.so``), so a project reads in full only where
-its plug-ins are installed. A native effect stores its controls as attributes of one child
-element (``<Eq Peak1freq=...>``). A control with automation or a controller keeps its value in
-a child element instead (`model_value`).
+(`ladspa_port_names`, read from the installed ``.so``, with the range LMMS clamps a value to),
+so a project reads in full only where its plug-ins are installed. A native effect stores its
+controls as attributes of one child element (``<Eq Peak1freq=...>``). A control with
+automation or a controller keeps its value in a child element instead (`model_value`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 LADSPA_DIRS = (Path("/usr/lib/x86_64-linux-gnu/lmms/ladspa"), Path("/usr/lib/ladspa"),
                Path("/usr/local/lib/ladspa"))  # where LMMS 1.2 on Debian looks, in order
 LADSPA_CONTROL_PORT = 4  # LADSPA_PORT_CONTROL
 LADSPA_INPUT_PORT = 1  # LADSPA_PORT_INPUT
+LADSPA_HINT_BOUNDED_BELOW, LADSPA_HINT_BOUNDED_ABOVE, LADSPA_HINT_SAMPLE_RATE = 0x1, 0x2, 0x8
+SAMPLE_RATE = 44100  # the renders' rate: a sample-rate port's bounds scale with it
 MAX_TEXT = 64  # longer attributes are blobs (a waveshaper's curve), not parameters
 
 
@@ -66,9 +69,18 @@ def ladspa_file(file: str, dirs: tuple[Path, ...] = LADSPA_DIRS) -> Path | None:
     return next((d / name for d in dirs if (d / name).exists()), None)
 
 
+class Port(NamedTuple):
+    """An input control port of a LADSPA plug-in: its name and the range LMMS's control
+    takes from it (None where unbounded), in the port's units."""
+
+    name: str
+    lower: float | None
+    upper: float | None
+
+
 @cache
-def ladspa_port_names(file: str, label: str) -> dict[int, str] | None:
-    """Port index -> name of the input control ports of plug-in ``label`` in LADSPA library
+def ladspa_port_names(file: str, label: str) -> dict[int, Port] | None:
+    """Port index -> `Port` of the input control ports of plug-in ``label`` in LADSPA library
     ``file``; None when the library or the plug-in is not installed."""
     path = ladspa_file(file)
     if path is None:
@@ -81,10 +93,19 @@ def ladspa_port_names(file: str, label: str) -> dict[int, str] | None:
         d = d.contents
         if d.label.decode() == label:
             wanted = LADSPA_CONTROL_PORT | LADSPA_INPUT_PORT
-            return {i: d.port_names[i].decode() for i in range(d.port_count)
-                    if d.port_descriptors[i] & wanted == wanted}
+            return {i: _port(d.port_names[i].decode(), d.port_range_hints[i])
+                    for i in range(d.port_count) if d.port_descriptors[i] & wanted == wanted}
         index += 1
     return None
+
+
+def _port(name: str, hint: _Hint) -> Port:
+    """A port's range as LMMS sets its control: bounds scaled by the sample rate where the
+    plug-in asks for it."""
+    scale = SAMPLE_RATE if hint.hint & LADSPA_HINT_SAMPLE_RATE else 1.0
+    lower = hint.lower * scale if hint.hint & LADSPA_HINT_BOUNDED_BELOW else None
+    upper = hint.upper * scale if hint.hint & LADSPA_HINT_BOUNDED_ABOVE else None
+    return Port(name, lower, upper)
 
 
 # --- effects ----------------------------------------------------------------------------------
@@ -115,10 +136,13 @@ def effect_params(effect: ET.Element) -> dict[str, float] | None:
     """Parameter name -> value of one effect; None for a LADSPA plug-in not installed."""
     if effect.get("name") == "ladspaeffect":
         file, label = plugin_key(effect).split("/", 1)
-        names = ladspa_port_names(file, label)
-        if names is None:
+        ports = ladspa_port_names(file, label)
+        if ports is None:
             return None
-        return {names.get(i, f"port {i}"): v for i, v in ladspa_ports(effect).items()}
+        # LMMS loads a value into the installed plug-in's control by port number, clamped to
+        # its range, and ignores a port the plug-in does not have (another version's layout)
+        return {ports[i].name: _clamped(v, ports[i]) for i, v in ladspa_ports(effect).items()
+                if i in ports}
     controls = next((c for c in effect if c.tag != "key"), None)
     if controls is None:
         return {}
@@ -320,6 +344,12 @@ KINDS = {  # the other plug-ins the demo projects use, by what they do (no units
     "caps/Narrower": "stereo", "dc_remove_1207/dcRemove": "filter",
     "spectrumanalyzer": "analyser", "peakcontrollereffect": "controller",
 }
+
+
+def _clamped(value: float, port: Port) -> float:
+    if port.lower is not None:
+        value = max(value, port.lower)
+    return min(value, port.upper) if port.upper is not None else value
 
 
 def _json_safe(value):
