@@ -143,3 +143,14 @@ def test_the_learning_curve_scores_held_out_songs_against_the_best_constant(
     full = rows[-1]
     assert full["held_out_stems"] == 48
     assert full["send_db MAE"] < 0.5 * full["send_db MAE constant"]
+
+
+def test_author_songs_are_the_fluidsynth_ones(tmp_path) -> None:
+    """The LMMS songs share the layout, but their wet stems are not a gain, a pan and a
+    reverb of the dry ones: the author model's targets come from the General-MIDI songs."""
+    for name, renderer in (("midi_song", "fluidsynth"), ("lmms-common__demo", "lmms")):
+        song = tmp_path / "multitracks" / name
+        (song / "wet").mkdir(parents=True)
+        (song / "master.flac").touch()
+        (song / "meta.json").write_text(json.dumps({"renderer": renderer}))
+    assert [p.name for p in authors.author_songs(tmp_path)] == ["midi_song"]

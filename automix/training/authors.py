@@ -50,7 +50,7 @@ from automix.model.author_net import (
 )
 from automix.params import ReverbParams
 from automix.settings import AUTHOR_REVERB
-from automix.training.data import is_held_out, is_validation
+from automix.training.data import split_of
 
 EXCERPT_S = 60.0  # the middle this many seconds of each song
 SILENT_POWER = 1e-9  # a dry excerpt under -90 dBFS mean power plays nothing here
@@ -129,17 +129,14 @@ def song_examples(song: Path, room: ReverbParams = AUTHOR_REVERB
 
 
 def author_songs(data_dir: str | Path) -> list[Path]:
-    """The multitracks with an author's mix and wet stems (the General-MIDI songs)."""
+    """The multitracks with an author's mix and wet stems rendered by FluidSynth (the
+    General-MIDI songs): `fit_stem` models a gain, a pan and a reverb, which the LMMS songs'
+    compressors, distortions and filters are not (`training.lmms`)."""
     root = Path(data_dir) / "multitracks"
     return [p for p in sorted(root.glob("*"))
             if (p / "master.flac").exists() and (p / "wet").is_dir()
-            and (p / "meta.json").exists()]
-
-
-def split_of(song: Path) -> str:
-    if is_held_out(song.name):
-        return "held_out"
-    return "validation" if is_validation(song.name) else "train"
+            and (p / "meta.json").exists()
+            and json.loads((p / "meta.json").read_text()).get("renderer") == "fluidsynth"]
 
 
 def examples(data_dir: str | Path, *, cache: bool = True) -> dict[str, dict[str, np.ndarray]]:
@@ -156,7 +153,7 @@ def examples(data_dir: str | Path, *, cache: bool = True) -> dict[str, dict[str,
                                          for s in ("train", "validation", "held_out")}
     for i, song in enumerate(songs):
         x, y, _ = song_examples(song)
-        part = parts[split_of(song)]
+        part = parts[split_of(song.name)]
         part["x"].append(x)
         part["y"].append(y)
         part["song"].append(np.full(len(x), i))

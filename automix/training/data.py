@@ -50,6 +50,13 @@ def is_validation(name: str) -> bool:
     return 0 <= song_percentile(name) - HELD_OUT_PERCENT < VALIDATION_PERCENT
 
 
+def split_of(name: str) -> str:
+    """"held_out", "validation" or "train": a multitrack song's split by the rules above."""
+    if is_held_out(name):
+        return "held_out"
+    return "validation" if is_validation(name) else "train"
+
+
 def production_files(data_dir: str | Path) -> list[Path]:
     """One file per production: every mix, and each multitrack's master (or mix sum)."""
     root = Path(data_dir)

@@ -29,13 +29,11 @@ whose meta.json exists, and writes every file atomically.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -52,7 +50,7 @@ import numpy as np
 import soundfile as sf
 
 from automix.training import recipe, wad
-from automix.training.data import is_held_out, is_validation
+from automix.training.data import split_of
 
 DRY_VOLUME = 100
 CENTRE_PAN = 64
@@ -273,14 +271,8 @@ def can_render(soundfont: Path = SOUNDFONT) -> bool:
 
 def ensure_fluidsynth(soundfont: Path = SOUNDFONT) -> None:
     """Install FluidSynth and the GM soundfont with apt-get when missing (root only)."""
-    if can_render(soundfont):
-        return
-    if os.geteuid() != 0:
-        raise RuntimeError(f"fluidsynth or {soundfont} missing: apt-get install "
-                           + " ".join(APT_PACKAGES) + " (as root)")
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                    *APT_PACKAGES], check=True, env={**os.environ,
-                                                     "DEBIAN_FRONTEND": "noninteractive"})
+    if not can_render(soundfont):
+        recipe.apt_install(APT_PACKAGES, recommends=False)
 
 
 def render_audio(midi: mido.MidiFile, *, effects: bool, soundfont: Path = SOUNDFONT
@@ -292,17 +284,6 @@ def render_audio(midi: mido.MidiFile, *, effects: bool, soundfont: Path = SOUNDF
         render(mid, wav, effects=effects, soundfont=soundfont)
         x, _ = sf.read(wav, dtype="float32", always_2d=True)
     return recipe.to_stereo_44k(x.T, recipe.SAMPLE_RATE)
-
-
-def quantised(x: np.ndarray) -> np.ndarray:
-    """`x` as 16-bit PCM will store it, so that sums of stored stems are exact."""
-    return np.round(np.clip(x, -1.0, 1.0) * 32768.0).clip(-32768, 32767).astype(np.float32) \
-        / np.float32(32768.0)
-
-
-def fit_length(x: np.ndarray, n: int) -> np.ndarray:
-    """`x` (channels, m) cut or padded with silence to `n` samples."""
-    return x[:, :n] if x.shape[1] >= n else np.pad(x, ((0, 0), (0, n - x.shape[1])))
 
 
 # --- songs ------------------------------------------------------------------------------------
@@ -342,13 +323,6 @@ def package_songs(package: str, root: Path) -> tuple[list[Song], list[str]]:
             seen.add(digest)
             songs.append(Song(f"{package}__{recipe.slug(title)}", package, source, data))
     return songs, notes
-
-
-def split_of(song_name: str) -> str:
-    """"held_out", "validation" or "train" by the sha1 rule of `training.data`."""
-    if is_held_out(song_name):
-        return "held_out"
-    return "validation" if is_validation(song_name) else "train"
 
 
 def midi_credits(midi: mido.MidiFile) -> str:
@@ -410,21 +384,20 @@ def render_song(midi: mido.MidiFile, song_dir: Path, *, meta: dict,
     stems = {}
     for ch, facts in decisions.items():
         name = stem_name(ch, facts["program"], drums=facts["drums"])
-        dry = quantised(fit_length(render_audio(channel_only(midi, ch, dry=True),
+        dry = recipe.quantised(recipe.fit_length(render_audio(channel_only(midi, ch, dry=True),
                                                 effects=False, soundfont=soundfont), n))
-        wet = fit_length(render_audio(channel_only(midi, ch, dry=False), effects=True,
+        wet = recipe.fit_length(render_audio(channel_only(midi, ch, dry=False), effects=True,
                                       soundfont=soundfont), n)
         recipe.write_flac(song_dir / "stems" / f"{name}.flac", dry, {"title": name})
         recipe.write_flac(song_dir / "wet" / f"{name}.flac", wet, {"title": name})
         total += dry
-        stems[name] = {**facts, "dry_peak_dbfs": _peak_db(dry), "wet_peak_dbfs": _peak_db(wet)}
+        stems[name] = {**facts, "dry_peak_dbfs": recipe.peak_db(dry),
+                       "wet_peak_dbfs": recipe.peak_db(wet)}
     recipe.write_flac(song_dir / "master.flac", master, {"title": meta.get("title", "")})
     recipe.write_flac(song_dir / "mix_sum.flac", total, {"title": meta.get("title", "")})
     info = {**meta, "duration_s": round(n / recipe.SAMPLE_RATE, 2),
-            "mix_sum_peak_dbfs": _peak_db(total), "stems": stems}
-    tmp_meta = song_dir / "meta.json.part"
-    tmp_meta.write_text(json.dumps(info, indent=1))
-    tmp_meta.replace(song_dir / "meta.json")
+            "mix_sum_peak_dbfs": recipe.peak_db(total), "stems": stems}
+    recipe.write_json(song_dir / "meta.json", info)
     return info
 
 
@@ -461,26 +434,13 @@ def build(out: Path, *, jobs: int = 1, only: list[str] | None = None,
             futures = {pool.submit(build_song, s, out, root=root, stanzas=stanzas,
                                    max_seconds=max_seconds, soundfont=soundfont): s
                        for s in songs}
-            done[package] = []
-            for future, song in futures.items():
-                try:
-                    done[package].append(future.result())
-                except (ValueError, OSError, EOFError, subprocess.SubprocessError) as exc:
-                    print(f"{song.name}: failed ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''})", file=sys.stderr)
-                    continue
-                print(f"{song.name}: {len(done[package][-1]['stems'])} stems, "
-                      f"{done[package][-1]['duration_s']:.0f} s", flush=True)
+            done[package] = recipe.finished_songs({f: s.name for f, s in futures.items()})
     return done
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="the data folder to build")
-    parser.add_argument("--jobs", type=int, default=1, help="songs rendered in parallel")
-    parser.add_argument("--only", nargs="*", choices=PACKAGES, help="these packages only")
-    parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
-                        help="cut longer songs here (default %(default)s)")
+    parser = recipe.multitrack_parser(__doc__.split("\n\n")[0], only="these packages only",
+                                      choices=PACKAGES, max_seconds=MAX_SECONDS)
     parser.add_argument("--cache", type=Path, default=None,
                         help="where .deb files are unpacked (default DIR/.build)")
     args = parser.parse_args(argv)
@@ -502,10 +462,6 @@ def _read_text(path: Path) -> str:
     data = path.read_bytes()
     text = (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8", "replace")
     return text.replace("\r\n", "\n")
-
-
-def _peak_db(x: np.ndarray) -> float:
-    return round(float(20 * np.log10(max(float(np.abs(x).max(initial=0.0)), 1e-10))), 2)
 
 
 def _absolute(track) -> Iterator[tuple[int, mido.Message]]:

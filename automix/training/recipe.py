@@ -26,12 +26,13 @@ import argparse
 import csv
 import fnmatch
 import io
+import json
 import os
 import re
 import subprocess
 import sys
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,70 @@ def write_flac(path: Path, x: np.ndarray, tags: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented JSON, atomically (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def quantised(x: np.ndarray) -> np.ndarray:
+    """`x` as 16-bit PCM will store it, so that sums of stored stems are exact."""
+    return np.round(np.clip(x, -1.0, 1.0) * 32768.0).clip(-32768, 32767).astype(np.float32) \
+        / np.float32(32768.0)
+
+
+def fit_length(x: np.ndarray, n: int) -> np.ndarray:
+    """`x` (channels, m) cut or padded with silence to `n` samples."""
+    return x[:, :n] if x.shape[1] >= n else np.pad(x, ((0, 0), (0, n - x.shape[1])))
+
+
+def peak_db(x: np.ndarray) -> float:
+    """The sample peak of `x` in dBFS, 0.01 dB (-200 for silence)."""
+    return round(float(20 * np.log10(max(float(np.abs(x).max(initial=0.0)), 1e-10))), 2)
+
+
+# --- multitracks ----------------------------------------------------------------------------
+
+
+def multitrack_parser(description: str, *, only: str, choices: tuple[str, ...] | None = None,
+                      max_seconds: float) -> argparse.ArgumentParser:
+    """The command line of a multitrack renderer: DIR, --jobs, --only, --max-seconds."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("out", type=Path, help="the data folder to build")
+    parser.add_argument("--jobs", type=int, default=1, help="songs rendered in parallel")
+    parser.add_argument("--only", nargs="*", choices=choices, help=only)
+    parser.add_argument("--max-seconds", type=float, default=max_seconds,
+                        help="cut longer songs here (default %(default)s)")
+    return parser
+
+
+def finished_songs(futures: dict[Future, str]) -> list[dict]:
+    """The meta of each song the futures (future -> song name) render, in order; a song that
+    fails is printed and left out (without its meta.json, the next run renders it again)."""
+    done = []
+    for future, name in futures.items():
+        try:
+            done.append(future.result())
+        except (ValueError, OSError, EOFError, subprocess.SubprocessError) as exc:
+            print(f"{name}: failed ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''})", file=sys.stderr)
+            continue
+        print(f"{name}: {len(done[-1]['stems'])} stems, {done[-1]['duration_s']:.0f} s",
+              flush=True)
+    return done
+
+
 # --- packages -----------------------------------------------------------------------------
+
+
+def apt_install(packages: tuple[str, ...], *, recommends: bool) -> None:
+    """``apt-get install`` the Debian packages a renderer needs (root only)."""
+    if os.geteuid() != 0:
+        raise RuntimeError(f"apt-get install {' '.join(packages)} (as root): not installed")
+    flags = [] if recommends else ["--no-install-recommends"]
+    subprocess.run(["apt-get", "install", "-y", "-qq", *flags, *packages], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
 def fetch_package(package: str, cache: Path) -> Path:
