@@ -174,7 +174,7 @@ BAD_REQUESTS = [
     ({"settings": '{"gain_db": 99}'}, 422, "settings.gain_db: expected a number in [-70, 40]"),
     ({"settings": '{"chain": {"eq": {"low_shelf_gain_db": 40}}}'}, 422, "low_shelf_gain_db"),
     ({"amounts": "eq=2"}, 422, "out of range [0, 1]"),
-    ({"amounts": "reverb=0.5"}, 422, "unknown module 'reverb'"),
+    ({"amounts": "delay=0.5"}, 422, "unknown module 'delay'"),
     ({"format": "mp3"}, 422, "format: expected wav or flac"),
     ({"format": "flac", "bit_depth": "32"}, 422, "bit_depth"),
     ({"kind": "karaoke"}, 422, "kind: expected master or mix"),
