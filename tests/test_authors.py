@@ -137,6 +137,12 @@ def test_the_learning_curve_scores_held_out_songs_against_the_best_constant(
 
     data = {"train": split(40), "validation": split(8), "held_out": split(8)}
     monkeypatch.setattr(authors, "examples", lambda data_dir: data)
+    for name in ("song_a", "song_b", "song_c"):  # manifests for the weights' effect shares
+        song = tmp_path / "multitracks" / name
+        (song / "wet").mkdir(parents=True)
+        (song / "master.flac").touch()
+        (song / "meta.json").write_text(json.dumps(
+            {"renderer": "fluidsynth", "stems": {"01_part": {"effects": []}}}))
     rows = authors.learning_curve(tmp_path, fractions=(0.25, 1.0), seeds=(0,), epochs=60,
                                   log=lambda _: None)
     assert [r["train_songs"] for r in rows] == [10, 40]

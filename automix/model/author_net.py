@@ -16,6 +16,7 @@ fitted to each author's wet stem, the split, the loop) is `automix.training.auth
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -131,7 +132,10 @@ class AuthorModel:
         return self.info.get("effect_share", {}).get(effect, 1.0) >= USED_SHARE
 
 
+@functools.cache
 def load_model(path: str | Path = DEFAULT_WEIGHTS) -> AuthorModel:
+    """The model at ``path``, read once per process (a mix asks for it up to three times:
+    the suggestion, the send's motivation and whether the authors compressed)."""
     path = Path(path)
     net = AuthorNet()
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -230,7 +230,7 @@ def train(data_dir: str | Path, out: str | Path = DEFAULT_WEIGHTS, *, epochs: in
     net.eval()
     constant = {name: float(np.mean(np.abs(np.median(train_y[:, i]) - val_y[:, i])))
                 for i, name in enumerate(OUTPUTS)}
-    trained_on = [song for song in author_songs(data_dir) if split_of(song) == "train"]
+    trained_on = [song for song in author_songs(data_dir) if split_of(song.name) == "train"]
     info = {"features": list(FEATURES), "outputs": list(OUTPUTS), "room": AUTHOR_REVERB.__dict__,
             "effect_share": effect_share(trained_on),
             "train_median": [float(v) for v in np.median(train_y, axis=0)],
@@ -266,9 +266,10 @@ def learning_curve(data_dir: str | Path, *, fractions=CURVE_FRACTIONS, seeds=CUR
         for fraction in fractions:
             errors, constant, songs = [], [], 0
             for seed in seeds:
-                info = train(data_dir, Path(tmp) / "curve.pt", epochs=epochs, seed=seed,
+                weights = Path(tmp) / f"curve_{fraction:g}_{seed}.pt"  # one model a file:
+                info = train(data_dir, weights, epochs=epochs, seed=seed,  # load_model caches
                              fraction=fraction, log=lambda _: None)
-                model = load_model(Path(tmp) / "curve.pt")
+                model = load_model(weights)
                 errors.append(mean_absolute_errors(model.net, held["x"], held["y"]))
                 constant.append(info["train_median"])
                 songs = info["train_songs"]
