@@ -169,9 +169,8 @@ def share_model(lufs: np.ndarray, heard: list[Heard]) -> Callable[[np.ndarray], 
     each other stem's power over those blocks, so a stem that plays now and then counts for
     the blocks it plays in, not for its own loudness (which would make the rest 2-3 LU too
     loud beside sparse stems). Stems are taken as uncorrelated."""
-    unit = np.stack([loudness.gating_blocks(h.hops) * 10.0 ** (-h.chain.gain.gain_db / 10.0)
-                     for h in heard])
-    at_chains = unit * 10.0 ** (np.array([h.chain.gain.gain_db for h in heard]) / 10.0)[:, None]
+    at_chains = np.stack([loudness.gating_blocks(h.hops) for h in heard])
+    unit = at_chains * 10.0 ** (-np.array([h.chain.gain.gain_db for h in heard]) / 10.0)[:, None]
     rest_means = np.zeros((len(heard), len(heard)))
     for i in range(len(heard)):
         rest = np.delete(at_chains, i, axis=0).sum(axis=0)
