@@ -27,7 +27,11 @@ Per stem, meta.json holds ``level_db`` (the initial channel volume, 20*log10(v/6
 ``pan`` (-1..1) where the format stores them per channel (`channel_decisions`, `FORMATS`),
 else null with the reason; where the dry render equals the wet one (unity volume, centre pan)
 it is rendered once. One gain for the whole module (only ever down, ``common_gain_db``) keeps
-every file under full scale. Channels that never play are left out. Run it as root on
+every file under full scale. Channels that never play are left out. ``wet_lag_samples`` is
+each wet stem's offset from its dry stem (0: both come from the same player). libopenmpt draws
+new random numbers each render and offers no seed (IT instruments' random volume and pan
+swing), so such songs' stems differ from run to run; ``wet_sum_error_db`` is how far the wet
+stems' sum is from the author's mix. Run it as root on
 Debian 12 (it installs g++, pkg-config and libopenmpt-dev when missing)::
 
     python -m automix.training.modules DIR [--jobs 1] [--only PACKAGE ...] [--max-seconds 150]
