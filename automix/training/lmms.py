@@ -442,7 +442,7 @@ def render_project(root: ET.Element, song_dir: Path, *, meta: dict, work: Path,
             peak = max(peak, wet_peak, float(np.abs(dry).max(initial=0.0)))
     if not audible:
         raise ValueError("no track plays")
-    gain = min(1.0, 0.99 / max(peak, float(np.abs(total).max(initial=0.0)), 1e-10))
+    gain = recipe.common_gain(peak, total)
     # pass 2: write
     for sub in ("stems", "wet"):
         (song_dir / sub).mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -443,19 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                                       choices=PACKAGES, max_seconds=MAX_SECONDS)
     parser.add_argument("--cache", type=Path, default=None,
                         help="where .deb files are unpacked (default DIR/.build)")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    done = build(args.out, jobs=args.jobs, only=args.only, max_seconds=args.max_seconds,
-                 cache=args.cache)
-    songs = [m for metas in done.values() for m in metas]
-    for package, metas in done.items():
-        held = sum(m["split"] == "held_out" for m in metas)
-        minutes = sum(m["duration_s"] for m in metas) / 60
-        print(f"{package}: {len(metas)} songs ({held} held out), {minutes:.0f} min")
-    print(f"{len(songs)} songs, {sum(m['split'] == 'held_out' for m in songs)} held out, "
-          f"{time.perf_counter() - t0:.0f} s: {args.out / 'multitracks'}")
-    return 0 if songs else 1
+    return recipe.run_multitracks(build, parser.parse_args(argv))
 
 
 def _read_text(path: Path) -> str:

@@ -31,7 +31,9 @@ import os
 import re
 import subprocess
 import sys
+import time
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +178,32 @@ def multitrack_parser(description: str, *, only: str, choices: tuple[str, ...] |
     parser.add_argument("--max-seconds", type=float, default=max_seconds,
                         help="cut longer songs here (default %(default)s)")
     return parser
+
+
+def common_gain(peak: float, total: np.ndarray) -> float:
+    """The one gain, only ever down, that keeps every file of a song under full scale (0.99):
+    `peak` the highest sample peak of its renders, `total` (channels, n) its dry stems' sum."""
+    return min(1.0, 0.99 / max(peak, float(np.abs(total).max(initial=0.0)), 1e-10))
+
+
+def run_multitracks(build: Callable[..., dict[str, list[dict]]], args: argparse.Namespace
+                    ) -> int:
+    """Run a multitrack renderer's ``build`` with its command line's `args` (`multitrack_parser`
+    and ``--cache``), print each package's songs (held out, minutes) and the total; the exit
+    status: 0 when any song is built."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    done = build(args.out, jobs=args.jobs, only=args.only, max_seconds=args.max_seconds,
+                 cache=args.cache)
+    seconds, folder = time.perf_counter() - t0, args.out / "multitracks"
+    songs = [m for metas in done.values() for m in metas]
+    for package, metas in done.items():
+        held = sum(m["split"] == "held_out" for m in metas)
+        minutes = sum(m["duration_s"] for m in metas) / 60
+        print(f"{package}: {len(metas)} songs ({held} held out), {minutes:.0f} min")
+    print(f"{len(songs)} songs, {sum(m['split'] == 'held_out' for m in songs)} held out, "
+          f"{seconds:.0f} s: {folder}")
+    return 0 if songs else 1
 
 
 def finished_songs(futures: dict[Future, str]) -> list[dict]:
