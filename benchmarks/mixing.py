@@ -268,7 +268,7 @@ AUTHOR_GOAL_METRICS = ("log-mel dB", "reverb dB")
 
 
 def author_protocol(seconds: float) -> None:
-    """Dry stems -> the author's mix on held-out MIDI songs (see the module's docstring)."""
+    """Dry stems -> the author's mix on held-out multitracks (see the module's docstring)."""
     songs = author_songs(DATA_DIR)
     if not songs:
         print(f"no MIDI multitracks (master.flac and wet/) among the held-out songs of "
@@ -302,7 +302,7 @@ def author_protocol(seconds: float) -> None:
                          "chain, plus the reverb return), against the author's mix"),
                         ("master", "the master `automix mix` writes (at the default preset's "
                          "loudness) against the author's mix (unmastered)")):
-        print(f"\n{len(songs)} held-out MIDI songs, {seconds:g}-s excerpts: {what}; mean "
+        print(f"\n{len(songs)} held-out multitracks, {seconds:g}-s excerpts: {what}; mean "
               "absolute difference (lower is better)\n")
         _means_table(rows[stage], metrics, every)
         _author_goal(rows[stage], every)
