@@ -231,7 +231,8 @@ def _quality_table(songs: list[Path], rows: dict[str, list[dict[str, float]]],
 
 
 def author_songs(root: Path) -> list[Path]:
-    """The held-out multitracks that hold an author's mix and wet stems (the MIDI songs)."""
+    """The held-out multitracks that hold an author's mix and wet stems (General-MIDI songs, LMMS
+    projects, tracker modules)."""
     return [p for p in held_out(root) if (p / "master.flac").exists() and (p / "wet").is_dir()]
 
 
