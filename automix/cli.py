@@ -615,6 +615,7 @@ def batch(
 class Model(str, Enum):
     master = "master"
     stems = "stems"
+    authors = "authors"
 
 
 @app.command()
@@ -622,12 +623,15 @@ class Model(str, Enum):
 def train(
     data: Path | None = typer.Option(
         None, "--data", help="Folder of productions: mixes/*.flac (and multitracks/*/mix_sum.flac)"
-        "; for --model stems, multitracks/<song>/stems/*.flac with master.flac or mix_sum.flac."
+        "; for --model stems, multitracks/<song>/stems/*.flac with master.flac or mix_sum.flac;"
+        " for --model authors, multitracks/<song>/ with stems/, wet/, master.flac, meta.json."
         " Without it, synthetic audio (only for the tiny config's smoke run)."),
     model: Model = typer.Option(Model.master, "--model",
-                                help="master (the analysis network) or stems (mix suggestions)."),
+                                help="master (the analysis network), stems (mix suggestions) "
+                                "or authors (mix --method authors)."),
     out: Path = typer.Option(Path("automix/model/weights"), "--out",
-                             help="Where the weights (master.pt + .npz, or stems.pt) and JSON go."),
+                             help="Where the weights (master.pt + .npz, stems.pt or authors.pt) "
+                             "and JSON go."),
     config: str = typer.Option("default", "--config", help="default, tiny, or a JSON file."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (master model)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Override the fit steps."),
@@ -639,11 +643,23 @@ def train(
     """Train a network on a folder of real productions (self-supervised)."""
     from automix.errors import AudioInputError
 
-    folder = "multitracks" if model is Model.stems else "mixes"
+    folder = "mixes" if model is Model.master else "multitracks"
     if data is not None and not (data / folder).is_dir():
         raise AudioInputError(f"{data}: no {folder}/ folder (see the README's data layout)")
     out.mkdir(parents=True, exist_ok=True)
-    if model is Model.stems:
+    if model is Model.authors:
+        from automix.training import authors as author_training
+
+        if data is None:
+            raise AudioInputError("--model authors needs --data DIR (multitracks with the "
+                                  "authors' mixes, see the README's data layout)")
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        weights = out / "authors.pt"
+        author_training.train(data, weights, seed=seed, log=lambda _: None)
+    elif model is Model.stems:
         from automix.training import stems as stem_training
 
         weights = stem_training.train(data, out, config=config, steps=steps, seed=seed,

@@ -221,6 +221,11 @@ def motivation_text(motivation: dict[str, Any]) -> tuple[str, str]:
     behind it ("role default (vocals); crest 14.1 dB, LRA 3.2 LU, peaks 8.3 dB over")."""
     c, s = motivation["compressor"], motivation["send"]
     comp = [c["from"]]
+    if "model_score" in c:
+        comp.append(f"the model's score {c['model_score']:.2f} (on from {c['model_on_from']:g})"
+                    + (", most moved by " + ", ".join(
+                        f"{i['label']} {_value(i['value'], i['unit'])} ({i['moves']:+.2f})"
+                        for i in c["model_inputs"]) if c["model_inputs"] else ""))
     if "crest_db" in c:
         over = c.get("peaks_over_threshold_db")
         comp.append(f"crest {c['crest_db']:.1f} dB, LRA {c['loudness_range_lu']:.1f} LU" + (

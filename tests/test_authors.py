@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -98,10 +99,23 @@ def test_effect_share_counts_the_stems_whose_author_put_the_effect_on(tmp_path) 
     assert authors.effect_share([tmp_path / "midi"]) == {"eq": 0.0, "compressor": 0.0}
 
 
-def test_the_mixer_leaves_off_what_the_models_authors_left_off(monkeypatch) -> None:
-    """With the shipped weights (General-MIDI authors: no EQ, no compressor) every sounding
-    stem's compressor is off and its EQ and high-pass flat; weights whose authors mostly
-    compressed keep the role's compressor."""
+def _predicting(monkeypatch, **said) -> None:
+    """The author model, made to say ``said`` (`author_net.AuthorSettings` fields) for every
+    stem."""
+    real = author_net.predict_features
+
+    def predict(model, features):
+        return [replace(f, **said) for f in real(model, features)]
+
+    monkeypatch.setattr(author_net, "predict_features", predict)
+
+
+def test_the_mixer_compresses_where_the_model_says_the_authors_did(monkeypatch) -> None:
+    """A stem the model leaves uncompressed gets no compressor (not the role's); one it
+    compresses gets the model's ratio and times, its threshold that many dB from the stem's
+    level per channel as it plays after its gain; the EQ and high-pass stay flat (the
+    training authors mostly used none)."""
+    from automix.mixing import balance
     from automix.mixing.balance import author_chains, default_chains
     from automix.mixing.stems import Stem
     from automix.params import CompressorParams, EQParams, HighpassParams
@@ -110,18 +124,84 @@ def test_the_mixer_leaves_off_what_the_models_authors_left_off(monkeypatch) -> N
              Stem("bass.wav", plucks(4.0, 2) * np.float32(0.5), "bass", "name")]
     start = default_chains(stems, SR)
     assert all(c.compressor.ratio > 1 for c in start.values())  # the role defaults compress
-    model = author_net.load_model()
-    assert not model.uses("compressor") and not model.uses("eq")
-    chains = author_chains(stems, SR, start)
-    for chain in chains.values():
+    assert not author_net.load_model().uses("eq")
+    balance._PREDICTED.clear()
+    _predicting(monkeypatch, comp_ratio=1.0)
+    for chain in author_chains(stems, SR, start).values():
         assert chain.compressor == CompressorParams()
         assert chain.eq == EQParams() and chain.highpass == HighpassParams()
-    compressing = author_net.AuthorModel(model.net, {"effect_share": {"compressor": 0.8,
-                                                                      "eq": 0.1}})
-    monkeypatch.setattr(author_net, "load_model", lambda: compressing)
+    balance._PREDICTED.clear()
+    _predicting(monkeypatch, comp_ratio=4.0, comp_threshold_db=-6.0, comp_attack_ms=5.0,
+                comp_release_ms=120.0)
     chains = author_chains(stems, SR, start)
-    assert all(c.compressor.ratio == start[n].compressor.ratio for n, c in chains.items())
-    assert all(c.eq == EQParams() for c in chains.values())
+    for stem in stems:
+        comp, gain_db = chains[stem.name].compressor, chains[stem.name].gain.gain_db
+        per_channel_db = 10 * math.log10(np.mean(np.square(stem.samples, dtype=np.float64)))
+        assert (comp.ratio, comp.attack_ms, comp.release_ms) == (4.0, 5.0, 120.0)
+        assert comp.threshold_db == pytest.approx(per_channel_db + gain_db - 6.0, abs=0.05)
+    balance._PREDICTED.clear()
+
+
+def test_the_room_is_the_median_of_the_stems_predictions_within_its_range() -> None:
+    from automix.params import ReverbParams, ranges
+
+    said = [author_net.AuthorSettings(0.0, 0.0, -20.0, room_decay_s=d, room_predelay_ms=p,
+                                      room_damping_hz=h)
+            for d, p, h in ((0.5, 0.0, 3000.0), (1.0, 30.0, 50000.0), (9.0, 10.0, 5000.0))]
+    room = author_net.room(said, AUTHOR_REVERB)
+    assert (room.decay_s, room.predelay_ms, room.damping_hz) == (1.0, 10.0, 5000.0)
+    assert room.wet_db == AUTHOR_REVERB.wet_db
+    clipped = author_net.room([replace(said[0], room_damping_hz=50000.0)], AUTHOR_REVERB)
+    assert clipped.damping_hz == ranges(ReverbParams)["damping_hz"].max == 16000.0
+    old = author_net.room([author_net.AuthorSettings(0.0, 0.0, -20.0)], AUTHOR_REVERB)
+    assert old == AUTHOR_REVERB  # weights that predict no room keep the base one
+
+
+def test_fit_room_finds_the_room_that_made_a_return() -> None:
+    """A click's return from automix's own room: the fit lands on that room's grid point
+    (decay within one step, damping and pre-delay exactly)."""
+    click = np.zeros((2, 3 * SR), np.float32)
+    click[:, 100:400] = plucks(1.0)[:, :300]
+    made = replace(AUTHOR_REVERB, decay_s=0.8, damping_hz=3000.0, predelay_ms=20.0)
+    found = authors.fit_room(click, reverb_return(click, SR, made), SR)
+    grid = authors.ROOM_GRID["decay_s"]
+    assert abs(grid.index(found.decay_s) - grid.index(0.8)) <= 1
+    assert found.damping_hz == 3000.0
+    assert found.predelay_ms == 20.0
+
+
+def test_targets_from_an_lmms_manifest_are_the_authors_compressor_and_room() -> None:
+    """The compressor's threshold is given against the level it heard (the dry stem's, as the
+    project played it, and its own input gain); a path without one is off with no
+    parameters; the room is the median over the song's reverbs; what sends, and where the
+    format has no send at all."""
+    dry = plucks(2.0)
+    level = author_net.level_db(dry)
+    comp = {"kind": "compressor", "units": {"threshold_db": -20.0, "input_db": 2.0,
+                                            "ratio": 4.0, "attack_ms": 15.0,
+                                            "release_ms": 90.0}}
+    target = authors.compressor_target({"effects": [{"kind": "eq"}, comp]}, dry)
+    assert target["comp_on"] == 1.0
+    assert target["comp_threshold_db"] == pytest.approx(-22.0 - level)
+    assert (target["comp_ratio"], target["comp_attack_ms"], target["comp_release_ms"]) == (
+        4.0, 15.0, 90.0)
+    off = authors.compressor_target({"effects": [{**comp, "enabled": False}]}, dry)
+    assert off["comp_on"] == 0.0 and math.isnan(off["comp_ratio"])
+    # the file is the project's sound at the recipe's common gain; the fader came first
+    played = authors.compressor_target({"level_db": -4.0, "effects": [comp]}, dry, -10.0)
+    assert played["comp_threshold_db"] == pytest.approx(-20.0 - (level + 10.0 - 4.0 + 2.0))
+    reverbs = [{"kind": "reverb", "units": {"decay_s": d, "predelay_ms": 0.0,
+                                            "damping_hz": 6000.0}} for d in (0.5, 2.0, 1.0)]
+    meta = {"stems": {"a": {"effects": reverbs[:2]}, "b": {"effects": reverbs[2:]},
+                      "c": {"effects": []}}}
+    assert authors.manifest_room(meta) == {"room_decay_s": 1.0, "room_predelay_ms": 0.0,
+                                           "room_damping_hz": 6000.0}
+    assert authors.manifest_room({"stems": {"c": {"effects": []}}}) is None
+    assert authors.sends("lmms", {"effects": reverbs[:1]})
+    assert not authors.sends("lmms", {"effects": [comp]})
+    assert authors.sends("libopenmpt", {}) is None  # no reverb in the format: no decision
+    assert authors.sends("fluidsynth", {"reverb_send": 0.3})
+    assert not authors.sends("fluidsynth", {"reverb_send": 0.0})
 
 
 def test_the_learning_curve_scores_held_out_songs_against_the_best_constant(
@@ -132,7 +212,9 @@ def test_the_learning_curve_scores_held_out_songs_against_the_best_constant(
 
     def split(songs: int, per_song: int = 6) -> dict[str, np.ndarray]:
         x = rng.normal(size=(songs * per_song, len(author_net.FEATURES))).astype(np.float32)
-        y = np.stack([np.zeros(len(x)), np.full(len(x), 0.2), -20.0 + 6.0 * x[:, 10]], axis=1)
+        y = np.full((len(x), len(author_net.OUTPUTS)), np.nan)  # compressors, rooms: unknown
+        y[:, :5] = np.stack([np.zeros(len(x)), np.full(len(x), 0.2), np.ones(len(x)),
+                             -20.0 + 6.0 * x[:, 10], np.zeros(len(x))], axis=1)
         return {"x": x, "y": y, "song": np.repeat(np.arange(songs), per_song)}
 
     data = {"train": split(40), "validation": split(8), "held_out": split(8)}
@@ -151,12 +233,72 @@ def test_the_learning_curve_scores_held_out_songs_against_the_best_constant(
     assert full["send_db MAE"] < 0.5 * full["send_db MAE constant"]
 
 
-def test_author_songs_are_the_fluidsynth_ones(tmp_path) -> None:
-    """The LMMS songs share the layout, but their wet stems are not a gain, a pan and a
-    reverb of the dry ones: the author model's targets come from the General-MIDI songs."""
-    for name, renderer in (("midi_song", "fluidsynth"), ("lmms-common__demo", "lmms")):
+def test_author_songs_are_the_multitracks_with_an_authors_mix(tmp_path) -> None:
+    """Every renderer's songs (General-MIDI, LMMS, tracker modules) with a master, wet stems
+    and a manifest; a folder missing one of them is not a song."""
+    for name, renderer in (("midi_song", "fluidsynth"), ("lmms-common__demo", "lmms"),
+                           ("pingus-data__tune", "libopenmpt"), ("no_wet", "lmms")):
         song = tmp_path / "multitracks" / name
-        (song / "wet").mkdir(parents=True)
+        song.mkdir(parents=True)
+        if name != "no_wet":
+            (song / "wet").mkdir()
         (song / "master.flac").touch()
         (song / "meta.json").write_text(json.dumps({"renderer": renderer}))
-    assert [p.name for p in authors.author_songs(tmp_path)] == ["midi_song"]
+    assert [p.name for p in authors.author_songs(tmp_path)] == [
+        "lmms-common__demo", "midi_song", "pingus-data__tune"]
+
+
+def _synthetic_song(root, name: str, send_db: float, seed: int) -> None:
+    """A General-MIDI-like song of two plucked parts: dry stems and wet ones made with
+    automix's own reverb at ``send_db`` (the bass sends 12 dB less), 3 s at 44.1 kHz."""
+    import soundfile as sf
+
+    song = root / "multitracks" / name
+    for folder in ("stems", "wet"):
+        (song / folder).mkdir(parents=True)
+    stems = {}
+    total = 0.0
+    for i, (part, send) in enumerate((("01_piano", send_db), ("02_bass", send_db - 12.0))):
+        dry = plucks(3.0, seed * 2 + i) * np.float32(0.5)
+        wet = dry + reverb_return(dry * np.float32(10 ** (send / 20)), SR, AUTHOR_REVERB)
+        sf.write(song / "stems" / f"{part}.flac", dry.T, SR)
+        sf.write(song / "wet" / f"{part}.flac", wet.T, SR)
+        stems[part] = {"reverb_send": 0.5, "effects": []}
+        total = total + wet
+    sf.write(song / "master.flac", (total * np.float32(0.5)).T, SR)
+    (song / "meta.json").write_text(json.dumps({"renderer": "fluidsynth", "stems": stems}))
+
+
+def test_automix_train_model_authors_learns_from_a_data_folder(tmp_path, monkeypatch) -> None:
+    """`automix train --model authors --data DIR` fits the targets and writes the weights and
+    their JSON; the sends it learned beat the best constant on the validation songs (each
+    song's sends are its own, -30..-6 dB, and the dry parts do not say which: the piano
+    sends 12 dB more than the bass, which its features do say)."""
+    from typer.testing import CliRunner
+
+    from automix.cli import app
+    from automix.training.data import split_of
+
+    monkeypatch.setattr(authors, "synth_room", lambda: None)  # no FluidSynth needed
+    names, want = [], {"train": 6, "validation": 2}
+    i = 0
+    while any(want.values()):
+        name = f"synthetic__song{i:03d}"
+        split = split_of(name)
+        if want.get(split, 0) > 0:
+            want[split] -= 1
+            names.append(name)
+        i += 1
+    rng = np.random.default_rng(1)
+    for k, name in enumerate(names):
+        _synthetic_song(tmp_path, name, float(rng.uniform(-30.0, -6.0)), k)
+    out = tmp_path / "weights"
+    result = CliRunner().invoke(app, ["train", "--model", "authors", "--data", str(tmp_path),
+                                      "--out", str(out), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "authors.json").read_text())
+    assert info["train_songs"] == 6 and info["train_known"]["send_db"] == 12
+    assert info["train_known"]["room_decay_s"] == 0  # no synthesiser room, no LMMS reverbs
+    assert info["validation_mae"]["send_db"] < info["validation_mae_constant"]["send_db"]
+    model = author_net.load_model(out / "authors.pt")
+    assert model.info["outputs"] == list(author_net.OUTPUTS)

@@ -40,6 +40,7 @@ from automix.params import (
     GainParams,
     HighpassParams,
     PanParams,
+    ReverbParams,
     SendParams,
     StemChain,
     as_dict,
@@ -464,18 +465,19 @@ def network_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCh
 
 def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
                   span: tuple[int, int] | None = None) -> dict[str, StemChain]:
-    """``chains`` with each stem's level, pan and reverb send from the author model
-    (`automix.model.author_net`: what the authors of real songs did with their dry parts),
-    which hears every sounding stem on samples ``span`` (default: the loudest
-    `FIT_EXCERPT_S`).
+    """``chains`` with each stem's level, pan, reverb send and compressor from the author
+    model (`automix.model.author_net`: what the authors of real songs did with their dry
+    parts), which hears every sounding stem on samples ``span`` (default: the loudest
+    `FIT_EXCERPT_S`; `author_predictions`).
 
     Levels: the stems keep the balance they arrived in, moved by the model's relative gains;
-    offset so that the bus keeps the power ``chains`` give it (compressor thresholds follow,
-    `with_level_move`). Pans: the model's distance from the centre, on the side ``chains``
-    chose (stems the role rule leaves centred alternate, right first). Sends: the model's,
-    off under `author_net.SEND_OFF_DB`. EQ (with the high-pass) and compressor: neutral where
-    the training songs' authors mostly left them off (`AuthorModel.uses`; the General-MIDI
-    songs carry neither), else ``chains``'. Silent stems keep ``chains``."""
+    offset so that the bus keeps the power ``chains`` give it. Pans: the model's distance from
+    the centre, on the side ``chains`` chose (stems the role rule leaves centred alternate,
+    right first). Sends: the model's, off under `author_net.SEND_OFF_DB`. Compressor: the
+    model's where it says the authors would have one (its threshold relative to the stem's
+    level as it plays after the gain), else off. EQ (with the high-pass): neutral where the
+    training songs' authors mostly left it off (`AuthorModel.uses`), else ``chains``'. Silent
+    stems keep ``chains``."""
     from automix.model import author_net
 
     heard = sounding(stems)
@@ -483,10 +485,9 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
         return dict(chains)
     start, end = span or loudest_excerpt(heard, sample_rate, FIT_EXCERPT_S)
     model = author_net.load_model()
-    found = author_net.predict(model, author_excerpts(heard, start, end),
-                               [s.role for s in heard], sample_rate)
-    neutral = {group: EFFECTS[group]() for effect, groups in author_net.EFFECT_GROUPS.items()
-               if not model.uses(effect) for group in groups}
+    features, found = author_predictions(heard, sample_rate, start, end)
+    neutral = {group: EFFECTS[group]() for group in author_net.EFFECT_GROUPS["eq"]
+               if not model.uses("eq")}
     levels = np.array([excerpt_level_db(s, start, end) for s in heard])
     start_db = np.array([chains[s.name].gain.gain_db for s in heard])
     wanted = np.array([f.gain_db for f in found])
@@ -495,15 +496,73 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
     out = dict(chains)
     side = 1.0
     send_floor = ranges(SendParams)["send_db"].min
+    threshold = ranges(CompressorParams)["threshold_db"]
     for stem, f, move in zip(heard, found, offset + wanted - start_db, strict=True):
         chain = with_level_move(chains[stem.name], float(move))
         sign = math.copysign(1.0, chain.pan.pan) if chain.pan.pan else side
         if not chain.pan.pan:
             side = -side
         send = f.send_db if f.send_db >= author_net.SEND_OFF_DB else send_floor
+        comp = CompressorParams()
+        if f.comp_ratio > 1.0:
+            heard_db = compressor_input_db(stem, start, end) + chain.gain.gain_db
+            comp = CompressorParams(
+                threshold_db=round(threshold.clip(heard_db + f.comp_threshold_db), 2),
+                ratio=round(f.comp_ratio, 2), attack_ms=round(f.comp_attack_ms, 1),
+                release_ms=round(f.comp_release_ms, 1))
         out[stem.name] = replace(chain, pan=PanParams(pan=round(sign * f.pan_amount, 3)),
-                                 send=SendParams(send_db=round(send, 1)), **neutral)
+                                 send=SendParams(send_db=round(send, 1)), compressor=comp,
+                                 **neutral)
     return out
+
+
+def compressor_input_db(stem: Stem, start: int, end: int) -> float:
+    """A stem's level per channel on samples ``start:end`` as its compressor hears it before
+    the gain (`author_net.level_db`; a mono stem's channels folded, as the chain folds them),
+    dB."""
+    from automix.model import author_net
+
+    raw = stem.read(start, end)
+    return author_net.level_db(raw if stem.is_stereo else raw.mean(axis=0, keepdims=True))
+
+
+def author_room(stems: list[Stem], sample_rate: int, base: ReverbParams,
+                span: tuple[int, int] | None = None) -> ReverbParams:
+    """The shared room the author model hears the stems in (`author_net.room`: ``base``
+    with the predicted decay, pre-delay and damping), on ``span`` as `author_chains`."""
+    from automix.model import author_net
+
+    heard = sounding(stems)
+    if not heard:
+        return base
+    start, end = span or loudest_excerpt(heard, sample_rate, FIT_EXCERPT_S)
+    return author_net.room(author_predictions(heard, sample_rate, start, end)[1], base)
+
+
+_PREDICTED: list = []  # the last `author_predictions`: (key, result)
+
+
+def author_predictions(stems: list[Stem], sample_rate: int, start: int, end: int):
+    """The author model's `stem_features` of ``stems`` on samples ``start:end`` and its
+    `author_net.AuthorSettings` for each, ``(features, settings)``. A mix asks three times
+    (the chains, the room, the motivation): the last answer is kept, keyed by the stems'
+    names, the span and a digest of the samples heard."""
+    import hashlib
+
+    from automix.model import author_net
+
+    excerpts = author_excerpts(stems, start, end)
+    digest = hashlib.blake2b(digest_size=16)
+    for x in excerpts:
+        digest.update(np.ascontiguousarray(x).tobytes())
+    key = (tuple(s.name for s in stems), tuple(s.role for s in stems), start, end,
+           sample_rate, digest.hexdigest())
+    if _PREDICTED and _PREDICTED[0][0] == key:
+        return _PREDICTED[0][1]
+    features = author_net.stem_features(excerpts, [s.role for s in stems], sample_rate)
+    result = (features, author_net.predict_features(author_net.load_model(), features))
+    _PREDICTED[:] = [(key, result)]
+    return result
 
 
 def author_excerpts(stems: list[Stem], start: int, end: int) -> list[np.ndarray]:

@@ -3,10 +3,10 @@
 With "dsp" and "network", a stem's compressor is its role's default (`roles.ROLE_DEFAULTS`:
 ratio, attack, release, and a threshold a fixed number of LU over the stem's balanced level,
 which follows every level move, `balance.with_level_move`); so what decides it is the role
-and the stem's level. With "authors", it is off where the author model's songs had none
-(`AuthorModel.uses`), else the role's default. What it does to this stem is told by the
-stem's own measures: its crest factor, its loudness range, and how far its peaks reach over
-the threshold. A send is the
+and the stem's level. With "authors", it is the author model's: on, with its threshold,
+ratio and times, where it says the authors would have compressed such a stem, else off. What
+it does to this stem is told by the stem's own measures: its crest factor, its loudness range,
+and how far its peaks reach over the threshold. A send is the
 role's default too (only vocals send), except with ``method`` "authors", where the author
 model (`model.author_net`) set it from the stem's features: the ones that moved it most
 (`author_net.attributions`) are named. Every stem also gets its own reverb measure
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from automix import analysis, loudness
-from automix.mixing.balance import FIT_EXCERPT_S, author_excerpts
+from automix.mixing.balance import FIT_EXCERPT_S, author_predictions
 from automix.mixing.render import RENDER_THREADS, sends_reverb
 from automix.mixing.stems import (
     Stem,
@@ -59,25 +59,27 @@ class StemMeasures:
 class ModelInput:
     """One input of the author model (`author_net.FEATURES`, the role's one-hot inputs as one,
     "role"), its reader's ``label`` and ``unit`` (`author_net.FEATURE_LABELS`), its ``value``
-    (the role by name) and how far it moved the send from the model's average stem (dB)."""
+    (the role by name) and how far it moved an output from the model's average stem (the
+    send: dB, written ``moves_db``; the compressor's score: 0..1, written ``moves``)."""
 
     feature: str
     label: str
     unit: str
     value: float | str
-    moves_db: float
+    moves: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, key: str = "moves_db") -> dict[str, Any]:
         value = self.value if isinstance(self.value, str) else round(self.value, 2) + 0.0
         return {"feature": self.feature, "label": self.label, "unit": self.unit,
-                "value": value, "moves_db": round(self.moves_db, 2)}
+                "value": value, key: round(self.moves, 2)}
 
 
 @dataclass(frozen=True)
 class StemMotivation:
     """Where a stem's compressor and send came from (``compressor_from``, ``send_from``), the
     stem's `StemMeasures`, the amounts (`settings.Amounts`) that scaled them, and with the
-    author model its own send (dB, before the floor and any amount) and its top inputs."""
+    author model its own send (dB, before the floor and any amount), its score for a
+    compressor (0..1, on from `author_net.COMPRESSOR_ON`) and the top inputs of each."""
 
     compressor_from: str
     send_from: str
@@ -86,6 +88,8 @@ class StemMotivation:
     reverb_amount: float = 1.0
     model_send_db: float | None = None
     model_inputs: tuple[ModelInput, ...] = ()
+    model_compressor_score: float | None = None
+    model_compressor_inputs: tuple[ModelInput, ...] = ()
 
     def to_dict(self, chain: StemChain) -> dict[str, Any]:
         """The plain JSON for the sidecar and the suggestion: per module, its source, the
@@ -101,6 +105,13 @@ class StemMotivation:
                 "peaks_over_threshold_db": _r(m.peak_dbfs - comp.threshold_db) if on else None,
                 "crest_db": _r(m.crest_db), "loudness_range_lu": _r(m.loudness_range_lu)}
             send["stem_tail_db"] = _r(m.tail_db)
+        if self.model_compressor_score is not None:
+            from automix.model.author_net import COMPRESSOR_ON
+
+            compressor |= {"model_score": _r(self.model_compressor_score),
+                           "model_on_from": COMPRESSOR_ON,
+                           "model_inputs": [i.to_dict("moves")
+                                            for i in self.model_compressor_inputs]}
         if self.dynamics_amount != 1.0:
             compressor["amount"] = self.dynamics_amount
         if self.model_send_db is not None:
@@ -146,8 +157,7 @@ def motivate(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain], 
     with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
         measured = dict(zip([s.name for s in heard], pool.map(
             lambda s: measure(s, sample_rate, chains[s.name], start, end), heard), strict=True))
-    model = _author_sends(heard, sample_rate, start, end) if method == "authors" else {}
-    author_compressor = method == "authors" and _author_model().uses("compressor")
+    model = _author_reasons(heard, sample_rate, start, end) if method == "authors" else {}
     then = ", then refined" if refined else ""
     out = {}
     for stem in stems:
@@ -159,42 +169,54 @@ def motivate(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain], 
         if method == "settings":
             comp_from = send_from = "settings file"
         else:
-            comp_from = (default if method != "authors" or author_compressor
-                         else "author model: off, as its songs' authors left it")
+            comp_from = (default if method != "authors"
+                         else "author model" if chains[stem.name].compressor.ratio > 1.0
+                         else "author model: off, as its songs' authors left such stems")
             send_from = ("author model" if method == "authors" else default) + (
                 then if sends_reverb(chains[stem.name]) else "")
-        send_db, inputs = model.get(stem.name, (None, ()))
+        send_db, inputs, score, comp_inputs = model.get(stem.name, (None, (), None, ()))
         out[stem.name] = StemMotivation(comp_from, send_from, measured[stem.name],
-                                        amounts.dynamics, amounts.reverb, send_db, inputs)
+                                        amounts.dynamics, amounts.reverb, send_db, inputs,
+                                        score, comp_inputs)
     return out
 
 
-def _author_sends(heard: list[Stem], sample_rate: int, start: int, end: int
-                  ) -> dict[str, tuple[float, tuple[ModelInput, ...]]]:
-    """The author model's send for each stem (dB) and the `TOP_MODEL_INPUTS` inputs that moved
-    it most (`author_net.attributions`; the role's one-hot inputs count as one, "role")."""
+def _author_reasons(heard: list[Stem], sample_rate: int, start: int, end: int
+                    ) -> dict[str, tuple[float, tuple[ModelInput, ...], float | None,
+                                         tuple[ModelInput, ...]]]:
+    """Per stem, the author model's send (dB) and the `TOP_MODEL_INPUTS` inputs that moved it
+    most (`author_net.attributions`; the role's one-hot inputs count as one, "role"), then its
+    score for a compressor (None with weights that predict none) and the inputs that moved
+    that."""
     from automix.model import author_net
 
     if not heard:
         return {}
-    model = _author_model()
-    features = author_net.stem_features(author_excerpts(heard, start, end),
-                                        [s.role for s in heard], sample_rate)
-    found = author_net.predict_features(model, features)
-    moves = author_net.attributions(model, features, "send_db")
-    roles = [i for i, name in enumerate(author_net.FEATURES) if name.startswith("role_")]
-    others = [i for i in range(len(author_net.FEATURES)) if i not in roles]
+    model = author_net.load_model()
+    features, found = author_predictions(heard, sample_rate, start, end)
+    outputs = model.info.get("outputs", author_net.OUTPUTS[:3])
+    with_score = "comp_on" in outputs
+    send_moves = author_net.attributions(model, features, "send_db")
+    comp_moves = author_net.attributions(model, features, "comp_on") if with_score else None
+    scores = author_net.output(model, features, "comp_on") if with_score else None
     out = {}
-    for stem, f, row, x in zip(heard, found, moves, features, strict=True):
-        inputs = [ModelInput("role", "role", "", stem.role, float(row[roles].sum()))] + [
-            ModelInput(author_net.FEATURES[i], *author_net.FEATURE_LABELS[author_net.FEATURES[i]],
-                       float(x[i]), float(row[i])) for i in others]
-        inputs.sort(key=lambda i: -abs(i.moves_db))
-        out[stem.name] = (f.send_db, tuple(inputs[:TOP_MODEL_INPUTS]))
+    for i, stem in enumerate(heard):
+        out[stem.name] = (
+            found[i].send_db, _top_inputs(stem, features[i], send_moves[i]),
+            None if scores is None else float(np.clip(scores[i], 0.0, 1.0)),
+            () if comp_moves is None else _top_inputs(stem, features[i], comp_moves[i]))
     return out
 
 
-def _author_model():
+def _top_inputs(stem: Stem, x: np.ndarray, moves: np.ndarray) -> tuple[ModelInput, ...]:
+    """The `TOP_MODEL_INPUTS` inputs with the largest ``moves`` (the role's one-hot inputs
+    summed as one)."""
     from automix.model import author_net
 
-    return author_net.load_model()
+    roles = [i for i, name in enumerate(author_net.FEATURES) if name.startswith("role_")]
+    others = [i for i in range(len(author_net.FEATURES)) if i not in roles]
+    inputs = [ModelInput("role", "role", "", stem.role, float(moves[roles].sum()))] + [
+        ModelInput(author_net.FEATURES[i], *author_net.FEATURE_LABELS[author_net.FEATURES[i]],
+                   float(x[i]), float(moves[i])) for i in others]
+    inputs.sort(key=lambda i: -abs(i.moves))
+    return tuple(inputs[:TOP_MODEL_INPUTS])

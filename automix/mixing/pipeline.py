@@ -42,6 +42,7 @@ from automix.mixing.balance import (
     FIT_EXCERPT_S,
     audible,
     author_chains,
+    author_room,
     default_chains,
     fit_balance,
     hear_stems,
@@ -201,7 +202,8 @@ def mix(stems: list[Stem], sample_rate: int, reference: Reference, target: Targe
     if settings is None:
         chains = suggest_mix(stems, sample_rate, reference, method=method,
                              refine_steps=refine_steps, keep_balance=keep_balance)
-        reverb = AUTHOR_REVERB if method == "authors" else DEFAULT_REVERB
+        reverb = (author_room(stems, sample_rate, AUTHOR_REVERB) if method == "authors"
+                  else DEFAULT_REVERB)
         master_settings = None
     else:
         names = [s.name for s in stems]

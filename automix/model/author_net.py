@@ -1,17 +1,21 @@
-"""The author model: each stem's level, pan and reverb send as real authors set them.
+"""The author model: each stem's level, pan, reverb send and compressor, and the song's
+shared room, as real authors set them.
 
 What it hears, per stem (`stem_features`): its role, its loudness against the power sum of
 all the stems, how many stems there are, its octave-band profile, crest factor, how much of
 the time it plays (`density`) and how much it rings by itself (`analysis.reverb_tail_db`).
 What it says (`OUTPUTS`): a gain relative to the song's other stems (dB; the stems' median is
-0), how far from the centre the stem sits (0..1; the side comes from the mix's pan rule) and
-its send to the shared reverb (dB), whose room is `settings.AUTHOR_REVERB`. Beside the
-weights, what share of the training stems had an EQ or a compressor on their path
-(`AuthorModel.uses`): an effect the authors mostly left off stays off.
+0), how far from the centre the stem sits (0..1; the side comes from the mix's pan rule),
+whether it sends to the shared reverb and how much (dB), whether the stem is compressed and
+how (`COMPRESSOR_OUTPUTS`: threshold relative to the stem's `level_db`, ratio, attack,
+release), and the room the song plays in (`ROOM_FIELDS` of `ReverbParams`; the stems'
+median is the song's, `room`). Beside the weights, what share of the training stems had an
+EQ on their path (`AuthorModel.uses`): an effect the authors mostly left off stays off.
 
-This module is inference only: `AuthorNet`, `load_model`, `predict`, and `attributions` (which
-inputs moved a prediction, for the table `automix suggest` prints). Training (targets
-fitted to each author's wet stem, the split, the loop) is `automix.training.authors`.
+This module is inference only: `AuthorNet`, `load_model`, `predict`, `room` and
+`attributions` (which inputs moved a prediction, for the table `automix suggest` prints).
+Training (targets from each author's wet stem and manifest, the split, the loop) is
+`automix.training.authors`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +32,14 @@ from torch import nn
 
 from automix import analysis
 from automix.mixing.roles import ROLES
+from automix.params import CompressorParams, ReverbParams, ranges
 
-OUTPUTS = ("gain_db", "pan_amount", "send_db")
+COMPRESSOR_OUTPUTS = ("comp_on", "comp_threshold_db", "comp_ratio", "comp_attack_ms",
+                      "comp_release_ms")  # on (0/1), threshold relative to `level_db`
+ROOM_FIELDS = ("decay_s", "predelay_ms", "damping_hz")  # of `ReverbParams`, the song's room
+OUTPUTS = ("gain_db", "pan_amount", "send_on", "send_db", *COMPRESSOR_OUTPUTS,
+           *(f"room_{k}" for k in ROOM_FIELDS))  # send_on: 0/1; send_db where it is on
+SEND_ON = 0.5  # a stem whose predicted ``send_on`` reaches this sends (weights without it: all)
 OCTAVE_EDGES_HZ = (40.0, 160.0, 640.0, 2560.0, 10240.0, 20000.0)  # five bands, two octaves each
 FEATURES = (*(f"role_{r}" for r in ROLES), "share_lu", "log_stems",
             *(f"band{i}_db" for i in range(len(OCTAVE_EDGES_HZ) - 1)), "crest_db", "density",
@@ -48,6 +58,12 @@ DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "authors.pt"
 
 
 # --- features (numpy) ---------------------------------------------------------------------------
+
+
+def level_db(x: np.ndarray) -> float:
+    """A stem's mean-square level per channel, dB: what a compressor's threshold is given
+    against (`COMPRESSOR_OUTPUTS`)."""
+    return 10.0 * math.log10(float(np.mean(np.square(x, dtype=np.float64))) + 1e-30)
 
 
 def band_profile_db(mono: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -101,15 +117,15 @@ class AuthorNet(nn.Module):
     """Features (normalised by the training set's mean and spread) -> `OUTPUTS`."""
 
     def __init__(self, features: int = len(FEATURES), hidden: int = HIDDEN,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, outputs: int = len(OUTPUTS)) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Dropout(dropout),
                                   nn.Linear(hidden, hidden), nn.GELU(),
-                                  nn.Linear(hidden, len(OUTPUTS)))
+                                  nn.Linear(hidden, outputs))
         self.register_buffer("mean", torch.zeros(features))
         self.register_buffer("scale", torch.ones(features))
-        self.register_buffer("out_mean", torch.zeros(len(OUTPUTS)))
-        self.register_buffer("out_scale", torch.ones(len(OUTPUTS)))
+        self.register_buffer("out_mean", torch.zeros(outputs))
+        self.register_buffer("out_scale", torch.ones(outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body((x - self.mean) / self.scale) * self.out_scale + self.out_mean
@@ -137,21 +153,33 @@ def load_model(path: str | Path = DEFAULT_WEIGHTS) -> AuthorModel:
     """The model at ``path``, read once per process (a mix asks for it up to three times:
     the suggestion, the send's motivation and whether the authors compressed)."""
     path = Path(path)
-    net = AuthorNet()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    net.eval()
     info = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(
         ".json").exists() else {}
+    net = AuthorNet(outputs=len(info.get("outputs", OUTPUTS)))
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.eval()
     return AuthorModel(net, info)
+
+
+COMPRESSOR_ON = 0.5  # a stem whose predicted ``comp_on`` reaches this is compressed
 
 
 @dataclass(frozen=True)
 class AuthorSettings:
-    """What the model says for one stem."""
+    """What the model says for one stem: its gain (dB, re the song's median stem), distance
+    from the centre (0..1), send (dB), compressor (``comp_ratio`` 1 when off; the threshold
+    relative to the stem's `level_db`) and the shared room it hears the song in."""
 
     gain_db: float
     pan_amount: float
     send_db: float
+    comp_threshold_db: float = 0.0
+    comp_ratio: float = 1.0
+    comp_attack_ms: float = 10.0
+    comp_release_ms: float = 100.0
+    room_decay_s: float = math.nan
+    room_predelay_ms: float = math.nan
+    room_damping_hz: float = math.nan
 
 
 def predict(model: AuthorModel, samples: list[np.ndarray], roles: list[str],
@@ -162,13 +190,46 @@ def predict(model: AuthorModel, samples: list[np.ndarray], roles: list[str],
 
 
 def predict_features(model: AuthorModel, features: np.ndarray) -> list[AuthorSettings]:
-    """`predict` from the stems' `stem_features`, ``(stems, features)``."""
+    """`predict` from the stems' `stem_features`, ``(stems, features)``; outputs the weights
+    do not have (older ones: level, pan and send only) keep `AuthorSettings`' defaults."""
     features = torch.from_numpy(np.asarray(features, np.float32))
     with torch.no_grad():
         out = model.net(features).numpy().astype(np.float64)
-    gains = out[:, 0] - np.median(out[:, 0])
-    return [AuthorSettings(float(g), float(np.clip(p, 0.0, 1.0)), float(np.clip(s, -60.0, 0.0)))
-            for g, p, s in zip(gains, out[:, 1], out[:, 2], strict=True)]
+    names = model.info.get("outputs", OUTPUTS[:3])
+    col = {name: out[:, i] for i, name in enumerate(names)}
+    gains = col["gain_db"] - np.median(col["gain_db"])
+    c = ranges(CompressorParams)
+    rows = []
+    for i, gain in enumerate(gains):
+        on = "comp_on" in col and col["comp_on"][i] >= COMPRESSOR_ON
+        comp = {"comp_threshold_db": float(col["comp_threshold_db"][i]),
+                "comp_ratio": c["ratio"].clip(float(col["comp_ratio"][i])),
+                "comp_attack_ms": c["attack_ms"].clip(float(col["comp_attack_ms"][i])),
+                "comp_release_ms": c["release_ms"].clip(float(col["comp_release_ms"][i]))
+                } if on else {}
+        room = {f"room_{k}": float(col[f"room_{k}"][i]) for k in ROOM_FIELDS
+                if f"room_{k}" in col}
+        sends = "send_on" not in col or col["send_on"][i] >= SEND_ON
+        rows.append(AuthorSettings(float(gain), float(np.clip(col["pan_amount"][i], 0.0, 1.0)),
+                                   float(np.clip(col["send_db"][i], -60.0, 0.0)) if sends
+                                   else -60.0, **comp, **room))
+    return rows
+
+
+def room(found: list[AuthorSettings], base: ReverbParams) -> ReverbParams:
+    """The shared room the stems' predictions agree on: ``base`` with the median of their
+    decay, pre-delay and damping (each clipped to `ReverbParams`' range); ``base`` where
+    the weights predict no room."""
+    r = ranges(ReverbParams)
+    values = {k: float(np.median([getattr(f, f"room_{k}") for f in found])) for k in ROOM_FIELDS}
+    return replace(base, **{k: r[k].clip(v) for k, v in values.items() if math.isfinite(v)})
+
+
+def output(model: AuthorModel, features: np.ndarray, name: str) -> np.ndarray:
+    """The network's raw ``name`` output (one of the weights' outputs) for each stem."""
+    with torch.no_grad():
+        out = model.net(torch.from_numpy(np.asarray(features, np.float32))).numpy()
+    return out[:, list(model.info.get("outputs", OUTPUTS)).index(name)].astype(np.float64)
 
 
 def attributions(model: AuthorModel, features: np.ndarray, output: str = "send_db",
@@ -191,6 +252,7 @@ def attributions(model: AuthorModel, features: np.ndarray, output: str = "send_d
     base = model.net.mean.expand_as(x)
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
     path = (base + alphas[:, None, None] * (x - base)).requires_grad_(True)  # (steps, stems, F)
-    out = model.net(path.reshape(-1, x.shape[1]))[:, OUTPUTS.index(output)].sum()
+    column = list(model.info.get("outputs", OUTPUTS)).index(output)
+    out = model.net(path.reshape(-1, x.shape[1]))[:, column].sum()
     (grad,) = torch.autograd.grad(out, path)
     return ((x - base) * grad.mean(0)).numpy().astype(np.float64)
