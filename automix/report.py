@@ -233,9 +233,16 @@ def motivation_text(motivation: dict[str, Any]) -> tuple[str, str]:
             f", peaks {abs(over):.1f} dB {'over' if over >= 0 else 'under'} the threshold"))
     send = [s["from"]]
     if "model_send_db" in s:
-        send.append(f"the model said {s['model_send_db']:.1f} dB, most moved by "
-                    + ", ".join(f"{i['label']} {_value(i['value'], i['unit'])} "
-                                f"({i['moves_db']:+.1f} dB)" for i in s["model_inputs"]))
+        score = s.get("model_score")
+        if score is not None and score < s["model_on_from"]:
+            said = f"the model's score for a send {score:.2f} (on from {s['model_on_from']:g})"
+        else:
+            said = f"the model said {s['model_send_db']:.1f} dB" + (
+                "" if score is None else f" (score {score:.2f})")
+        send.append(said + ", most moved by " + ", ".join(
+            f"{i['label']} {_value(i['value'], i['unit'])} "
+            + (f"({i['moves_db']:+.1f} dB)" if "moves_db" in i else f"({i['moves']:+.2f})")
+            for i in s["model_inputs"]))
     if s.get("stem_tail_db") is not None:
         send.append(f"own tail {s['stem_tail_db']:.1f} dB")
     for part, given, module in ((comp, c, "dynamics"), (send, s, "reverb")):

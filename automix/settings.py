@@ -63,7 +63,7 @@ DEFAULT_REVERB = ReverbParams(decay_s=1.4, predelay_ms=20.0, damping_hz=6000.0,
                               width_pct=100.0, wet_db=-6.0)  # the shared room a mix starts with
 # The room a mix by "authors" starts from: the author model predicts its decay, pre-delay and
 # damping (`balance.author_room`); its sends are fitted against this room's level
-# (`training.authors.fit_stem`).
+# (`training.author_targets.fit_stem`).
 AUTHOR_REVERB = DEFAULT_REVERB
 
 

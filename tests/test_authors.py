@@ -14,7 +14,7 @@ from automix.effects.render import pan, reverb_return
 from automix.model import author_net
 from automix.params import PanParams
 from automix.settings import AUTHOR_REVERB
-from automix.training import authors
+from automix.training import author_targets, authors
 
 SR = 44100
 
@@ -43,7 +43,7 @@ def test_fit_stem_recovers_the_gain_pan_and_send_that_made_the_wet_stem(
     # centre pan of our law is -3 dB per channel: the dry stem at "centre" is the reference
     direct = mono_panned * np.float32(math.sqrt(2.0))
     wet = direct + reverb_return(direct * np.float32(10 ** (send_db / 20)), SR, AUTHOR_REVERB)
-    fitted = authors.fit_stem(dry, wet, SR)
+    fitted = author_targets.fit_stem(dry, wet, SR)
     assert fitted is not None
     assert fitted["gain_db"] == pytest.approx(gain_db, abs=0.3)
     assert fitted["pan"] == pytest.approx(pan_value, abs=0.05)
@@ -55,11 +55,11 @@ def test_fit_stem_recovers_the_gain_pan_and_send_that_made_the_wet_stem(
 
 def test_fit_stem_sends_rise_with_the_reverb_and_a_silent_stem_has_no_target() -> None:
     dry = plucks()
-    sends = [authors.fit_stem(dry, dry + reverb_return(dry * np.float32(10 ** (s / 20)), SR,
+    sends = [author_targets.fit_stem(dry, dry + reverb_return(dry * np.float32(10 ** (s / 20)), SR,
                                                        AUTHOR_REVERB), SR)["send_db"]
              for s in (-30.0, -20.0, -10.0, 0.0)]
     assert all(b > a + 7.0 for a, b in zip(sends, sends[1:], strict=False))
-    assert authors.fit_stem(np.zeros((2, SR), np.float32), dry[:, :SR], SR) is None
+    assert author_targets.fit_stem(np.zeros((2, SR), np.float32), dry[:, :SR], SR) is None
 
 
 def test_features_describe_the_stems() -> None:
@@ -136,7 +136,7 @@ def test_the_mixer_compresses_where_the_model_says_the_authors_did(monkeypatch) 
     chains = author_chains(stems, SR, start)
     for stem in stems:
         comp, gain_db = chains[stem.name].compressor, chains[stem.name].gain.gain_db
-        per_channel_db = 10 * math.log10(np.mean(np.square(stem.samples, dtype=np.float64)))
+        per_channel_db = author_net.level_db(stem.samples, SR)
         assert (comp.ratio, comp.attack_ms, comp.release_ms) == (4.0, 5.0, 120.0)
         assert comp.threshold_db == pytest.approx(per_channel_db + gain_db - 6.0, abs=0.05)
     balance._PREDICTED.clear()
@@ -163,8 +163,8 @@ def test_fit_room_finds_the_room_that_made_a_return() -> None:
     click = np.zeros((2, 3 * SR), np.float32)
     click[:, 100:400] = plucks(1.0)[:, :300]
     made = replace(AUTHOR_REVERB, decay_s=0.8, damping_hz=3000.0, predelay_ms=20.0)
-    found = authors.fit_room(click, reverb_return(click, SR, made), SR)
-    grid = authors.ROOM_GRID["decay_s"]
+    found = author_targets.fit_room(click, reverb_return(click, SR, made), SR)
+    grid = author_targets.ROOM_GRID["decay_s"]
     assert abs(grid.index(found.decay_s) - grid.index(0.8)) <= 1
     assert found.damping_hz == 3000.0
     assert found.predelay_ms == 20.0
@@ -176,32 +176,42 @@ def test_targets_from_an_lmms_manifest_are_the_authors_compressor_and_room() -> 
     parameters; the room is the median over the song's reverbs; what sends, and where the
     format has no send at all."""
     dry = plucks(2.0)
-    level = author_net.level_db(dry)
+    level = author_net.level_db(dry, SR)
     comp = {"kind": "compressor", "units": {"threshold_db": -20.0, "input_db": 2.0,
                                             "ratio": 4.0, "attack_ms": 15.0,
                                             "release_ms": 90.0}}
-    target = authors.compressor_target({"effects": [{"kind": "eq"}, comp]}, dry)
+    target = author_targets.compressor_target({"effects": [{"kind": "eq"}, comp]}, dry, SR)
     assert target["comp_on"] == 1.0
     assert target["comp_threshold_db"] == pytest.approx(-22.0 - level)
     assert (target["comp_ratio"], target["comp_attack_ms"], target["comp_release_ms"]) == (
         4.0, 15.0, 90.0)
-    off = authors.compressor_target({"effects": [{**comp, "enabled": False}]}, dry)
+    off = author_targets.compressor_target({"effects": [{**comp, "enabled": False}]}, dry, SR)
     assert off["comp_on"] == 0.0 and math.isnan(off["comp_ratio"])
-    # the file is the project's sound at the recipe's common gain; the fader came first
-    played = authors.compressor_target({"level_db": -4.0, "effects": [comp]}, dry, -10.0)
-    assert played["comp_threshold_db"] == pytest.approx(-20.0 - (level + 10.0 - 4.0 + 2.0))
+    # the file is the project's sound at the recipe's common gain; the track's volume came
+    # first (a mixer channel's compressor: every fader and send before it)
+    track = {"volume_pct": 50.0, "level_db": -12.0, "effects": [{**comp, "at": "track"}]}
+    played = author_targets.compressor_target(track, dry, SR, -10.0)
+    assert played["comp_threshold_db"] == pytest.approx(
+        -20.0 - (level + 10.0 + 20 * math.log10(0.5) + 2.0))
+    mixer = author_targets.compressor_target({**track, "effects": [{**comp, "at": "fx3"}]},
+                                             dry, SR, -10.0)
+    assert mixer["comp_threshold_db"] == pytest.approx(-20.0 - (level + 10.0 - 12.0 + 2.0))
+    one_to_one = {**comp, "units": {**comp["units"], "ratio": 1.0}}
+    assert author_targets.compressor_target({"effects": [one_to_one]}, dry, SR)["comp_on"] == 0
+    unheard = author_targets.compressor_target({"effects": [comp]}, dry * 1e-5, SR)
+    assert all(math.isnan(v) for v in unheard.values())
     reverbs = [{"kind": "reverb", "units": {"decay_s": d, "predelay_ms": 0.0,
                                             "damping_hz": 6000.0}} for d in (0.5, 2.0, 1.0)]
     meta = {"stems": {"a": {"effects": reverbs[:2]}, "b": {"effects": reverbs[2:]},
                       "c": {"effects": []}}}
-    assert authors.manifest_room(meta) == {"room_decay_s": 1.0, "room_predelay_ms": 0.0,
+    assert author_targets.manifest_room(meta) == {"room_decay_s": 1.0, "room_predelay_ms": 0.0,
                                            "room_damping_hz": 6000.0}
-    assert authors.manifest_room({"stems": {"c": {"effects": []}}}) is None
-    assert authors.sends("lmms", {"effects": reverbs[:1]})
-    assert not authors.sends("lmms", {"effects": [comp]})
-    assert authors.sends("libopenmpt", {}) is None  # no reverb in the format: no decision
-    assert authors.sends("fluidsynth", {"reverb_send": 0.3})
-    assert not authors.sends("fluidsynth", {"reverb_send": 0.0})
+    assert author_targets.manifest_room({"stems": {"c": {"effects": []}}}) is None
+    assert author_targets.sends("lmms", {"effects": reverbs[:1]})
+    assert not author_targets.sends("lmms", {"effects": [comp]})
+    assert author_targets.sends("libopenmpt", {}) is None  # no reverb in the format: no decision
+    assert author_targets.sends("fluidsynth", {"reverb_send": 0.3})
+    assert not author_targets.sends("fluidsynth", {"reverb_send": 0.0})
 
 
 def test_the_learning_curve_scores_held_out_songs_against_the_best_constant(
@@ -244,7 +254,7 @@ def test_author_songs_are_the_multitracks_with_an_authors_mix(tmp_path) -> None:
             (song / "wet").mkdir()
         (song / "master.flac").touch()
         (song / "meta.json").write_text(json.dumps({"renderer": renderer}))
-    assert [p.name for p in authors.author_songs(tmp_path)] == [
+    assert [p.name for p in author_targets.author_songs(tmp_path)] == [
         "lmms-common__demo", "midi_song", "pingus-data__tune"]
 
 
@@ -279,7 +289,7 @@ def test_automix_train_model_authors_learns_from_a_data_folder(tmp_path, monkeyp
     from automix.cli import app
     from automix.training.data import split_of
 
-    monkeypatch.setattr(authors, "synth_room", lambda: None)  # no FluidSynth needed
+    monkeypatch.setattr(author_targets, "synth_room", lambda: None)  # no FluidSynth needed
     names, want = [], {"train": 6, "validation": 2}
     i = 0
     while any(want.values()):
@@ -302,3 +312,16 @@ def test_automix_train_model_authors_learns_from_a_data_folder(tmp_path, monkeyp
     assert info["validation_mae"]["send_db"] < info["validation_mae_constant"]["send_db"]
     model = author_net.load_model(out / "authors.pt")
     assert model.info["outputs"] == list(author_net.OUTPUTS)
+
+
+def test_level_db_is_the_level_while_the_part_plays() -> None:
+    """A part that rests three quarters of the time reads the level of its notes, not 6 dB
+    under it as its mean power does; silence reads the floor."""
+    t = np.arange(4 * SR) / SR
+    tone = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    sparse = tone * (np.arange(tone.size) % SR < SR // 4)
+    per_channel = 10 * math.log10(0.01 / 2)
+    assert author_net.level_db(tone, SR) == pytest.approx(per_channel, abs=0.1)
+    assert author_net.level_db(sparse, SR) == pytest.approx(per_channel, abs=0.3)
+    assert 10 * math.log10(np.mean(np.square(sparse, dtype=np.float64))) < per_channel - 5.5
+    assert author_net.level_db(np.zeros((2, SR), np.float32), SR) == -300.0

@@ -124,14 +124,28 @@ def test_the_author_models_send_names_the_inputs_that_moved_it(
         send = info["motivation"]["send"]
         assert send["from"] == "author model"
         assert len(send["model_inputs"]) == 3
-        moves = [abs(i["moves_db"]) for i in send["model_inputs"]]
+        on = doc["settings"]["stems"][name]["send"]["send_db"] > SendParams().send_db
+        key = "moves_db" if on else "moves"  # the level's inputs, or the score's
+        moves = [abs(i[key]) for i in send["model_inputs"]]
         assert moves == sorted(moves, reverse=True)
         model_db = send["model_send_db"]
-        expected = model_db if model_db >= author_net.SEND_OFF_DB else SendParams().send_db
+        expected = (model_db if on and model_db >= author_net.SEND_OFF_DB
+                    else SendParams().send_db)
         assert doc["settings"]["stems"][name]["send"]["send_db"] == pytest.approx(expected,
                                                                                    abs=0.06)
-        assert f"the model said {model_db:.1f} dB, most moved by" in output
+        score = send.get("model_score")
+        said = (f"the model's score for a send {score:.2f} (on from 0.5)" if not on else
+                f"the model said {model_db:.1f} dB" + ("" if score is None
+                                                       else f" (score {score:.2f})"))
+        flat = " ".join(" ".join(line.strip(" │┃").split()) for line in output.splitlines())
+        assert said in flat or said.replace(" ", "") in flat.replace(" ", "")
         assert f"{send['model_inputs'][0]['label']} " in output
+        comp = info["motivation"]["compressor"]
+        compressed = doc["settings"]["stems"][name]["compressor"]["ratio"] > 1.0
+        if "model_score" in comp and abs(comp["model_score"] - author_net.COMPRESSOR_ON) > 0.005:
+            assert compressed == (comp["model_score"] > author_net.COMPRESSOR_ON)
+        assert comp["from"] == ("author model" if compressed else
+                                "author model: off, as its songs' authors mostly left stems")
 
 
 def test_attributions_add_up_to_the_prediction_less_the_average_stems() -> None:
@@ -143,8 +157,9 @@ def test_attributions_add_up_to_the_prediction_less_the_average_stems() -> None:
     features += rng.normal(0, 0.01, features.shape).astype(np.float32)
     moves = author_net.attributions(model, features, "send_db", steps=32)
     with torch.no_grad():
-        out = model.net(torch.from_numpy(features))[:, 2].numpy()
-        average = float(model.net(model.net.mean[None])[0, 2])
+        column = author_net.OUTPUTS.index("send_db")
+        out = model.net(torch.from_numpy(features))[:, column].numpy()
+        average = float(model.net(model.net.mean[None])[0, column])
     np.testing.assert_allclose(moves.sum(axis=1), out - average, atol=0.1)
     assert set(author_net.FEATURE_LABELS) == {
         f for f in author_net.FEATURES if not f.startswith("role_")}
@@ -168,12 +183,13 @@ def test_reverb_amount_scales_the_sends_as_power() -> None:
 def test_reverb_amount_turns_the_sends_down_and_the_mix_drier(
         song: Path, by_authors: tuple[str, dict, Path], tmp_path: Path) -> None:
     """The author model's suggestion rendered with ``--amount reverb`` 1, 0.5 and 0: each send
-    3 dB down at 0.5 and off at 0, and the mix rings less each time (the rest of the
-    settings, the master's included, rendered as they are)."""
+    3 dB down at 0.5 and off at 0, and the mix holds less reverb each time (the rest of the
+    settings, the master's included, rendered as they are: what differs from the dry render
+    is the reverb return, through the same master), and rings more with it than without."""
     _, doc, settings = by_authors
     suggested = {n: c["send"]["send_db"] for n, c in doc["settings"]["stems"].items()}
     assert max(suggested.values()) > -30.0  # some stem sends
-    tails = {}
+    tails, mixes = {}, {}
     for amount in (1.0, 0.5, 0.0):
         out = tmp_path / f"mix_{amount:g}.wav"
         result = _invoke("mix", str(song), "--settings", str(settings), "-o", str(out),
@@ -187,8 +203,11 @@ def test_reverb_amount_turns_the_sends_down_and_the_mix_drier(
             else:
                 assert sends[name] == pytest.approx(db + 10 * math.log10(amount), abs=0.01)
         x, _ = sf.read(out, always_2d=True)
+        mixes[amount] = x
         tails[amount] = analysis.reverb_tail_db(x.T, SR)
-    assert tails[0.0] < tails[0.5] < tails[1.0], tails
+    wet = {a: float(np.sum(np.square(mixes[a] - mixes[0.0]))) for a in (0.5, 1.0)}
+    assert 0.0 < wet[0.5] < wet[1.0], wet
+    assert tails[0.0] < min(tails[0.5], tails[1.0]), tails
 
 
 def test_suggest_with_reverb_and_dynamics_at_zero_writes_sends_off_and_no_compressor(

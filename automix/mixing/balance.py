@@ -505,7 +505,7 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
         send = f.send_db if f.send_db >= author_net.SEND_OFF_DB else send_floor
         comp = CompressorParams()
         if f.comp_ratio > 1.0:
-            heard_db = compressor_input_db(stem, start, end) + chain.gain.gain_db
+            heard_db = compressor_input_db(stem, sample_rate, start, end) + chain.gain.gain_db
             comp = CompressorParams(
                 threshold_db=round(threshold.clip(heard_db + f.comp_threshold_db), 2),
                 ratio=round(f.comp_ratio, 2), attack_ms=round(f.comp_attack_ms, 1),
@@ -516,14 +516,15 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
     return out
 
 
-def compressor_input_db(stem: Stem, start: int, end: int) -> float:
-    """A stem's level per channel on samples ``start:end`` as its compressor hears it before
-    the gain (`author_net.level_db`; a mono stem's channels folded, as the chain folds them),
-    dB."""
+def compressor_input_db(stem: Stem, sample_rate: int, start: int, end: int) -> float:
+    """A stem's level per channel while it plays on samples ``start:end``, as its compressor
+    hears it before the gain (`author_net.level_db`; a mono stem's channels folded, as the
+    chain folds them), dB."""
     from automix.model import author_net
 
     raw = stem.read(start, end)
-    return author_net.level_db(raw if stem.is_stereo else raw.mean(axis=0, keepdims=True))
+    return author_net.level_db(raw if stem.is_stereo else raw.mean(axis=0, keepdims=True),
+                               sample_rate)
 
 
 def author_room(stems: list[Stem], sample_rate: int, base: ReverbParams,

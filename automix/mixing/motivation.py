@@ -78,8 +78,10 @@ class ModelInput:
 class StemMotivation:
     """Where a stem's compressor and send came from (``compressor_from``, ``send_from``), the
     stem's `StemMeasures`, the amounts (`settings.Amounts`) that scaled them, and with the
-    author model its own send (dB, before the floor and any amount), its score for a
-    compressor (0..1, on from `author_net.COMPRESSOR_ON`) and the top inputs of each."""
+    author model its own send (dB, before the floor and any amount; its floor where the
+    model's score for a send, 0..1, is under `author_net.SEND_ON`), its score for a
+    compressor (0..1, on from `author_net.COMPRESSOR_ON`) and the top inputs of each (of the
+    send's level, or of its score where that left it off)."""
 
     compressor_from: str
     send_from: str
@@ -88,6 +90,7 @@ class StemMotivation:
     reverb_amount: float = 1.0
     model_send_db: float | None = None
     model_inputs: tuple[ModelInput, ...] = ()
+    model_send_score: float | None = None
     model_compressor_score: float | None = None
     model_compressor_inputs: tuple[ModelInput, ...] = ()
 
@@ -115,8 +118,15 @@ class StemMotivation:
         if self.dynamics_amount != 1.0:
             compressor["amount"] = self.dynamics_amount
         if self.model_send_db is not None:
+            from automix.model.author_net import SEND_ON
+
+            score = self.model_send_score
+            off = score is not None and score < SEND_ON
             send |= {"model_send_db": _r(self.model_send_db),
-                     "model_inputs": [i.to_dict() for i in self.model_inputs]}
+                     **({} if score is None else {"model_score": _r(score),
+                                                  "model_on_from": SEND_ON}),
+                     "model_inputs": [i.to_dict("moves" if off else "moves_db")
+                                      for i in self.model_inputs]}
         if self.reverb_amount != 1.0:
             send["amount"] = self.reverb_amount
         return {"compressor": compressor, "send": send}
@@ -171,23 +181,23 @@ def motivate(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain], 
         else:
             comp_from = (default if method != "authors"
                          else "author model" if chains[stem.name].compressor.ratio > 1.0
-                         else "author model: off, as its songs' authors left such stems")
+                         else "author model: off, as its songs' authors mostly left stems")
             send_from = ("author model" if method == "authors" else default) + (
                 then if sends_reverb(chains[stem.name]) else "")
-        send_db, inputs, score, comp_inputs = model.get(stem.name, (None, (), None, ()))
+        send_db, inputs, send_score, score, comp_inputs = model.get(
+            stem.name, (None, (), None, None, ()))
         out[stem.name] = StemMotivation(comp_from, send_from, measured[stem.name],
                                         amounts.dynamics, amounts.reverb, send_db, inputs,
-                                        score, comp_inputs)
+                                        send_score, score, comp_inputs)
     return out
 
 
 def _author_reasons(heard: list[Stem], sample_rate: int, start: int, end: int
-                    ) -> dict[str, tuple[float, tuple[ModelInput, ...], float | None,
-                                         tuple[ModelInput, ...]]]:
-    """Per stem, the author model's send (dB) and the `TOP_MODEL_INPUTS` inputs that moved it
-    most (`author_net.attributions`; the role's one-hot inputs count as one, "role"), then its
-    score for a compressor (None with weights that predict none) and the inputs that moved
-    that."""
+                    ) -> dict[str, tuple]:
+    """Per stem, the author model's send (dB), the `TOP_MODEL_INPUTS` inputs that moved it
+    most (`author_net.attributions`; the role's one-hot inputs count as one, "role"; those of
+    the send's score where that left it off) and that score; then its score for a compressor
+    and the inputs that moved that (None and none with weights that predict neither)."""
     from automix.model import author_net
 
     if not heard:
@@ -195,15 +205,24 @@ def _author_reasons(heard: list[Stem], sample_rate: int, start: int, end: int
     model = author_net.load_model()
     features, found = author_predictions(heard, sample_rate, start, end)
     outputs = model.info.get("outputs", author_net.OUTPUTS[:3])
-    with_score = "comp_on" in outputs
-    send_moves = author_net.attributions(model, features, "send_db")
-    comp_moves = author_net.attributions(model, features, "comp_on") if with_score else None
-    scores = author_net.output(model, features, "comp_on") if with_score else None
+
+    def scored(name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if name not in outputs or not model.trusts(name):  # untrusted: the authors' constant
+            return None, None
+        return (author_net.output(model, features, name),
+                author_net.attributions(model, features, name))
+
+    level_moves = author_net.attributions(model, features, "send_db")
+    send_scores, send_moves = scored("send_on")
+    comp_scores, comp_moves = scored("comp_on")
     out = {}
     for i, stem in enumerate(heard):
+        off = send_scores is not None and send_scores[i] < author_net.SEND_ON
         out[stem.name] = (
-            found[i].send_db, _top_inputs(stem, features[i], send_moves[i]),
-            None if scores is None else float(np.clip(scores[i], 0.0, 1.0)),
+            found[i].send_db,
+            _top_inputs(stem, features[i], send_moves[i] if off else level_moves[i]),
+            None if send_scores is None else float(send_scores[i]),
+            None if comp_scores is None else float(comp_scores[i]),
             () if comp_moves is None else _top_inputs(stem, features[i], comp_moves[i]))
     return out
 

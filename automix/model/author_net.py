@@ -39,6 +39,7 @@ COMPRESSOR_OUTPUTS = ("comp_on", "comp_threshold_db", "comp_ratio", "comp_attack
 ROOM_FIELDS = ("decay_s", "predelay_ms", "damping_hz")  # of `ReverbParams`, the song's room
 OUTPUTS = ("gain_db", "pan_amount", "send_on", "send_db", *COMPRESSOR_OUTPUTS,
            *(f"room_{k}" for k in ROOM_FIELDS))  # send_on: 0/1; send_db where it is on
+BINARY_OUTPUTS = ("send_on", "comp_on")  # the network gives their log-odds (`probabilities`)
 SEND_ON = 0.5  # a stem whose predicted ``send_on`` reaches this sends (weights without it: all)
 OCTAVE_EDGES_HZ = (40.0, 160.0, 640.0, 2560.0, 10240.0, 20000.0)  # five bands, two octaves each
 FEATURES = (*(f"role_{r}" for r in ROLES), "share_lu", "log_stems",
@@ -60,10 +61,26 @@ DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "authors.pt"
 # --- features (numpy) ---------------------------------------------------------------------------
 
 
-def level_db(x: np.ndarray) -> float:
-    """A stem's mean-square level per channel, dB: what a compressor's threshold is given
-    against (`COMPRESSOR_OUTPUTS`)."""
-    return 10.0 * math.log10(float(np.mean(np.square(x, dtype=np.float64))) + 1e-30)
+def frame_powers(x: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> np.ndarray:
+    """Mean-square power of each 50-ms frame of ``x`` (``(n,)`` or ``(channels, n)``: the
+    channels' mean), float64."""
+    x = np.atleast_2d(np.asarray(x))
+    hop = max(int(frame_s * sample_rate), 1)
+    n = x.shape[-1] // hop
+    return np.mean(np.square(x[:, : n * hop].reshape(x.shape[0], n, hop), dtype=np.float64),
+                   axis=(0, 2))
+
+
+def level_db(x: np.ndarray, sample_rate: int) -> float:
+    """A stem's level per channel while it plays, dB: the mean power of its 50-ms frames
+    within 20 dB of its loud ones (the 95th percentile, as `density` counts them), so that
+    the rests of a sparse part do not pull it down. A compressor's threshold is given against
+    it (`COMPRESSOR_OUTPUTS`)."""
+    power = frame_powers(x, sample_rate)
+    loud = float(np.percentile(power, 95)) if power.size else 0.0
+    if loud <= 0.0:
+        return -300.0
+    return 10.0 * math.log10(float(np.mean(power[power > loud * 1e-2])))
 
 
 def band_profile_db(mono: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -81,11 +98,9 @@ def band_profile_db(mono: np.ndarray, sample_rate: int) -> np.ndarray:
 def density(mono: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> float:
     """The fraction of 50-ms frames within 20 dB of the stem's loud frames (its 95th
     percentile): 1 for a pad, near 0 for a few hits."""
-    hop = max(int(frame_s * sample_rate), 1)
-    n = mono.size // hop
-    if n == 0:
+    power = frame_powers(mono, sample_rate, frame_s)
+    if power.size == 0:
         return 0.0
-    power = np.mean(np.square(mono[: n * hop].reshape(n, hop), dtype=np.float64), axis=1)
     loud = np.percentile(power, 95)
     return float(np.mean(power > loud * 1e-2)) if loud > 0 else 0.0
 
@@ -148,6 +163,24 @@ class AuthorModel:
         return self.info.get("effect_share", {}).get(effect, 1.0) >= USED_SHARE
 
 
+    def trusts(self, output: str) -> bool:
+        """Whether the model predicted ``output`` better than the best constant on its
+        validation songs (``info``: the mean absolute error against the training median's;
+        for a `BINARY_OUTPUTS` one, the share it called right against always calling the
+        training majority). Where it did not, `predict_features` gives that constant: the
+        training songs' authors' typical choice. Weights that do not say are trusted."""
+        info = self.info
+        ours, constant = ((info.get("validation_accuracy", {}).get(output),
+                           info.get("validation_accuracy_constant", {}).get(output))
+                          if output in BINARY_OUTPUTS else
+                          (info.get("validation_mae", {}).get(output),
+                           info.get("validation_mae_constant", {}).get(output)))
+        if ours is None or constant is None or not (math.isfinite(ours)
+                                                    and math.isfinite(constant)):
+            return True
+        return ours > constant if output in BINARY_OUTPUTS else ours < constant
+
+
 @functools.cache
 def load_model(path: str | Path = DEFAULT_WEIGHTS) -> AuthorModel:
     """The model at ``path``, read once per process (a mix asks for it up to three times:
@@ -196,7 +229,11 @@ def predict_features(model: AuthorModel, features: np.ndarray) -> list[AuthorSet
     with torch.no_grad():
         out = model.net(features).numpy().astype(np.float64)
     names = model.info.get("outputs", OUTPUTS[:3])
-    col = {name: out[:, i] for i, name in enumerate(names)}
+    col = {name: probabilities(out[:, i]) if name in BINARY_OUTPUTS else out[:, i]
+           for i, name in enumerate(names)}
+    for i, name in enumerate(names):  # what it did not learn: the authors' typical choice
+        if not model.trusts(name):
+            col[name] = np.full(len(out), float(model.info["train_median"][i]))
     gains = col["gain_db"] - np.median(col["gain_db"])
     c = ranges(CompressorParams)
     rows = []
@@ -225,16 +262,24 @@ def room(found: list[AuthorSettings], base: ReverbParams) -> ReverbParams:
     return replace(base, **{k: r[k].clip(v) for k, v in values.items() if math.isfinite(v)})
 
 
+def probabilities(log_odds: np.ndarray) -> np.ndarray:
+    """A `BINARY_OUTPUTS` output as the probability it says (0..1)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(log_odds, np.float64)))
+
+
 def output(model: AuthorModel, features: np.ndarray, name: str) -> np.ndarray:
-    """The network's raw ``name`` output (one of the weights' outputs) for each stem."""
+    """The network's ``name`` output (one of the weights' outputs) for each stem; a
+    `BINARY_OUTPUTS` one as its probability."""
     with torch.no_grad():
         out = model.net(torch.from_numpy(np.asarray(features, np.float32))).numpy()
-    return out[:, list(model.info.get("outputs", OUTPUTS)).index(name)].astype(np.float64)
+    v = out[:, list(model.info.get("outputs", OUTPUTS)).index(name)].astype(np.float64)
+    return probabilities(v) if name in BINARY_OUTPUTS else v
 
 
 def attributions(model: AuthorModel, features: np.ndarray, output: str = "send_db",
                  steps: int = 16) -> np.ndarray:
-    """How far each input moved each stem's ``output`` (one of `OUTPUTS`, in its unit) from
+    """How far each input moved each stem's ``output`` (one of `OUTPUTS`, in its unit; a
+    `BINARY_OUTPUTS` one as its probability) from
     the model's prediction for the training set's average stem: integrated gradients along
     the straight path from that average (the network's normalised zero) to each stem's
     `stem_features`, by the midpoint rule over ``steps``. A stem's attributions sum to its
@@ -253,6 +298,7 @@ def attributions(model: AuthorModel, features: np.ndarray, output: str = "send_d
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
     path = (base + alphas[:, None, None] * (x - base)).requires_grad_(True)  # (steps, stems, F)
     column = list(model.info.get("outputs", OUTPUTS)).index(output)
-    out = model.net(path.reshape(-1, x.shape[1]))[:, column].sum()
+    out = model.net(path.reshape(-1, x.shape[1]))[:, column]
+    out = (torch.sigmoid(out) if output in BINARY_OUTPUTS else out).sum()
     (grad,) = torch.autograd.grad(out, path)
     return ((x - base) * grad.mean(0)).numpy().astype(np.float64)
