@@ -325,3 +325,34 @@ def test_level_db_is_the_level_while_the_part_plays() -> None:
     assert author_net.level_db(sparse, SR) == pytest.approx(per_channel, abs=0.3)
     assert 10 * math.log10(np.mean(np.square(sparse, dtype=np.float64))) < per_channel - 5.5
     assert author_net.level_db(np.zeros((2, SR), np.float32), SR) == -300.0
+
+
+def test_what_the_model_did_not_learn_is_the_authors_typical_choice() -> None:
+    """An output the model predicted no better than the best constant on its validation songs
+    (`AuthorModel.trusts`) is that constant, the training median: here the relative gains
+    (all 0: the stems keep their balance), whether a stem sends (always) and whether it is
+    compressed (never); the one it learned (the send's level) still follows the stems."""
+    model = author_net.load_model()
+    info = dict(model.info)
+    outputs = info["outputs"]
+    median = [0.0] * len(outputs)
+    median[outputs.index("comp_on")] = 0.0
+    median[outputs.index("send_on")] = 1.0
+    info.update(train_median=median,
+                validation_mae={**info["validation_mae"], "gain_db": 2.5, "send_db": 4.0},
+                validation_mae_constant={**info["validation_mae_constant"], "gain_db": 2.0,
+                                         "send_db": 9.0},
+                validation_accuracy={"send_on": 0.7, "comp_on": 0.5},
+                validation_accuracy_constant={"send_on": 0.8, "comp_on": 0.9})
+    doubting = author_net.AuthorModel(model.net, info)
+    assert not any(doubting.trusts(k) for k in ("gain_db", "comp_on", "send_on"))
+    assert doubting.trusts("send_db")
+    assert author_net.AuthorModel(model.net, {}).trusts("gain_db")  # weights that do not say
+    samples = [plucks(4.0, s) * np.float32(g) for s, g in ((0, 1.0), (1, 0.1), (2, 0.5))]
+    features = author_net.stem_features(samples, ["vocals", "bass", "keys"], SR)
+    found = author_net.predict_features(doubting, features)
+    assert [f.gain_db for f in found] == [0.0, 0.0, 0.0]
+    assert all(f.comp_ratio == 1.0 for f in found)
+    sends = author_net.output(model, features, "send_db")
+    np.testing.assert_allclose([f.send_db for f in found],
+                               np.clip(sends, -60.0, 0.0), atol=1e-6)

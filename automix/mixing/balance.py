@@ -485,7 +485,7 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
         return dict(chains)
     start, end = span or loudest_excerpt(heard, sample_rate, FIT_EXCERPT_S)
     model = author_net.load_model()
-    features, found = author_predictions(heard, sample_rate, start, end)
+    _, found = author_predictions(heard, sample_rate, start, end)
     neutral = {group: EFFECTS[group]() for group in author_net.EFFECT_GROUPS["eq"]
                if not model.uses("eq")}
     levels = np.array([excerpt_level_db(s, start, end) for s in heard])
@@ -558,8 +558,9 @@ def author_predictions(stems: list[Stem], sample_rate: int, start: int, end: int
         digest.update(np.ascontiguousarray(x).tobytes())
     key = (tuple(s.name for s in stems), tuple(s.role for s in stems), start, end,
            sample_rate, digest.hexdigest())
-    if _PREDICTED and _PREDICTED[0][0] == key:
-        return _PREDICTED[0][1]
+    last = _PREDICTED[0] if _PREDICTED else None  # one read: another mix may replace it
+    if last is not None and last[0] == key:
+        return last[1]
     features = author_net.stem_features(excerpts, [s.role for s in stems], sample_rate)
     result = (features, author_net.predict_features(author_net.load_model(), features))
     _PREDICTED[:] = [(key, result)]
