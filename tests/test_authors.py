@@ -210,6 +210,11 @@ def test_targets_from_an_lmms_manifest_are_the_authors_compressor_and_room() -> 
     assert author_targets.sends("lmms", {"effects": reverbs[:1]})
     assert not author_targets.sends("lmms", {"effects": [comp]})
     assert author_targets.sends("libopenmpt", {}) is None  # no reverb in the format: no decision
+    # a send's level is read where the wet stem is the direct path plus a room
+    assert author_targets.send_readable("lmms", {"effects": [reverbs[0], {"kind": "eq"}]})
+    assert not author_targets.send_readable("lmms", {"effects": [reverbs[0],
+                                                                 {"kind": "distortion"}]})
+    assert author_targets.send_readable("fluidsynth", {})
     assert author_targets.sends("fluidsynth", {"reverb_send": 0.3})
     assert not author_targets.sends("fluidsynth", {"reverb_send": 0.0})
 

@@ -73,6 +73,9 @@ def path_effects(stem_meta: dict) -> list[dict]:
 
 
 SEND_KINDS = ("reverb", "delay")  # an author's path with one of these sends to a room
+RESIDUAL_KINDS = (*SEND_KINDS, "eq", "gain")  # a path of only these: what the wet stem adds
+# to its direct path is the room (`fit_stem`); with a distortion, modulation, filter or
+# dynamics on it, it is not, and the send's level is not read there
 EFFECT_RENDERERS = ("lmms",)  # formats whose authors could put effects (EQ, compressor) on a
 # part: elsewhere (General MIDI, tracker modules) a stem without one is no decision
 
@@ -86,6 +89,14 @@ def sends(renderer: str | None, stem_meta: dict) -> bool | None:
     if renderer == "libopenmpt":
         return None
     return any(e.get("kind") in SEND_KINDS for e in path_effects(stem_meta))
+
+
+def send_readable(renderer: str | None, stem_meta: dict) -> bool:
+    """Whether a stem's wet render is its direct path plus a room, so that `fit_stem`'s send
+    reads the author's send level: always in a General-MIDI song; in an LMMS project where
+    every effect on the path is one of `RESIDUAL_KINDS`."""
+    return renderer != "lmms" or all(e.get("kind") in RESIDUAL_KINDS
+                                     for e in path_effects(stem_meta))
 
 
 def compressor_target(stem_meta: dict, dry: np.ndarray, sample_rate: int,
@@ -271,8 +282,8 @@ def song_examples(song: Path, room: ReverbParams = AUTHOR_REVERB,
                           pan=stem_meta.get("pan", 0.0))  # of the dry where effects distort
         sent = sends(renderer, stem_meta)
         fitted["send_on"] = math.nan if sent is None else float(sent)
-        if not sent:  # off, or no decision: the level is not learned from it
-            fitted["send_db"] = math.nan
+        if not sent or not send_readable(renderer, stem_meta):  # off, no decision, or a
+            fitted["send_db"] = math.nan  # residual that is more than a room: not learned
         names.append(path.stem)
         samples.append(dry)
         roles.append(role_of(path.stem, dry, sr))

@@ -14,21 +14,21 @@ say, and the loss skips it):
   of the dry (distortion, filters, echoes), and the fit would read a level it is not;
 - the reverb send (`fit_stem`): what is left, the wet stem minus its direct path, is the
   author's reverb (and chorus); its energy over the direct path's, against the same ratio for
-  automix's reverb bus at a 0-dB send, gives the send in dB; ``send_on`` says whether the
-  author sent at all: off for a General-MIDI channel whose CC91 is 0 and an LMMS track whose
-  path has no reverb or echo (its wet stem differs from the dry by distortions and filters
-  too, which are not a send); unknown for a tracker module (MOD, XM, S3M and IT have no
-  reverb to send to: no decision to learn from);
+  automix's reverb bus at a 0-dB send, gives the send in dB, read only where the path holds
+  nothing but rooms, echoes, EQs and gains (`author_targets.send_readable`); ``send_on`` says
+  whether the author sent at all: off for a General-MIDI channel whose CC91 is 0 and an LMMS
+  track whose path has no reverb or echo; unknown for a tracker module (MOD, XM, S3M and IT
+  have no reverb to send to: no decision to learn from);
 - the compressor (`compressor_target`): on where the author put one on the stem's path (an
   LMMS track's or mixer channel's compressor, from its manifest in real units), with its
   threshold relative to the level it heard (`author_net.level_db`), ratio, attack and
   release; off on the other LMMS tracks; unknown in General-MIDI songs and tracker modules,
   whose formats have no compressor (`EFFECT_RENDERERS`);
-- the shared room (`room_target`, the same for every stem of a song): an LMMS song's reverbs
-  as their manifests give them (decay, pre-delay, damping: the median over its tracks); for a
-  General-MIDI song, automix's room fitted to the synthesiser's reverb (`fit_room`: the room
-  whose return, fed the stems' direct paths at their fitted sends, decays in each band the
-  way the wet stems' residuals do); none for a tracker module.
+- the shared room (the same for every stem of a song): an LMMS song's reverbs as their
+  manifests give them (decay, pre-delay, damping: the median over its tracks,
+  `manifest_room`); for a General-MIDI song, automix's room fitted once to FluidSynth's
+  reverb (`synth_room`: a click rendered with and without it, `fit_room` on band decay
+  curves); none for a tracker module.
 
 Beside the weights, the share of the training stems whose author put an EQ or a compressor
 on their path (`effect_share`, from the manifests of the `EFFECT_RENDERERS` songs).
