@@ -71,16 +71,23 @@ def frame_powers(x: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> np.n
                    axis=(0, 2))
 
 
-def level_db(x: np.ndarray, sample_rate: int) -> float:
-    """A stem's level per channel while it plays, dB: the mean power of its 50-ms frames
-    within 20 dB of its loud ones (the 95th percentile, as `density` counts them), so that
-    the rests of a sparse part do not pull it down. A compressor's threshold is given against
-    it (`COMPRESSOR_OUTPUTS`)."""
-    power = frame_powers(x, sample_rate)
+PLAYING_DB = 20.0  # a frame within this of the stem's loud frames (its 95th percentile) plays
+
+
+def playing(power: np.ndarray) -> np.ndarray:
+    """Which of `frame_powers`' frames play: within `PLAYING_DB` of the loud ones (none of a
+    silent stem's)."""
     loud = float(np.percentile(power, 95)) if power.size else 0.0
-    if loud <= 0.0:
-        return -300.0
-    return 10.0 * math.log10(float(np.mean(power[power > loud * 1e-2])))
+    return power > loud * 10.0 ** (-PLAYING_DB / 10.0) if loud > 0.0 else power < 0.0
+
+
+def level_db(x: np.ndarray, sample_rate: int) -> float:
+    """A stem's level per channel while it plays (`playing`), dB: the rests of a sparse part
+    do not pull it down; -300 for silence. A compressor's threshold is given against it
+    (`COMPRESSOR_OUTPUTS`)."""
+    power = frame_powers(x, sample_rate)
+    heard = power[playing(power)]
+    return 10.0 * math.log10(float(np.mean(heard))) if heard.size else -300.0
 
 
 def band_profile_db(mono: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -96,13 +103,10 @@ def band_profile_db(mono: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def density(mono: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> float:
-    """The fraction of 50-ms frames within 20 dB of the stem's loud frames (its 95th
-    percentile): 1 for a pad, near 0 for a few hits."""
+    """The fraction of 50-ms frames that play (`playing`): 1 for a pad, near 0 for a few
+    hits."""
     power = frame_powers(mono, sample_rate, frame_s)
-    if power.size == 0:
-        return 0.0
-    loud = np.percentile(power, 95)
-    return float(np.mean(power > loud * 1e-2)) if loud > 0 else 0.0
+    return float(np.mean(playing(power))) if power.size else 0.0
 
 
 def stem_features(samples: list[np.ndarray], roles: list[str], sample_rate: int) -> np.ndarray:
@@ -161,7 +165,6 @@ class AuthorModel:
         most of their stems (`USED_SHARE`; ``info["effect_share"]``, from the projects'
         manifests). Weights that do not say are taken to use every effect."""
         return self.info.get("effect_share", {}).get(effect, 1.0) >= USED_SHARE
-
 
     def trusts(self, output: str) -> bool:
         """Whether the model predicted ``output`` better than the best constant on its
