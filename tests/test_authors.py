@@ -361,3 +361,18 @@ def test_what_the_model_did_not_learn_is_the_authors_typical_choice() -> None:
     sends = author_net.output(model, features, "send_db")
     np.testing.assert_allclose([f.send_db for f in found],
                                np.clip(sends, -60.0, 0.0), atol=1e-6)
+
+
+def test_automix_train_model_authors_on_a_folder_without_songs_is_a_one_line_error(
+        tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from automix.cli import app
+
+    (tmp_path / "multitracks").mkdir()
+    result = CliRunner().invoke(app, ["train", "--model", "authors", "--data", str(tmp_path),
+                                      "--out", str(tmp_path / "w")])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "too few multitracks with an author's mix" in lines[0]
+    assert "Traceback" not in result.output

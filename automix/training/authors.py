@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from automix.errors import AudioInputError
 from automix.model.author_net import (
     BINARY_OUTPUTS,
     DEFAULT_WEIGHTS,
@@ -191,6 +192,11 @@ def train(data_dir: str | Path, out: str | Path = DEFAULT_WEIGHTS, *, epochs: in
     epoch with the lowest validation error, write the weights and their JSON; returns it."""
     t0 = time.perf_counter()
     data = examples(data_dir)
+    if not (len(data["train"]["x"]) and len(data["validation"]["x"])):
+        raise AudioInputError(
+            f"{data_dir}: too few multitracks with an author's mix to train the author model "
+            f"({len(data['train']['x'])} training and {len(data['validation']['x'])} "
+            "validation stems; each song needs stems/, wet/, master.flac and meta.json)")
     train_x, train_y = data["train"]["x"], data["train"]["y"]
     if fraction < 1.0:
         songs = np.unique(data["train"]["song"])
