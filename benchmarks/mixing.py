@@ -73,6 +73,7 @@ from automix.settings import (  # noqa: E402
     MixOptions,
     OutputOptions,
 )
+from automix.training import author_targets  # noqa: E402
 from automix.training.data import is_held_out  # noqa: E402
 from automix.training.stems import Perturbation  # noqa: E402
 
@@ -232,8 +233,8 @@ def _quality_table(songs: list[Path], rows: dict[str, list[dict[str, float]]],
 
 def author_songs(root: Path) -> list[Path]:
     """The held-out multitracks that hold an author's mix and wet stems (General-MIDI songs, LMMS
-    projects, tracker modules)."""
-    return [p for p in held_out(root) if (p / "master.flac").exists() and (p / "wet").is_dir()]
+    projects, tracker modules: `author_targets.author_songs`)."""
+    return [p for p in author_targets.author_songs(root) if is_held_out(p.name)]
 
 
 def level_shares_db(parts: dict[str, np.ndarray], mix: np.ndarray, sr: int) -> dict[str, float]:

@@ -204,10 +204,9 @@ def _author_reasons(heard: list[Stem], sample_rate: int, start: int, end: int
         return {}
     model = author_net.load_model()
     features, found = author_predictions(heard, sample_rate, start, end)
-    outputs = model.info.get("outputs", author_net.OUTPUTS[:3])
 
     def scored(name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        if name not in outputs or not model.trusts(name):  # untrusted: the authors' constant
+        if name not in model.outputs or not model.trusts(name):  # untrusted: the authors' constant
             return None, None
         return (author_net.output(model, features, name),
                 author_net.attributions(model, features, name))

@@ -155,6 +155,12 @@ EFFECT_GROUPS = {"eq": ("highpass", "eq"), "compressor": ("compressor",)}  # a s
 USED_SHARE = 0.5  # an effect the authors put on at least this share of their stems is used
 
 
+def outputs_of(info: dict) -> tuple[str, ...]:
+    """The outputs of the weights whose JSON is ``info``, in order; weights without one are
+    taken to have today's `OUTPUTS`."""
+    return tuple(info.get("outputs", OUTPUTS))
+
+
 @dataclass(frozen=True)
 class AuthorModel:
     net: AuthorNet
@@ -165,6 +171,11 @@ class AuthorModel:
         most of their stems (`USED_SHARE`; ``info["effect_share"]``, from the projects'
         manifests). Weights that do not say are taken to use every effect."""
         return self.info.get("effect_share", {}).get(effect, 1.0) >= USED_SHARE
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The outputs of these weights, in order (`outputs_of`)."""
+        return outputs_of(self.info)
 
     def trusts(self, output: str) -> bool:
         """Whether the model predicted ``output`` better than the best constant on its
@@ -191,7 +202,7 @@ def load_model(path: str | Path = DEFAULT_WEIGHTS) -> AuthorModel:
     path = Path(path)
     info = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(
         ".json").exists() else {}
-    net = AuthorNet(outputs=len(info.get("outputs", OUTPUTS)))
+    net = AuthorNet(outputs=len(outputs_of(info)))
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     net.eval()
     return AuthorModel(net, info)
@@ -231,7 +242,7 @@ def predict_features(model: AuthorModel, features: np.ndarray) -> list[AuthorSet
     features = torch.from_numpy(np.asarray(features, np.float32))
     with torch.no_grad():
         out = model.net(features).numpy().astype(np.float64)
-    names = model.info.get("outputs", OUTPUTS[:3])
+    names = model.outputs
     col = {name: probabilities(out[:, i]) if name in BINARY_OUTPUTS else out[:, i]
            for i, name in enumerate(names)}
     for i, name in enumerate(names):  # what it did not learn: the authors' typical choice
@@ -275,7 +286,7 @@ def output(model: AuthorModel, features: np.ndarray, name: str) -> np.ndarray:
     `BINARY_OUTPUTS` one as its probability."""
     with torch.no_grad():
         out = model.net(torch.from_numpy(np.asarray(features, np.float32))).numpy()
-    v = out[:, list(model.info.get("outputs", OUTPUTS)).index(name)].astype(np.float64)
+    v = out[:, model.outputs.index(name)].astype(np.float64)
     return probabilities(v) if name in BINARY_OUTPUTS else v
 
 
@@ -300,7 +311,7 @@ def attributions(model: AuthorModel, features: np.ndarray, output: str = "send_d
     base = model.net.mean.expand_as(x)
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
     path = (base + alphas[:, None, None] * (x - base)).requires_grad_(True)  # (steps, stems, F)
-    column = list(model.info.get("outputs", OUTPUTS)).index(output)
+    column = model.outputs.index(output)
     out = model.net(path.reshape(-1, x.shape[1]))[:, column]
     out = (torch.sigmoid(out) if output in BINARY_OUTPUTS else out).sum()
     (grad,) = torch.autograd.grad(out, path)

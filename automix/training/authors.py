@@ -115,8 +115,8 @@ def _code_digest() -> str:
 
     code = Path(targets.__file__).read_text() + json.dumps([FEATURES, OUTPUTS]) + "".join(
         inspect.getsource(f) for f in (author_net.stem_features, author_net.level_db,
-                                       author_net.frame_powers, author_net.band_profile_db,
-                                       author_net.density))
+                                       author_net.frame_powers, author_net.playing,
+                                       author_net.band_profile_db, author_net.density))
     return hashlib.blake2b(code.encode(), digest_size=8).hexdigest()
 
 
