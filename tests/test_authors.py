@@ -210,6 +210,7 @@ def test_targets_from_an_lmms_manifest_are_the_authors_compressor_and_room() -> 
     assert author_targets.sends("lmms", {"effects": reverbs[:1]})
     assert not author_targets.sends("lmms", {"effects": [comp]})
     assert author_targets.sends("libopenmpt", {}) is None  # no reverb in the format: no decision
+    assert author_targets.sends("hydrogen", {}) is None  # effect slots empty: no decision
     # a send's level is read where the wet stem is the direct path plus a room
     assert author_targets.send_readable("lmms", {"effects": [reverbs[0], {"kind": "eq"}]})
     assert not author_targets.send_readable("lmms", {"effects": [reverbs[0],
@@ -317,6 +318,31 @@ def test_automix_train_model_authors_learns_from_a_data_folder(tmp_path, monkeyp
     assert info["validation_mae"]["send_db"] < info["validation_mae_constant"]["send_db"]
     model = author_net.load_model(out / "authors.pt")
     assert model.info["outputs"] == list(author_net.OUTPUTS)
+
+
+def test_examples_are_cached_per_song_and_only_a_new_or_changed_song_is_read(
+        tmp_path, monkeypatch) -> None:
+    """The examples of a song are fitted once; adding a song (or changing its meta.json) fits
+    that one only, and the cached examples are those fitted."""
+    from automix.training import authors
+
+    monkeypatch.setattr(author_targets, "synth_room", lambda: None)
+    for k in range(2):
+        _synthetic_song(tmp_path, f"synthetic__song{k:03d}", -12.0, k)
+    first = authors.examples(tmp_path)
+    read = []
+    fit = author_targets.song_examples
+    monkeypatch.setattr(author_targets, "song_examples",
+                        lambda song, **kw: read.append(song.name) or fit(song, **kw))
+    again = authors.examples(tmp_path)
+    assert read == []
+    for split in first:
+        assert np.array_equal(first[split]["y"], again[split]["y"], equal_nan=True)
+    _synthetic_song(tmp_path, "synthetic__song002", -12.0, 2)
+    meta = tmp_path / "multitracks" / "synthetic__song000" / "meta.json"
+    meta.write_text(meta.read_text().replace("0.5", "0.25"))
+    authors.examples(tmp_path)
+    assert sorted(read) == ["synthetic__song000", "synthetic__song002"]
 
 
 def test_level_db_is_the_level_while_the_part_plays() -> None:

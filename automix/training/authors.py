@@ -1,7 +1,8 @@
 """Training of the author model (`automix.model.author_net`) on multitracks with the authors'
 own mix decisions: General-MIDI songs (`automix.training.multitracks`), LMMS projects
-(`automix.training.lmms`) and tracker modules (`automix.training.modules`). Each channel or
-track is rendered dry (``stems/``) and as it sounds in the author's mix (``wet/``).
+(`automix.training.lmms`), tracker modules (`automix.training.modules`) and Hydrogen drum
+songs (`automix.training.hydrogen`). Each channel, track or instrument is rendered dry
+(``stems/``) and as it sounds in the author's mix (``wet/``).
 
 Targets are in the units the mixer renders (`author_net.OUTPUTS`; NaN where a song does not
 say, and the loss skips it):
@@ -18,17 +19,18 @@ say, and the loss skips it):
   nothing but rooms, echoes, EQs and gains (`author_targets.send_readable`); ``send_on`` says
   whether the author sent at all: off for a General-MIDI channel whose CC91 is 0 and an LMMS
   track whose path has no reverb or echo; unknown for a tracker module (MOD, XM, S3M and IT
-  have no reverb to send to: no decision to learn from);
+  have no reverb to send to) and a Hydrogen song (its effect slots are empty): no decision to
+  learn from;
 - the compressor (`compressor_target`): on where the author put one on the stem's path (an
   LMMS track's or mixer channel's compressor, from its manifest in real units), with its
   threshold relative to the level it heard (`author_net.level_db`), ratio, attack and
-  release; off on the other LMMS tracks; unknown in General-MIDI songs and tracker modules,
-  whose formats have no compressor (`EFFECT_RENDERERS`);
+  release; off on the other LMMS tracks; unknown in General-MIDI songs, tracker modules and
+  Hydrogen songs, whose formats have no compressor (`EFFECT_RENDERERS`);
 - the shared room (the same for every stem of a song): an LMMS song's reverbs as their
   manifests give them (decay, pre-delay, damping: the median over its tracks,
   `manifest_room`); for a General-MIDI song, automix's room fitted once to FluidSynth's
   reverb (`synth_room`: a click rendered with and without it, `fit_room` on band decay
-  curves); none for a tracker module.
+  curves); none for a tracker module or a Hydrogen song.
 
 Beside the weights, the share of the training stems whose author put an EQ or a compressor
 on their path (`effect_share`, from the manifests of the `EFFECT_RENDERERS` songs).
@@ -74,35 +76,36 @@ WEIGHT_DECAY = 1e-3
 
 
 def examples(data_dir: str | Path, *, cache: bool = True) -> dict[str, dict[str, np.ndarray]]:
-    """Features, targets and song index per split, cached in ``DIR/.cache/authors.npz``."""
-    path = Path(data_dir) / ".cache" / "authors.npz"
+    """Features, targets and song index per split. Each song's are cached in
+    ``DIR/.cache/authors/<song>.npz``, keyed by the code that makes them (`_code_digest`) and
+    the song's meta.json: a song added to the folder is the only one read."""
+    folder = Path(data_dir) / ".cache" / "authors"
     songs = author_songs(data_dir)
-    key = json.dumps([list(OUTPUTS), [s.name for s in songs], _code_digest()])
-    if cache and path.exists():
-        stored = np.load(path, allow_pickle=False)
-        if str(stored["key"]) == key:
-            return {split: {k: stored[f"{split}_{k}"] for k in ("x", "y", "song")}
-                    for split in ("train", "validation", "held_out")}
     parts: dict[str, dict[str, list]] = {s: {"x": [], "y": [], "song": []}
                                          for s in ("train", "validation", "held_out")}
-    synth = targets.synth_room()
+    digest, synth = _code_digest(), []  # FluidSynth's room, fitted once when a song needs it
     for i, song in enumerate(songs):
-        x, y, _ = targets.song_examples(song, synth=synth)
+        path = folder / f"{song.name}.npz"
+        key = json.dumps([digest, (song / "meta.json").read_text()])
+        stored = np.load(path, allow_pickle=False) if cache and path.exists() else None
+        if stored is not None and str(stored["key"]) == key:
+            x, y = stored["x"], stored["y"]
+        else:
+            synth = synth or [targets.synth_room()]
+            x, y, _ = targets.song_examples(song, synth=synth[0])
+            if cache:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{song.name}.part.npz")
+                np.savez(tmp, key=np.array(key), x=x, y=y)
+                tmp.replace(path)
         part = parts[split_of(song.name)]
         part["x"].append(x)
         part["y"].append(y)
         part["song"].append(np.full(len(x), i))
-    out = {split: {"x": np.concatenate(p["x"]) if p["x"] else np.zeros((0, len(FEATURES))),
-                   "y": np.concatenate(p["y"]) if p["y"] else np.zeros((0, len(OUTPUTS))),
-                   "song": np.concatenate(p["song"]) if p["song"] else np.zeros(0, int)}
-           for split, p in parts.items()}
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        flat = {f"{split}_{k}": v for split, d in out.items() for k, v in d.items()}
-        tmp = path.with_name("authors.part.npz")
-        np.savez(tmp, key=np.array(key), **flat)
-        tmp.replace(path)
-    return out
+    return {split: {"x": np.concatenate(p["x"]) if p["x"] else np.zeros((0, len(FEATURES))),
+                    "y": np.concatenate(p["y"]) if p["y"] else np.zeros((0, len(OUTPUTS))),
+                    "song": np.concatenate(p["song"]) if p["song"] else np.zeros(0, int)}
+            for split, p in parts.items()}
 
 
 def _code_digest() -> str:
