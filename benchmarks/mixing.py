@@ -19,9 +19,11 @@ mixes synthetic long stems in a child process and reports its wall time and peak
 Songs that fail are reported as a row, not skipped; silent stems are kept.
 
 ``--protocol author`` scores instead dry stems against the author's own mix, on the held-out
-General-MIDI songs (`python -m automix.training.multitracks`: each song's stems are its MIDI
-channels rendered dry, its ``master.flac`` the whole file with the author's levels, pans and
-reverb and chorus sends, its ``wet/`` each channel as it sounds in that mix). On the same
+songs of the four multitrack recipes (General-MIDI songs, `python -m
+automix.training.multitracks`; LMMS projects, `automix.training.lmms`; tracker modules,
+`automix.training.modules`; Hydrogen drum songs, `automix.training.hydrogen`): each song's
+stems are its channels, tracks or instruments rendered dry, its ``master.flac`` the song as its
+author mixed it, its ``wet/`` each part as it sounds in that mix. On the same
 excerpt (the scored segment A), four systems mix the dry stems: their plain sum, automix with
 role defaults (``--method dsp``), with the stem network (``--method network``) and with the
 author model trained on the other songs (``--method authors``), each
@@ -233,7 +235,7 @@ def _quality_table(songs: list[Path], rows: dict[str, list[dict[str, float]]],
 
 def author_songs(root: Path) -> list[Path]:
     """The held-out multitracks that hold an author's mix and wet stems (General-MIDI songs, LMMS
-    projects, tracker modules: `author_targets.author_songs`)."""
+    projects, tracker modules, Hydrogen songs: `author_targets.author_songs`)."""
     return [p for p in author_targets.author_songs(root) if is_held_out(p.name)]
 
 
@@ -273,8 +275,8 @@ def author_protocol(seconds: float) -> None:
     """Dry stems -> the author's mix on held-out multitracks (see the module's docstring)."""
     songs = author_songs(DATA_DIR)
     if not songs:
-        print(f"no MIDI multitracks (master.flac and wet/) among the held-out songs of "
-              f"{DATA_DIR}/multitracks: python -m automix.training.multitracks DIR")
+        print(f"no multitracks with an author's mix (master.flac and wet/) among the held-out "
+              f"songs of {DATA_DIR}/multitracks: python -m automix.training.multitracks DIR")
         return
     reference, target = resolve(MixOptions().reference, None)
     rows = {stage: {k: [] for k in AUTHOR_SYSTEMS} for stage in AUTHOR_STAGES}

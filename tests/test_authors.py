@@ -210,7 +210,8 @@ def test_targets_from_an_lmms_manifest_are_the_authors_compressor_and_room() -> 
     assert author_targets.sends("lmms", {"effects": reverbs[:1]})
     assert not author_targets.sends("lmms", {"effects": [comp]})
     assert author_targets.sends("libopenmpt", {}) is None  # no reverb in the format: no decision
-    assert author_targets.sends("hydrogen", {}) is None  # effect slots empty: no decision
+    assert author_targets.sends("hydrogen", {"sends_to_effect": False}) is False  # left dry
+    assert author_targets.sends("hydrogen", {"sends_to_effect": True})
     # a send's level is read where the wet stem is the direct path plus a room
     assert author_targets.send_readable("lmms", {"effects": [reverbs[0], {"kind": "eq"}]})
     assert not author_targets.send_readable("lmms", {"effects": [reverbs[0],

@@ -90,8 +90,25 @@ def test_the_strip_in_real_units_and_what_the_dry_stem_neutralises():
     assert strip["level_db"] == pytest.approx(20 * np.log10(0.4), abs=0.01)
     assert strip["pan"] == -0.5 and strip["pan_law"] == "RATIO_STRAIGHT_POLYGONAL"
     assert strip["neutralised"] == ["volume", "gain", "pan"]
+    assert strip["sends_to_effect"] is False  # no effect slot holds a plug-in
     snare = song_xml(kit=(("1", "Snare", 1.0, 1.0, 0.0),))
     assert hydrogen.instrument_decisions(snare, hydrogen.instruments(snare)[0])["neutralised"] == []
+
+
+def test_an_instrument_sends_to_an_effect_only_through_an_enabled_slot():
+    song = song_xml(kit=(("0", "Kick", 1.0, 1.0, 0.0),))
+    kick = hydrogen.instruments(song)[0]
+    kick.find("FX2Level").text = "0.4"
+    slots = ET.SubElement(song, "ladspa")
+    for enabled in ("false", "false", "false", "false"):
+        fx = ET.SubElement(slots, "fx")
+        ET.SubElement(fx, "name").text, ET.SubElement(fx, "enabled").text = "reverb", enabled
+    assert hydrogen.effects(song) == [None] * 4
+    assert not hydrogen.sends_to_effect(song, kick)  # a send to an empty slot
+    slots[1].find("enabled").text = "true"
+    assert hydrogen.effects(song)[1] == "reverb" and hydrogen.sends_to_effect(song, kick)
+    kick.find("FX2Level").text = "0"
+    assert not hydrogen.sends_to_effect(song, kick)
 
 
 def test_a_solo_song_mutes_the_others_and_the_dry_one_neutralises_the_strip():

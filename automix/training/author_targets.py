@@ -77,19 +77,20 @@ SEND_KINDS = ("reverb", "delay")  # an author's path with one of these sends to 
 RESIDUAL_KINDS = (*SEND_KINDS, "eq", "gain")  # a path of only these: what the wet stem adds
 # to its direct path is the room (`fit_stem`); with a distortion, modulation, filter or
 # dynamics on it, it is not, and the send's level is not read there
-NO_SEND_RENDERERS = ("libopenmpt", "hydrogen")  # no room to send to in these renders
 EFFECT_RENDERERS = ("lmms",)  # formats whose authors could put effects (EQ, compressor) on a
 # part: elsewhere (General MIDI, tracker modules) a stem without one is no decision
 
 
 def sends(renderer: str | None, stem_meta: dict) -> bool | None:
     """Whether the author sent a stem to a room: a General-MIDI channel's reverb send (CC91)
-    is up, an LMMS track's path holds a reverb or an echo; None for a tracker module, whose
-    formats have no reverb to send to, and a Hydrogen song, whose effect slots its demo songs
-    leave empty (no decision to learn from)."""
+    is up, a Hydrogen instrument sends to an enabled effect slot, an LMMS track's path holds a
+    reverb or an echo; None for a tracker module, whose formats have no reverb to send to (no
+    decision to learn from)."""
     if renderer == "fluidsynth":
         return stem_meta.get("reverb_send", 1.0) > 0.0
-    if renderer in NO_SEND_RENDERERS:
+    if renderer == "hydrogen":
+        return bool(stem_meta.get("sends_to_effect", False))
+    if renderer == "libopenmpt":
         return None
     return any(e.get("kind") in SEND_KINDS for e in path_effects(stem_meta))
 

@@ -18,9 +18,9 @@ say, and the loss skips it):
   automix's reverb bus at a 0-dB send, gives the send in dB, read only where the path holds
   nothing but rooms, echoes, EQs and gains (`author_targets.send_readable`); ``send_on`` says
   whether the author sent at all: off for a General-MIDI channel whose CC91 is 0 and an LMMS
-  track whose path has no reverb or echo; unknown for a tracker module (MOD, XM, S3M and IT
-  have no reverb to send to) and a Hydrogen song (its effect slots are empty): no decision to
-  learn from;
+  track whose path has no reverb or echo and a Hydrogen instrument that sends to no enabled
+  effect slot; unknown for a tracker module (MOD, XM, S3M and IT have no reverb to send to:
+  no decision to learn from);
 - the compressor (`compressor_target`): on where the author put one on the stem's path (an
   LMMS track's or mixer channel's compressor, from its manifest in real units), with its
   threshold relative to the level it heard (`author_net.level_db`), ratio, attack and

@@ -26,8 +26,10 @@ values): only then do the stems add up to the mix. The layout is the other multi
     DIR/licenses/hydrogen-data.copyright
 
 Per stem, meta.json holds ``level_db`` (20*log10(volume*gain)), ``pan`` (-1..1, under the
-song's ``pan_law``), the volume, gain and effect-send levels as read, and which of them the dry
-stem set to neutral; where the strip is already neutral the stem is exported once.
+song's ``pan_law``), the volume, gain and effect-send levels as read, whether it sends to an
+enabled effect (``sends_to_effect``; the song's ``effects`` are its four slots' plug-ins) and
+which of its strip the dry stem set to neutral; where the strip is already neutral the stem is
+exported once.
 ``wet_sum_error_db`` (how far the wet stems' sum is from the author's mix) is the measured
 parity of the per-instrument exports with Hydrogen's own. One gain for the whole song (only
 ever down, ``common_gain_db``) keeps every file under full scale; instruments that never play
@@ -50,6 +52,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -121,7 +124,23 @@ def instrument_decisions(song: ET.Element, instrument: ET.Element) -> dict:
             "pan_law": song.findtext("pan_law_type", ""),
             "volume": values["volume"], "gain": values["gain"],
             "fx_sends": [values[k] for k in SEND_FIELDS],
+            "sends_to_effect": sends_to_effect(song, instrument),
             "neutralised": [k for k, v in values.items() if v != NEUTRAL_STRIP[k]]}
+
+
+def effects(song: ET.Element) -> list[str | None]:
+    """The song's four effect slots (LADSPA): each enabled one's plug-in name, else None."""
+    return [fx.findtext("name") if fx.findtext("enabled") == "true" else None
+            for fx in song.iterfind("ladspa/fx")]
+
+
+def sends_to_effect(song: ET.Element, instrument: ET.Element) -> bool:
+    """Whether the instrument's author sent it to an effect: a send level above 0 to a slot
+    that holds an enabled plug-in. The demo songs leave every slot empty: their drums are
+    dry, as an LMMS track without a reverb is."""
+    slots = effects(song)
+    return any(level > 0 and k < len(slots) and slots[k] is not None
+               for k, level in enumerate(strip(instrument)[f] for f in SEND_FIELDS))
 
 
 def stem_name(index: int, instrument: ET.Element) -> str:
@@ -185,8 +204,12 @@ def h2cli_render(work: Path) -> Render:
                                       capture_output=True, timeout=RENDER_TIMEOUT_S,
                                       check=False, stdin=subprocess.DEVNULL)
                 if done.returncode >= 0 or attempt == RENDER_TRIES - 1:
-                    done.check_returncode()
                     break
+                time.sleep(1.0 + attempt)  # the aborts come in bursts of parallel starts
+            if done.returncode != 0:
+                said = done.stderr.decode(errors="replace").strip().splitlines()
+                raise subprocess.SubprocessError(
+                    f"h2cli exited with {done.returncode}: {said[-1] if said else ''}")
             x, sr, _ = recipe.decode(wav)
         return recipe.to_stereo_44k(x, sr)
     return render
@@ -258,6 +281,7 @@ def render_song(song: ET.Element, song_dir: Path, *, meta: dict, render: Render,
               "master_volume": float(song.findtext("volume", "1")),
               "humanize": {k: float(song.findtext(k, "0")) for k in HUMANIZE_FIELDS},
               "swing_factor": float(song.findtext("swing_factor", "0")),
+              "effects": effects(song),
               "common_gain_db": volume_db(gain), "mix_sum_peak_dbfs": recipe.peak_db(total),
               "wet_sum_error_db": round(error_db(wet_total, master * gain), 2),
               "silent_instruments": [inst.findtext("name", "") for _, inst in kit
