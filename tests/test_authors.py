@@ -317,6 +317,8 @@ def test_automix_train_model_authors_learns_from_a_data_folder(tmp_path, monkeyp
     assert info["train_songs"] == 6 and info["train_known"]["send_db"] == 12
     assert info["train_known"]["room_decay_s"] == 0  # no synthesiser room, no LMMS reverbs
     assert info["validation_mae"]["send_db"] < info["validation_mae_constant"]["send_db"]
+    assert info["cv_folds"] == 5  # every song predicted by a model that did not see it
+    assert info["cv_mae"]["send_db"] < info["cv_mae_constant"]["send_db"]
     model = author_net.load_model(out / "authors.pt")
     assert model.info["outputs"] == list(author_net.OUTPUTS)
 
@@ -365,7 +367,7 @@ def test_what_the_model_did_not_learn_is_the_authors_typical_choice() -> None:
     (all 0: the stems keep their balance), whether a stem sends (always) and whether it is
     compressed (never); the one it learned (the send's level) still follows the stems."""
     model = author_net.load_model()
-    info = dict(model.info)
+    info = {k: v for k, v in model.info.items() if not k.startswith("cv_")}
     outputs = info["outputs"]
     median = [0.0] * len(outputs)
     median[outputs.index("comp_on")] = 0.0
@@ -380,6 +382,10 @@ def test_what_the_model_did_not_learn_is_the_authors_typical_choice() -> None:
     assert not any(doubting.trusts(k) for k in ("gain_db", "comp_on", "send_on"))
     assert doubting.trusts("send_db")
     assert author_net.AuthorModel(model.net, {}).trusts("gain_db")  # weights that do not say
+    crossed = author_net.AuthorModel(model.net, {  # cross-validation, where given, judges
+        **info, "cv_mae": {"gain_db": 1.0}, "cv_mae_constant": {"gain_db": 2.0},
+        "cv_accuracy": {"send_on": 0.7}, "cv_accuracy_constant": {"send_on": 0.6}})
+    assert crossed.trusts("gain_db") and crossed.trusts("send_on")
     samples = [plucks(4.0, s) * np.float32(g) for s, g in ((0, 1.0), (1, 0.1), (2, 0.5))]
     features = author_net.stem_features(samples, ["vocals", "bass", "keys"], SR)
     found = author_net.predict_features(doubting, features)

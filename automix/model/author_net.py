@@ -178,17 +178,20 @@ class AuthorModel:
         return outputs_of(self.info)
 
     def trusts(self, output: str) -> bool:
-        """Whether the model predicted ``output`` better than the best constant on its
-        validation songs (``info``: the mean absolute error against the training median's;
-        for a `BINARY_OUTPUTS` one, the share it called right against always calling the
-        training majority). Where it did not, `predict_features` gives that constant: the
-        training songs' authors' typical choice. Weights that do not say are trusted."""
+        """Whether the model predicted ``output`` better than the best constant on songs it
+        did not see (``info``: the mean absolute error against the training median's; for a
+        `BINARY_OUTPUTS` one, the share it called right against always calling the training
+        majority): cross-validated over the training and validation songs (``cv_``) where the
+        weights have it, else on the validation songs. Where it did not, `predict_features`
+        gives that constant: the training songs' authors' typical choice. Weights that do not
+        say are trusted."""
         info = self.info
-        ours, constant = ((info.get("validation_accuracy", {}).get(output),
-                           info.get("validation_accuracy_constant", {}).get(output))
+        judge = "cv" if "cv_mae" in info else "validation"
+        ours, constant = ((info.get(f"{judge}_accuracy", {}).get(output),
+                           info.get(f"{judge}_accuracy_constant", {}).get(output))
                           if output in BINARY_OUTPUTS else
-                          (info.get("validation_mae", {}).get(output),
-                           info.get("validation_mae_constant", {}).get(output)))
+                          (info.get(f"{judge}_mae", {}).get(output),
+                           info.get(f"{judge}_mae_constant", {}).get(output)))
         if ours is None or constant is None or not (math.isfinite(ours)
                                                     and math.isfinite(constant)):
             return True

@@ -189,10 +189,94 @@ def masked_loss(pred: torch.Tensor, y: torch.Tensor, known: torch.Tensor,
     return torch.mean(errors.sum(dim=0)[has] / counts[has])
 
 
+def fit(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | None = None,
+        val_y: np.ndarray | None = None, *, epochs: int = EPOCHS, seed: int = 0
+        ) -> tuple[AuthorNet, int]:
+    """A model fitted to the training examples (NaN targets skipped, `masked_loss`) and the
+    epoch it stops at: with validation examples, the epoch of lowest validation loss; else
+    the last of ``epochs``."""
+    torch.manual_seed(seed)
+    net = AuthorNet()
+    net.mean.copy_(torch.from_numpy(train_x.mean(axis=0)))
+    net.scale.copy_(torch.from_numpy(np.maximum(train_x.std(axis=0), 1e-3)))
+    binary = BINARY.numpy()
+    net.out_mean.copy_(torch.from_numpy(np.where(binary, 0.0, np.nan_to_num(
+        [_nanmean(c) for c in train_y.T])).astype(np.float32)))  # binary: log-odds, as they are
+    net.out_scale.copy_(torch.from_numpy(np.where(binary, 1.0, np.maximum(np.nan_to_num(
+        [np.std(c[np.isfinite(c)]) if np.isfinite(c).any() else 1.0 for c in train_y.T],
+        nan=1.0), 1e-3)).astype(np.float32)))
+    x, y, known = _tensors(train_x, train_y)
+    scale = net.out_scale.clone()
+    optimiser = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    watched = None if val_x is None or val_y is None else _tensors(val_x, val_y)
+    best = (math.inf, None, epochs - 1)
+    for epoch in range(epochs):
+        net.train()
+        optimiser.zero_grad()
+        loss = masked_loss(net(x), y, known, scale)
+        loss.backward()
+        optimiser.step()
+        if watched is not None:
+            net.eval()
+            with torch.no_grad():  # the early stop watches the training objective
+                score = float(masked_loss(net(watched[0]), watched[1], watched[2], scale))
+            if score < best[0]:
+                best = (score, {k: v.clone() for k, v in net.state_dict().items()}, epoch)
+    if best[1] is not None:
+        net.load_state_dict(best[1])
+    net.eval()
+    return net, best[2]
+
+
+def _tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features, targets (NaN as 0) and which targets are known, as float32 tensors."""
+    return (torch.from_numpy(x.astype(np.float32)),
+            torch.from_numpy(np.nan_to_num(y).astype(np.float32)),
+            torch.from_numpy(np.isfinite(y).astype(np.float32)))
+
+
+CV_FOLDS = 5  # the trust in each output: cross-validated over the training and validation songs
+
+
+def cross_validated(x: np.ndarray, y: np.ndarray, songs: np.ndarray, *, epochs: int,
+                    folds: int = CV_FOLDS, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Each output's error on songs the model did not see, against the best constant's: the
+    songs split into ``folds`` groups, a model fitted (``epochs``) on the others predicts each
+    group, and the group's constant is the others' median. Returns ``mae`` and
+    ``mae_constant`` per output, ``accuracy`` and ``accuracy_constant`` per `BINARY_OUTPUTS`
+    one (at 0.5), over every stem: a judge of what the model learned less at the mercy of
+    which songs one validation split drew than that split alone."""
+    order = np.unique(songs)
+    if len(order) < folds:
+        return {}
+    fold_of = dict(zip(np.random.default_rng(seed).permutation(order), np.arange(len(order))
+                       % folds, strict=True))
+    fold = np.array([fold_of[s] for s in songs])
+    pred = np.full(y.shape, np.nan)
+    constant = np.full(y.shape, np.nan)
+    for k in range(folds):
+        held = fold == k
+        net, _ = fit(x[~held], y[~held], epochs=epochs, seed=seed)
+        with torch.no_grad():
+            out = net(torch.from_numpy(x[held].astype(np.float32))).numpy().astype(np.float64)
+        pred[held] = out
+        constant[held] = [_nanmedian(c) for c in y[~held].T]
+    binary = [i for i, name in enumerate(OUTPUTS) if name in BINARY_OUTPUTS]
+    pred[:, binary] = probabilities(pred[:, binary])
+    return {"mae": {n: _nanmean(np.abs(pred[:, i] - y[:, i])) for i, n in enumerate(OUTPUTS)},
+            "mae_constant": {n: _nanmean(np.abs(constant[:, i] - y[:, i]))
+                             for i, n in enumerate(OUTPUTS)},
+            "accuracy": {OUTPUTS[i]: _share_right(pred[:, i] >= 0.5, y[:, i]) for i in binary},
+            "accuracy_constant": {OUTPUTS[i]: _share_right(constant[:, i] >= 0.5, y[:, i])
+                                  for i in binary}}
+
+
 def train(data_dir: str | Path, out: str | Path = DEFAULT_WEIGHTS, *, epochs: int = EPOCHS,
           seed: int = 0, fraction: float = 1.0, log=print) -> dict:
     """Train on the training songs (``fraction`` of them, for a learning curve), keep the
-    epoch with the lowest validation error, write the weights and their JSON; returns it."""
+    epoch with the lowest validation error, judge each output by `cross_validated` over the
+    training and validation songs (at that many epochs), write the weights and their JSON;
+    returns it."""
     t0 = time.perf_counter()
     data = examples(data_dir)
     if not (len(data["train"]["x"]) and len(data["validation"]["x"])):
@@ -201,48 +285,21 @@ def train(data_dir: str | Path, out: str | Path = DEFAULT_WEIGHTS, *, epochs: in
             f"({len(data['train']['x'])} training and {len(data['validation']['x'])} "
             "validation stems; each song needs stems/, wet/, master.flac and meta.json)")
     train_x, train_y = data["train"]["x"], data["train"]["y"]
+    train_songs = data["train"]["song"]
     if fraction < 1.0:
-        songs = np.unique(data["train"]["song"])
+        songs = np.unique(train_songs)
         keep = np.random.default_rng(seed).permutation(songs)[:max(1, round(fraction
                                                                              * len(songs)))]
-        picked = np.isin(data["train"]["song"], keep)
-        train_x, train_y = train_x[picked], train_y[picked]
-    torch.manual_seed(seed)
-    net = AuthorNet()
-    net.mean.copy_(torch.from_numpy(train_x.mean(axis=0)))
-    net.scale.copy_(torch.from_numpy(np.maximum(train_x.std(axis=0), 1e-3)))
-    known_train = np.isfinite(train_y)
-    binary = BINARY.numpy()
-    net.out_mean.copy_(torch.from_numpy(np.where(binary, 0.0, np.nan_to_num(
-        [_nanmean(c) for c in train_y.T])).astype(np.float32)))  # binary: log-odds, as they are
-    net.out_scale.copy_(torch.from_numpy(np.where(binary, 1.0, np.maximum(np.nan_to_num(
-        [np.std(c[np.isfinite(c)]) if np.isfinite(c).any() else 1.0 for c in train_y.T],
-        nan=1.0), 1e-3)).astype(np.float32)))
-    x = torch.from_numpy(train_x.astype(np.float32))
-    y = torch.from_numpy(np.nan_to_num(train_y).astype(np.float32))
-    known = torch.from_numpy(known_train.astype(np.float32))
-    scale = net.out_scale.clone()
-    optimiser = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+        picked = np.isin(train_songs, keep)
+        train_x, train_y, train_songs = train_x[picked], train_y[picked], train_songs[picked]
     val_x, val_y = data["validation"]["x"], data["validation"]["y"]
-    vx = torch.from_numpy(val_x.astype(np.float32))
-    vy = torch.from_numpy(np.nan_to_num(val_y).astype(np.float32))
-    v_known = torch.from_numpy(np.isfinite(val_y).astype(np.float32))
-    best = (math.inf, None, 0)
-    for epoch in range(epochs):
-        net.train()
-        optimiser.zero_grad()
-        loss = masked_loss(net(x), y, known, scale)
-        loss.backward()
-        optimiser.step()
-        net.eval()
-        with torch.no_grad():  # the early stop watches the training objective
-            score = float(masked_loss(net(vx), vy, v_known, scale))
-        if score < best[0]:
-            best = (score, {k: v.clone() for k, v in net.state_dict().items()}, epoch)
-    net.load_state_dict(best[1])
-    net.eval()
+    net, best_epoch = fit(train_x, train_y, val_x, val_y, epochs=epochs, seed=seed)
+    known_train = np.isfinite(train_y)
     constant = {name: _nanmean(np.abs(_nanmedian(train_y[:, i]) - val_y[:, i]))
                 for i, name in enumerate(OUTPUTS)}
+    cv = cross_validated(np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]),
+                         np.concatenate([train_songs, data["validation"]["song"]]),
+                         epochs=best_epoch + 1, seed=seed)
     trained_on = [song for song in author_songs(data_dir) if split_of(song.name) == "train"
                   and json.loads((song / "meta.json").read_text()).get("renderer")
                   in EFFECT_RENDERERS]
@@ -251,14 +308,15 @@ def train(data_dir: str | Path, out: str | Path = DEFAULT_WEIGHTS, *, epochs: in
             "train_median": [_nanmedian(c) for c in train_y.T],
             "train_known": {k: int(known_train[:, i].sum()) for i, k in enumerate(OUTPUTS)},
             "train_stems": int(len(train_x)), "validation_stems": int(len(val_x)),
-            "train_songs": int(len(np.unique(data["train"]["song"])) * fraction),
-            "best_epoch": best[2], "validation_mae": mean_absolute_errors(net, val_x, val_y),
+            "train_songs": int(len(np.unique(train_songs))),
+            "best_epoch": best_epoch, "validation_mae": mean_absolute_errors(net, val_x, val_y),
             "validation_mae_constant": constant,
             "validation_accuracy": accuracies(net, val_x, val_y),
             "validation_accuracy_constant": {
                 k: _share_right(np.full(len(val_y), _nanmedian(train_y[:, i]) >= 0.5),
                                 val_y[:, i])
                 for i, k in enumerate(OUTPUTS) if k in BINARY_OUTPUTS},
+            **{f"cv_{k}": v for k, v in cv.items()}, "cv_folds": CV_FOLDS if cv else 0,
             "seconds": round(time.perf_counter() - t0, 1)}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
