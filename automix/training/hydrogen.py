@@ -62,8 +62,8 @@ import numpy as np
 
 from automix.training import recipe
 from automix.training.data import split_of
-from automix.training.lmms import error_db, lag
-from automix.training.modules import faded, volume_db
+from automix.training.lmms import error_db
+from automix.training.modules import faded, volume_db, write_parts
 
 PACKAGE = "hydrogen-data"
 SONGS = Path("/usr/share/hydrogen/data/demo_songs")
@@ -256,25 +256,12 @@ def render_song(song: ET.Element, song_dir: Path, *, meta: dict, render: Render,
     total = sum(pair(inst.findtext("id"))[0] for _, inst in audible)
     gain = recipe.common_gain(max(float(np.abs(master).max(initial=0.0)),
                                   *(peaks[inst.findtext("id")] for _, inst in audible)), total)
-    for sub in ("stems", "wet"):
-        (song_dir / sub).mkdir(parents=True, exist_ok=True)
-    total, wet_total, stems = np.zeros_like(master), np.zeros_like(master), {}
-    for i, inst in audible:
-        dry, wet = pair(inst.findtext("id"))
-        name = stem_name(i, inst)
-        dry, wet = recipe.quantised(dry * gain), wet * gain
-        recipe.write_flac(song_dir / "stems" / f"{name}.flac", dry, {"title": name})
-        recipe.write_flac(song_dir / "wet" / f"{name}.flac", wet, {"title": name})
-        total += dry
-        wet_total += wet
-        stems[name] = {"instrument": inst.findtext("name", ""), "id": inst.findtext("id"),
-                       "drumkit": inst.findtext("drumkit", ""),
-                       **instrument_decisions(fixed, inst),
-                       "dry_peak_dbfs": recipe.peak_db(dry), "wet_peak_dbfs": recipe.peak_db(wet),
-                       "wet_lag_samples": lag(dry, wet)}
-    title = meta.get("title", "")
-    recipe.write_flac(song_dir / "master.flac", master * gain, {"title": title})
-    recipe.write_flac(song_dir / "mix_sum.flac", total, {"title": title})
+    stems, total, wet_total = write_parts(
+        song_dir, ((stem_name(i, inst), *pair(inst.findtext("id")),
+                    {"instrument": inst.findtext("name", ""), "id": inst.findtext("id"),
+                     "drumkit": inst.findtext("drumkit", ""),
+                     **instrument_decisions(fixed, inst)})
+                   for i, inst in audible), master, gain, meta.get("title", ""))
     result = {**meta, "duration_s": round(n / recipe.SAMPLE_RATE, 2), "cut": cut,
               "original_seconds": round(full_n / recipe.SAMPLE_RATE, 2),
               "bpm": float(song.findtext("bpm", "120")),

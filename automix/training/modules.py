@@ -349,25 +349,11 @@ def render_song(path: Path, song_dir: Path, *, meta: dict, work: Path, helper: P
     gain = recipe.common_gain(max(float(np.abs(master).max(initial=0.0)),
                                   *(peaks[ch] for ch in audible)), total)
     # pass 2: write
-    for sub in ("stems", "wet"):
-        (song_dir / sub).mkdir(parents=True, exist_ok=True)
-    total, wet_total, stems = np.zeros_like(master), np.zeros_like(master), {}
-    for ch in audible:
-        dry, wet = pair(ch)
-        name = stem_name(ch)
-        dry, wet = recipe.quantised(dry * gain), wet * gain
-        recipe.write_flac(song_dir / "stems" / f"{name}.flac", dry, {"title": name})
-        recipe.write_flac(song_dir / "wet" / f"{name}.flac", wet, {"title": name})
-        total += dry
-        wet_total += wet
-        stems[name] = {"channel": ch.index, "channel_name": ch.name, "notes": ch.notes,
-                       "plays": ch.plays,
-                       **channel_decisions(meta["format"], ch.volume, ch.pan),
-                       "dry_peak_dbfs": recipe.peak_db(dry), "wet_peak_dbfs": recipe.peak_db(wet),
-                       "wet_lag_samples": lag(dry, wet)}
-    title = meta.get("title", "")
-    recipe.write_flac(song_dir / "master.flac", master * gain, {"title": title})
-    recipe.write_flac(song_dir / "mix_sum.flac", total, {"title": title})
+    stems, total, wet_total = write_parts(
+        song_dir, ((stem_name(ch), *pair(ch),
+                    {"channel": ch.index, "channel_name": ch.name, "notes": ch.notes,
+                     "plays": ch.plays, **channel_decisions(meta["format"], ch.volume, ch.pan)})
+                   for ch in audible), master, gain, meta.get("title", ""))
     result = {**meta, "duration_s": round(n / recipe.SAMPLE_RATE, 2), "cut": cut,
               "fade_s": FADE_SECONDS if cut else 0.0,
               "original_seconds": round(float(info.get("duration") or 0), 2),
@@ -379,6 +365,29 @@ def render_song(path: Path, song_dir: Path, *, meta: dict, work: Path, helper: P
               "stems": stems}
     recipe.write_json(song_dir / "meta.json", result)
     return result
+
+
+def write_parts(song_dir: Path, parts, master: np.ndarray, gain: float, title: str
+                ) -> tuple[dict[str, dict], np.ndarray, np.ndarray]:
+    """Write a song's parts, each ``(name, dry, wet, facts)``: ``stems/<name>.flac`` (the dry
+    render, quantised so that the stems add up exactly) and ``wet/<name>.flac``, both times
+    ``gain``; then ``master.flac`` (``master`` times ``gain``) and ``mix_sum.flac`` (the dry
+    sum). Returns each part's facts with its peaks and its wet stem's lag, the dry sum and
+    the wet sum."""
+    for sub in ("stems", "wet"):
+        (song_dir / sub).mkdir(parents=True, exist_ok=True)
+    total, wet_total, stems = np.zeros_like(master), np.zeros_like(master), {}
+    for name, dry, wet, facts in parts:
+        dry, wet = recipe.quantised(dry * gain), wet * gain
+        recipe.write_flac(song_dir / "stems" / f"{name}.flac", dry, {"title": name})
+        recipe.write_flac(song_dir / "wet" / f"{name}.flac", wet, {"title": name})
+        total += dry
+        wet_total += wet
+        stems[name] = {**facts, "dry_peak_dbfs": recipe.peak_db(dry),
+                       "wet_peak_dbfs": recipe.peak_db(wet), "wet_lag_samples": lag(dry, wet)}
+    recipe.write_flac(song_dir / "master.flac", master * gain, {"title": title})
+    recipe.write_flac(song_dir / "mix_sum.flac", total, {"title": title})
+    return stems, total, wet_total
 
 
 # --- songs ------------------------------------------------------------------------------------
