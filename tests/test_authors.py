@@ -13,6 +13,7 @@ import pytest
 from automix.effects.render import pan, reverb_return
 from automix.model import author_net
 from automix.params import PanParams
+from automix.references import resolve_reference
 from automix.settings import AUTHOR_REVERB
 from automix.training import author_targets, authors
 
@@ -168,6 +169,44 @@ def test_fit_room_finds_the_room_that_made_a_return() -> None:
     assert abs(grid.index(found.decay_s) - grid.index(0.8)) <= 1
     assert found.damping_hz == 3000.0
     assert found.predelay_ms == 20.0
+
+
+def test_with_a_song_as_the_reference_the_authors_set_only_sends_and_compressors(
+        monkeypatch) -> None:
+    """``balance=False`` (what `suggest_mix` asks for when the reference is a file: the stem
+    network has matched its balance) keeps each chain's level, EQ and pan and takes the
+    model's send and compressor; with a genre preset (``balance=True``) the model's balance
+    replaces them."""
+    from dataclasses import replace as with_
+
+    from automix.mixing import balance, pipeline
+    from automix.mixing.balance import author_chains, default_chains
+    from automix.mixing.stems import Stem
+    from automix.params import EQParams, GainParams
+
+    stems = [Stem("kick.wav", plucks(4.0, 1), "drums", "name"),
+             Stem("bass.wav", plucks(4.0, 2) * np.float32(0.5), "bass", "name")]
+    start = {name: with_(c, gain=GainParams(gain_db=-7.0), pan=PanParams(pan=0.4),
+                         eq=EQParams(peak2_gain_db=3.0))
+             for name, c in default_chains(stems, SR).items()}
+    balance._PREDICTED.clear()
+    _predicting(monkeypatch, send_db=-12.0, pan_amount=0.0, comp_ratio=1.0)
+    kept = author_chains(stems, SR, start, balance=False)
+    placed = author_chains(stems, SR, start)
+    balance._PREDICTED.clear()
+    for stem in stems:
+        ours, theirs = kept[stem.name], start[stem.name]
+        assert (ours.gain, ours.eq, ours.pan) == (theirs.gain, theirs.eq, theirs.pan)
+        assert ours.send.send_db == -12.0 and ours.compressor.ratio == 1.0
+        assert placed[stem.name].pan.pan == 0.0 and placed[stem.name].eq == EQParams()
+    asked = []
+    monkeypatch.setattr(pipeline, "network_chains", lambda st, sr, ch, ref, span: ch)
+    monkeypatch.setattr(pipeline, "author_chains",
+                        lambda st, sr, ch, span, *, balance: asked.append(balance) or ch)
+    for kind in ("file", "preset"):
+        reference = with_(resolve_reference("pop"), kind=kind)
+        pipeline.suggest_mix(stems, SR, reference, method="authors")
+    assert asked == [False, True]
 
 
 def test_targets_from_an_lmms_manifest_are_the_authors_compressor_and_room() -> None:

@@ -464,7 +464,8 @@ def network_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCh
 
 
 def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemChain],
-                  span: tuple[int, int] | None = None) -> dict[str, StemChain]:
+                  span: tuple[int, int] | None = None, *, balance: bool = True
+                  ) -> dict[str, StemChain]:
     """``chains`` with each stem's level, pan, reverb send and compressor from the author
     model (`automix.model.author_net`: what the authors of real songs did with their dry
     parts), which hears every sounding stem on samples ``span`` (default: the loudest
@@ -498,7 +499,7 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
     send_floor = ranges(SendParams)["send_db"].min
     threshold = ranges(CompressorParams)["threshold_db"]
     for stem, f, move in zip(heard, found, offset + wanted - start_db, strict=True):
-        chain = with_level_move(chains[stem.name], float(move))
+        chain = with_level_move(chains[stem.name], float(move)) if balance else chains[stem.name]
         sign = math.copysign(1.0, chain.pan.pan) if chain.pan.pan else side
         if not chain.pan.pan:
             side = -side
@@ -510,9 +511,10 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
                 threshold_db=round(threshold.clip(heard_db + f.comp_threshold_db), 2),
                 ratio=round(f.comp_ratio, 2), attack_ms=round(f.comp_attack_ms, 1),
                 release_ms=round(f.comp_release_ms, 1))
-        out[stem.name] = replace(chain, pan=PanParams(pan=round(sign * f.pan_amount, 3)),
-                                 send=SendParams(send_db=round(send, 1)), compressor=comp,
-                                 **neutral)
+        placed = {"pan": PanParams(pan=round(sign * f.pan_amount, 3)), **neutral} \
+            if balance else {}
+        out[stem.name] = replace(chain, send=SendParams(send_db=round(send, 1)),
+                                 compressor=comp, **placed)
     return out
 
 

@@ -7,11 +7,15 @@ true-peak limiter).
 
 Settings are suggested in steps (`suggest_mix`): role-based defaults (`balance.default_chains`:
 levels balanced by loudness, high-pass, compressor, pan spread, a reverb send for vocals); with
-``method`` "network" (the default), each stem's level, EQ and balance from the stem network
+``method`` "network", each stem's level, EQ and balance from the stem network
 (`balance.network_chains`, `automix.model.stem_net`: trained on real multitracks to undo a
 rough mix's level, EQ and pan moves, from each stem's band powers beside the others' and the
 reference's); then a fit of the stems' levels so that the sum's mid and side third-octave band
-powers match the reference's (`balance.fit_balance`). Optionally (``refine_steps``) a
+powers match the reference's (`balance.fit_balance`). With ``method`` "authors" (the default),
+each stem's send and compressor and the shared room from the author model
+(`balance.author_chains`, `automix.model.author_net`: what the authors of real songs did with
+their dry parts), the balance the stem network's toward a reference song, else the authors'
+(the stems' own, EQ flat). Optionally (``refine_steps``) a
 refinement of gains, EQ gains, pans and sends through the twin (`refine.refine`). Silent
 stems (`stems.Stem.silent`, warning S03) are passed through at unit gain and left out of
 every step after the defaults.
@@ -68,10 +72,10 @@ from automix.settings import (
     check_method,
 )
 
-# How `suggest_mix` starts: role defaults ("dsp") or the stem network ("network", the
-# default, `settings.MIX_METHOD`); on the stem model's validation multitracks
-# (benchmarks/mixing.py's protocol) the network takes the log-mel distance to the real mix
-# from 4.95 to 3.99 dB.
+# How `suggest_mix` starts: role defaults ("dsp"), the stem network ("network": on the stem
+# model's validation multitracks, benchmarks/mixing.py's protocol, it takes the log-mel
+# distance to the real mix from 4.95 to 3.99 dB) or the author model ("authors", the default,
+# `settings.MIX_METHOD`: the sends, compressors and room the authors of real songs chose).
 
 
 def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
@@ -80,8 +84,10 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
                 keep_balance: float = KEEP_BALANCE) -> dict[str, StemChain]:
     """Per-stem settings: role defaults (`default_chains`); with ``method`` "network", each
     stem's level, EQ and balance from the stem network (`network_chains`); with "authors",
-    each stem's level, pan and send from the author model (`author_chains`), without the
-    reference's band balance; else levels fitted to the reference's band balance
+    each stem's send and compressor from the author model (`author_chains`) and its balance:
+    with a reference song (``reference.kind`` "file"), the stem network's toward it; with a
+    genre preset, the author model's level and pan, EQ flat, without the preset's band
+    balance; else levels fitted to the reference's band balance
     (`fit_balance`, unless ``fit`` is False); then refined
     through the twin (`refine`) when ``refine_steps`` > 0 (off by default: on held-out real
     multitracks it moved mixes away from the real ones, 5.3 -> 5.7 dB log-mel, and it costs
@@ -95,8 +101,11 @@ def suggest_mix(stems: list[Stem], sample_rate: int, reference: Reference, *,
     span = loudest_excerpt(sounding(stems) or stems, sample_rate, FIT_EXCERPT_S)
     if method == "network":
         chains = network_chains(stems, sample_rate, chains, reference, span)
-    if method == "authors":  # the authors' balance, not the reference's band balance
-        chains, fit = author_chains(stems, sample_rate, chains, span), False
+    if method == "authors":  # a song as the reference: its balance (the stem network's);
+        follows = reference.kind == "file"  # a genre preset: the authors'
+        if follows:
+            chains = network_chains(stems, sample_rate, chains, reference, span)
+        chains, fit = author_chains(stems, sample_rate, chains, span, balance=not follows), False
     # every stem heard once through its chain on the excerpt: the fit's and the plausible
     # levels' measurements (their level moves scale what was heard; no second render)
     heard = hear_stems(audible(stems, *span), sample_rate, chains, *span)
