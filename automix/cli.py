@@ -301,7 +301,7 @@ def suggest(
     target: str | None = typer.Option(None, "--target", "-t", help=TARGET_HELP),
     ceiling_dbtp: float | None = typer.Option(None, "--ceiling", help="True-peak ceiling."),
     method: MixMethod | None = typer.Option(
-        None, "--method", help="How settings are suggested (default: dsp for a song, network "
+        None, "--method", help="How settings are suggested (default: dsp for a song, authors "
         "for stems; authors: stems only, as for mix)."),
     amount: str | None = typer.Option(None, "--amount", help=AMOUNT_HELP),
     role: list[str] | None = typer.Option(None, "--role", help="Stems: NAME=ROLE, as for mix."),
@@ -457,8 +457,9 @@ def mix(
     bit_depth: int = typer.Option(24, "--bit-depth", help="16 (TPDF-dithered), 24, or 32 float."),
     method: MixMethod | None = typer.Option(
         None, "--method", help="Per-stem settings from role defaults (dsp), the stem "
-        "network (network, the default) or the author model (authors: levels, pans and "
-        "reverb sends as the authors of real songs set them)."),
+        "network (network) or the author model (authors, the default: sends, compressors and "
+        "room as the authors of real songs set them; the balance theirs with a preset, the "
+        "stem network's with a reference song)."),
     settings_path: Path | None = typer.Option(
         None, "--settings", help="Render exactly these settings (a mix's JSON sidecar)."),
     amount: str | None = typer.Option(None, "--amount", help=AMOUNT_HELP),

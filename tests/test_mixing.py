@@ -292,7 +292,7 @@ def test_suggest_mix_fits_toward_the_reference_balance(tmp_path: Path) -> None:
     stems = _noise_stems(rng, 4.0)
     error = {}
     for fit in (False, True):
-        chains = mixing.suggest_mix(stems, SR, reference, fit=fit)
+        chains = mixing.suggest_mix(stems, SR, reference, method="network", fit=fit)
         bus, _ = mix_render.render_mix(stems, SR, chains, settings_io.DEFAULT_REVERB)
         error[fit] = analysis.tonal_balance_error_db(analysis.analyze(bus, SR),
                                                      analysis.analyze(mix, SR))

@@ -603,7 +603,7 @@ def test_output_options_take_the_format_from_the_name():
 
 def test_mix_options():
     o = st.MixOptions()
-    assert o.method == st.MIX_METHOD == "network"
+    assert o.method == st.MIX_METHOD == "authors"
     assert (o.refine_steps, o.keep_balance, o.roles) == (0, 0.0, {})
     assert st.MixOptions(keep_balance=1.0).keep_balance == 1.0
     assert st.MixOptions(keep_balance=0.0).keep_balance == 0.0
