@@ -37,6 +37,7 @@ from automix.params import CompressorParams, ReverbParams, ranges
 COMPRESSOR_OUTPUTS = ("comp_on", "comp_threshold_db", "comp_ratio", "comp_attack_ms",
                       "comp_release_ms")  # on (0/1), threshold relative to `level_db`
 ROOM_FIELDS = ("decay_s", "predelay_ms", "damping_hz")  # of `ReverbParams`, the song's room
+ROOM_DIGITS = {"decay_s": 2, "predelay_ms": 1, "damping_hz": 0}  # a predicted room's precision
 OUTPUTS = ("gain_db", "pan_amount", "send_on", "send_db", *COMPRESSOR_OUTPUTS,
            *(f"room_{k}" for k in ROOM_FIELDS))  # send_on: 0/1; send_db where it is on
 BINARY_OUTPUTS = ("send_on", "comp_on")  # the network gives their log-odds (`probabilities`)
@@ -272,11 +273,13 @@ def predict_features(model: AuthorModel, features: np.ndarray) -> list[AuthorSet
 
 def room(found: list[AuthorSettings], base: ReverbParams) -> ReverbParams:
     """The shared room the stems' predictions agree on: ``base`` with the median of their
-    decay, pre-delay and damping (each clipped to `ReverbParams`' range); ``base`` where
+    decay, pre-delay and damping (each clipped to `ReverbParams`' range and rounded to
+    `ROOM_DIGITS`, so that a settings file holds the room it renders exactly); ``base`` where
     the weights predict no room."""
     r = ranges(ReverbParams)
     values = {k: float(np.median([getattr(f, f"room_{k}") for f in found])) for k in ROOM_FIELDS}
-    return replace(base, **{k: r[k].clip(v) for k, v in values.items() if math.isfinite(v)})
+    return replace(base, **{k: round(r[k].clip(v), ROOM_DIGITS[k]) for k, v in values.items()
+                            if math.isfinite(v)})
 
 
 def probabilities(log_odds: np.ndarray) -> np.ndarray:
