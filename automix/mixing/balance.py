@@ -477,8 +477,10 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
     right first). Sends: the model's, off under `author_net.SEND_OFF_DB`. Compressor: the
     model's where it says the authors would have one (its threshold relative to the stem's
     level as it plays after the gain), else off. EQ (with the high-pass): neutral where the
-    training songs' authors mostly left it off (`AuthorModel.uses`), else ``chains``'. Silent
-    stems keep ``chains``."""
+    training songs' authors mostly left it off (`AuthorModel.uses`), else ``chains``'. Without
+    ``balance`` (a reference song, whose balance the stem network matched in ``chains``), the
+    levels, pans and EQ stay ``chains``' and only the sends and compressors are the model's.
+    Silent stems keep ``chains``."""
     from automix.model import author_net
 
     heard = sounding(stems)
