@@ -174,9 +174,10 @@ def test_fit_room_finds_the_room_that_made_a_return() -> None:
 def test_with_a_song_as_the_reference_the_authors_set_only_sends_and_compressors(
         monkeypatch) -> None:
     """``balance=False`` (what `suggest_mix` asks for when the reference is a file: the stem
-    network has matched its balance) keeps each chain's level, EQ and pan and takes the
-    model's send and compressor; with a genre preset (``balance=True``) the model's balance
-    replaces them."""
+    network has matched its balance) keeps each chain's level, EQ and pan, takes the model's
+    send, and keeps the chain's compressor while the model does not trust its compressor
+    decision (the shipped weights do not); with a genre preset (``balance=True``) the
+    model's balance and its compressor decision (off) replace them."""
     from dataclasses import replace as with_
 
     from automix.mixing import balance, pipeline
@@ -189,6 +190,7 @@ def test_with_a_song_as_the_reference_the_authors_set_only_sends_and_compressors
     start = {name: with_(c, gain=GainParams(gain_db=-7.0), pan=PanParams(pan=0.4),
                          eq=EQParams(peak2_gain_db=3.0))
              for name, c in default_chains(stems, SR).items()}
+    assert not author_net.load_model().trusts("comp_on")
     balance._PREDICTED.clear()
     _predicting(monkeypatch, send_db=-12.0, pan_amount=0.0, comp_ratio=1.0)
     kept = author_chains(stems, SR, start, balance=False)
@@ -197,8 +199,10 @@ def test_with_a_song_as_the_reference_the_authors_set_only_sends_and_compressors
     for stem in stems:
         ours, theirs = kept[stem.name], start[stem.name]
         assert (ours.gain, ours.eq, ours.pan) == (theirs.gain, theirs.eq, theirs.pan)
-        assert ours.send.send_db == -12.0 and ours.compressor.ratio == 1.0
+        assert ours.send.send_db == -12.0 and ours.compressor == theirs.compressor
+        assert theirs.compressor.ratio > 1.0  # the role's, kept
         assert placed[stem.name].pan.pan == 0.0 and placed[stem.name].eq == EQParams()
+        assert placed[stem.name].compressor.ratio == 1.0
     asked = []
     monkeypatch.setattr(pipeline, "network_chains", lambda st, sr, ch, ref, span: ch)
     monkeypatch.setattr(pipeline, "author_chains",

@@ -479,8 +479,9 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
     level as it plays after the gain), else off. EQ (with the high-pass): neutral where the
     training songs' authors mostly left it off (`AuthorModel.uses`), else ``chains``'. Without
     ``balance`` (a reference song, whose balance the stem network matched in ``chains``), the
-    levels, pans and EQ stay ``chains``' and only the sends and compressors are the model's.
-    Silent stems keep ``chains``."""
+    levels, pans and EQ stay ``chains``' and the model sets only what it learned: the sends,
+    and the compressors where it trusts its compressor decision (`AuthorModel.trusts`; else
+    ``chains``' stay). Silent stems keep ``chains``."""
     from automix.model import author_net
 
     heard = sounding(stems)
@@ -506,7 +507,7 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
         if not chain.pan.pan:
             side = -side
         send = f.send_db if f.send_db >= author_net.SEND_OFF_DB else send_floor
-        comp = CompressorParams()
+        comp = CompressorParams() if balance or model.trusts("comp_on") else chain.compressor
         if f.comp_ratio > 1.0:
             heard_db = compressor_input_db(stem, sample_rate, start, end) + chain.gain.gain_db
             comp = CompressorParams(
