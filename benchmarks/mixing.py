@@ -8,6 +8,7 @@ production features (tonal balance error, loudness, crest, width). Then 8 stems 
 are mixed and timed. Usage::
 
     python benchmarks/mixing.py [--seconds 30] [--speed-only] [--no-speed] [--long 32 10]
+                                [--seed 0]
     python benchmarks/mixing.py --protocol author [--seconds 30]
 
 The speed part also times two bare pedalboard renders of the settings automix chose, one stem
@@ -156,12 +157,12 @@ def _tonal(a: analysis.Analysis, r: analysis.Analysis) -> float:
     return float(np.sqrt(np.mean((d - d.mean()) ** 2)))
 
 
-def quality(seconds: float, method: str) -> None:
+def quality(seconds: float, method: str, seed: int = SEED) -> None:
     songs = held_out(DATA_DIR)
     if not songs:
         print(f"no multitracks in {DATA_DIR}/multitracks: skipping the quality benchmark")
         return
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     rows: dict[str, list[dict[str, float]]] = {"plain sum": [], "equal-loudness sum": [],
                                                "automix": []}
     failed: list[str] = []
@@ -515,6 +516,8 @@ def main() -> None:
                     "(the issue's case: 32 10)")
     ap.add_argument("--method", choices=MIX_METHODS, default=MIX_METHOD,
                     help="how automix mix suggests per-stem settings")
+    ap.add_argument("--seed", type=int, default=SEED,
+                    help="the perturbation protocol's draws (default %(default)s)")
     ap.add_argument("--protocol", choices=("perturbation", "author"), default="perturbation",
                     help="perturbed stems -> the real mix (default), or dry MIDI stems -> "
                     "the author's mix (quality only)")
@@ -524,7 +527,7 @@ def main() -> None:
         author_protocol(args.seconds)
         return
     if not args.speed_only:
-        quality(args.seconds, args.method)
+        quality(args.seconds, args.method, args.seed)
     if not args.no_speed:
         speed(args.method)
     if args.long:
