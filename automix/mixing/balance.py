@@ -492,16 +492,19 @@ def author_chains(stems: list[Stem], sample_rate: int, chains: dict[str, StemCha
     _, found = author_predictions(heard, sample_rate, start, end)
     neutral = {group: EFFECTS[group]() for group in author_net.EFFECT_GROUPS["eq"]
                if not model.uses("eq")}
-    levels = np.array([excerpt_level_db(s, start, end) for s in heard])
-    start_db = np.array([chains[s.name].gain.gain_db for s in heard])
-    wanted = np.array([f.gain_db for f in found])
-    offset = (10.0 * np.log10(np.sum(10.0 ** ((levels + start_db) / 10.0)))
-              - 10.0 * np.log10(np.sum(10.0 ** ((levels + wanted) / 10.0))))
+    moves = np.zeros(len(heard))  # without ``balance`` the levels stay ``chains``'
+    if balance:
+        levels = np.array([excerpt_level_db(s, start, end) for s in heard])
+        start_db = np.array([chains[s.name].gain.gain_db for s in heard])
+        wanted = np.array([f.gain_db for f in found])
+        offset = (10.0 * np.log10(np.sum(10.0 ** ((levels + start_db) / 10.0)))
+                  - 10.0 * np.log10(np.sum(10.0 ** ((levels + wanted) / 10.0))))
+        moves = offset + wanted - start_db
     out = dict(chains)
     side = 1.0
     send_floor = ranges(SendParams)["send_db"].min
     threshold = ranges(CompressorParams)["threshold_db"]
-    for stem, f, move in zip(heard, found, offset + wanted - start_db, strict=True):
+    for stem, f, move in zip(heard, found, moves, strict=True):
         chain = with_level_move(chains[stem.name], float(move)) if balance else chains[stem.name]
         sign = math.copysign(1.0, chain.pan.pan) if chain.pan.pan else side
         if not chain.pan.pan:

@@ -239,7 +239,7 @@ def render_song(song: ET.Element, song_dir: Path, *, meta: dict, render: Render,
     master = renders.pop(("master", False))
     full_n = master.shape[1]
     cut = full_n > max_seconds * recipe.SAMPLE_RATE
-    n = min(master.shape[1], int(max_seconds * recipe.SAMPLE_RATE))
+    n = min(full_n, int(max_seconds * recipe.SAMPLE_RATE))
     master = faded(master[:, :n], cut=cut)
 
     def pair(key: str) -> tuple[np.ndarray, np.ndarray]:
